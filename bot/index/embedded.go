@@ -1,0 +1,432 @@
+package index
+
+import (
+	"bufio"
+	"context"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+
+	"kefu/bot/embed"
+)
+
+// Embedded is the default vector store: an in-memory inverted index for
+// sparse vectors plus brute-force dense vectors, persisted to one file.
+// Search holds a read lock only, so it runs concurrently with other searches.
+type Embedded struct {
+	mu sync.RWMutex
+	// docs are slots; a removed doc keeps its slot (alive=false) until
+	// compaction so posting lists need not be rewritten on every delete.
+	docs    []slot
+	byEntry map[string][]int32
+	post    map[uint32][]posting
+	dead    int
+	scratch sync.Pool
+}
+
+type slot struct {
+	doc   Doc
+	alive bool
+}
+
+type posting struct {
+	doc int32
+	w   float32
+}
+
+var _ Index = (*Embedded)(nil)
+
+// NewEmbedded returns an empty index.
+func NewEmbedded() *Embedded {
+	return &Embedded{byEntry: map[string][]int32{}, post: map[uint32][]posting{}}
+}
+
+// Len is the number of live documents.
+func (x *Embedded) Len() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.docs) - x.dead
+}
+
+// Upsert implements Index.
+func (x *Embedded) Upsert(_ context.Context, docs []Doc) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	replaced := map[string]bool{}
+	for _, d := range docs {
+		if !replaced[d.Entry] {
+			x.removeLocked(d.Entry)
+			replaced[d.Entry] = true
+		}
+	}
+	for _, d := range docs {
+		if d.Dense != nil {
+			d.Dense = unit(d.Dense)
+		}
+		id := int32(len(x.docs))
+		x.docs = append(x.docs, slot{doc: d, alive: true})
+		x.byEntry[d.Entry] = append(x.byEntry[d.Entry], id)
+		for i, t := range d.Sparse.Idx {
+			x.post[t] = append(x.post[t], posting{id, d.Sparse.Val[i]})
+		}
+	}
+	x.maybeCompactLocked()
+	return nil
+}
+
+// Delete implements Index.
+func (x *Embedded) Delete(_ context.Context, entries []string) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, e := range entries {
+		x.removeLocked(e)
+	}
+	x.maybeCompactLocked()
+	return nil
+}
+
+func (x *Embedded) removeLocked(entry string) {
+	for _, id := range x.byEntry[entry] {
+		if x.docs[id].alive {
+			x.docs[id].alive = false
+			x.docs[id].doc.Sparse, x.docs[id].doc.Dense = embed.Sparse{}, nil
+			x.dead++
+		}
+	}
+	delete(x.byEntry, entry)
+}
+
+// maybeCompactLocked rebuilds slots and postings when a quarter is dead, so
+// memory and scan cost stay proportional to live documents.
+func (x *Embedded) maybeCompactLocked() {
+	if x.dead == 0 || x.dead*4 < len(x.docs) {
+		return
+	}
+	old := x.docs
+	x.docs = make([]slot, 0, len(old)-x.dead)
+	x.byEntry = make(map[string][]int32, len(x.byEntry))
+	x.post = make(map[uint32][]posting, len(x.post))
+	x.dead = 0
+	for _, s := range old {
+		if !s.alive {
+			continue
+		}
+		id := int32(len(x.docs))
+		x.docs = append(x.docs, s)
+		x.byEntry[s.doc.Entry] = append(x.byEntry[s.doc.Entry], id)
+		for i, t := range s.doc.Sparse.Idx {
+			x.post[t] = append(x.post[t], posting{id, s.doc.Sparse.Val[i]})
+		}
+	}
+}
+
+func unit(v []float32) []float32 {
+	var s float64
+	for _, x := range v {
+		s += float64(x) * float64(x)
+	}
+	if s == 0 {
+		return v
+	}
+	n := float32(1 / math.Sqrt(s))
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = x * n
+	}
+	return out
+}
+
+func dot(a, b []float32) float64 {
+	if len(a) != len(b) {
+		return 0
+	}
+	var s float32
+	for i := range a {
+		s += a[i] * b[i]
+	}
+	return float64(s)
+}
+
+type scratch struct {
+	acc     []float32
+	touched []int32
+}
+
+// Search implements Index. Entry score is the best score of its questions.
+func (x *Embedded) Search(_ context.Context, q Query, f Filter, k int) ([]Hit, error) {
+	if k <= 0 {
+		return nil, nil
+	}
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	hasSparse, hasDense := q.Sparse.Len() > 0, len(q.Dense) > 0
+	var sparseHits, denseHits []Hit
+	if hasSparse {
+		sparseHits = x.searchSparse(q.Sparse, &f, k, hasDense)
+	}
+	if hasDense {
+		denseHits = x.searchDense(unit(q.Dense), &f, k, hasSparse)
+	}
+	switch {
+	case hasSparse && hasDense:
+		return fuse(q.Fusion, sparseHits, denseHits, k), nil
+	case hasDense:
+		return topK(denseHits, k), nil
+	default:
+		return topK(sparseHits, k), nil
+	}
+}
+
+// searchSparse returns the best hit per entry. With wide set (hybrid), it
+// returns more than k so fusion sees enough candidates.
+func (x *Embedded) searchSparse(qv embed.Sparse, f *Filter, k int, wide bool) []Hit {
+	sc, _ := x.scratch.Get().(*scratch)
+	if sc == nil || len(sc.acc) < len(x.docs) {
+		sc = &scratch{acc: make([]float32, len(x.docs)+1024)}
+	}
+	defer x.scratch.Put(sc)
+	sc.touched = sc.touched[:0]
+	acc := sc.acc
+	for i, t := range qv.Idx {
+		w := qv.Val[i]
+		for _, p := range x.post[t] {
+			if acc[p.doc] == 0 {
+				sc.touched = append(sc.touched, p.doc)
+			}
+			acc[p.doc] += w * p.w
+		}
+	}
+	best := make(map[string]int, 64)
+	hits := make([]Hit, 0, 64)
+	metaOK := map[string]bool{}
+	for _, d := range sc.touched {
+		s := acc[d]
+		acc[d] = 0
+		sl := &x.docs[d]
+		if !sl.alive || s <= 0 {
+			continue
+		}
+		e := sl.doc.Entry
+		ok, seen := metaOK[e]
+		if !seen {
+			ok = f.Match(&sl.doc.Meta)
+			metaOK[e] = ok
+		}
+		if !ok {
+			continue
+		}
+		if i, dup := best[e]; dup {
+			if float64(s) > hits[i].Score {
+				hits[i].Score, hits[i].Sparse = float64(s), float64(s)
+			}
+			continue
+		}
+		best[e] = len(hits)
+		hits = append(hits, Hit{Entry: e, Score: float64(s), Sparse: float64(s)})
+	}
+	n := k
+	if wide {
+		n = max(4*k, 50)
+	}
+	return topK(hits, n)
+}
+
+func (x *Embedded) searchDense(qv []float32, f *Filter, k int, wide bool) []Hit {
+	best := map[string]int{}
+	var hits []Hit
+	metaOK := map[string]bool{}
+	for i := range x.docs {
+		sl := &x.docs[i]
+		if !sl.alive || sl.doc.Dense == nil {
+			continue
+		}
+		e := sl.doc.Entry
+		ok, seen := metaOK[e]
+		if !seen {
+			ok = f.Match(&sl.doc.Meta)
+			metaOK[e] = ok
+		}
+		if !ok {
+			continue
+		}
+		s := dot(qv, sl.doc.Dense)
+		if j, dup := best[e]; dup {
+			if s > hits[j].Score {
+				hits[j].Score, hits[j].Dense = s, s
+			}
+			continue
+		}
+		best[e] = len(hits)
+		hits = append(hits, Hit{Entry: e, Score: s, Dense: s})
+	}
+	n := k
+	if wide {
+		n = max(4*k, 50)
+	}
+	return topK(hits, n)
+}
+
+func fuse(f embed.Fusion, sp, de []Hit, k int) []Hit {
+	toScored := func(h []Hit, dense bool) []embed.Scored {
+		out := make([]embed.Scored, len(h))
+		for i, x := range h {
+			out[i] = embed.Scored{ID: x.Entry, Score: x.Score}
+		}
+		return out
+	}
+	byID := map[string]*Hit{}
+	for i := range sp {
+		h := sp[i]
+		byID[h.Entry] = &h
+	}
+	for _, d := range de {
+		if h, ok := byID[d.Entry]; ok {
+			h.Dense = d.Dense
+		} else {
+			h := d
+			byID[d.Entry] = &h
+		}
+	}
+	fused := embed.Fuse(f, toScored(sp, false), toScored(de, true))
+	out := make([]Hit, 0, min(k, len(fused)))
+	for _, s := range fused {
+		if len(out) == k {
+			break
+		}
+		h := *byID[s.ID]
+		h.Score = s.Score
+		out = append(out, h)
+	}
+	return out
+}
+
+// topK sorts hits by score (ties by entry id for determinism) and truncates.
+func topK(h []Hit, k int) []Hit {
+	less := func(a, b Hit) bool { return a.Score > b.Score || (a.Score == b.Score && a.Entry < b.Entry) }
+	if len(h) > 4*k && k < 64 {
+		// Partial selection: keep a small sorted prefix instead of sorting
+		// thousands of weak hits from common characters.
+		top := make([]Hit, 0, k+1)
+		for _, x := range h {
+			if len(top) == k && !less(x, top[k-1]) {
+				continue
+			}
+			i := sort.Search(len(top), func(i int) bool { return less(x, top[i]) })
+			top = append(top, Hit{})
+			copy(top[i+1:], top[i:])
+			top[i] = x
+			if len(top) > k {
+				top = top[:k]
+			}
+		}
+		return top
+	}
+	sort.Slice(h, func(i, j int) bool { return less(h[i], h[j]) })
+	if len(h) > k {
+		h = h[:k]
+	}
+	return h
+}
+
+// Docs returns a copy of the live documents of entry (for tests and tools).
+func (x *Embedded) Docs(entry string) []Doc {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var out []Doc
+	for _, id := range x.byEntry[entry] {
+		out = append(out, x.docs[id].doc)
+	}
+	return out
+}
+
+// Entries lists the entry ids present in the index.
+func (x *Embedded) Entries() []string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := make([]string, 0, len(x.byEntry))
+	for e := range x.byEntry {
+		out = append(out, e)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Close implements Index.
+func (x *Embedded) Close() error { return nil }
+
+// snapshotVersion changes whenever the file layout changes.
+const snapshotVersion = 1
+
+type snapshot struct {
+	Version int
+	Tag     string
+	Docs    []Doc
+}
+
+// Save writes the live documents to path atomically, tagged with tag (the
+// caller's fingerprint of what produced the vectors).
+func (x *Embedded) Save(path, tag string) error {
+	x.mu.RLock()
+	snap := snapshot{Version: snapshotVersion, Tag: tag, Docs: make([]Doc, 0, len(x.docs)-x.dead)}
+	for _, s := range x.docs {
+		if s.alive {
+			snap.Docs = append(snap.Docs, s.doc)
+		}
+	}
+	x.mu.RUnlock()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".index-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	w := bufio.NewWriterSize(tmp, 1<<20)
+	if err := gob.NewEncoder(w).Encode(&snap); err != nil {
+		tmp.Close()
+		return fmt.Errorf("index save: %w", err)
+	}
+	if err := w.Flush(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// ErrNoSnapshot is returned by Load when there is no usable snapshot.
+var ErrNoSnapshot = errors.New("index: no snapshot")
+
+// Load reads a snapshot written by Save and returns its tag. A missing file,
+// an old layout or a corrupt file yields ErrNoSnapshot: the caller rebuilds.
+func (x *Embedded) Load(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", ErrNoSnapshot
+	}
+	defer f.Close()
+	var snap snapshot
+	if err := gob.NewDecoder(bufio.NewReader(f)).Decode(&snap); err != nil || snap.Version != snapshotVersion {
+		return "", ErrNoSnapshot
+	}
+	fresh := NewEmbedded()
+	if err := fresh.Upsert(context.Background(), snap.Docs); err != nil {
+		return "", err
+	}
+	x.mu.Lock()
+	x.docs, x.byEntry, x.post, x.dead = fresh.docs, fresh.byEntry, fresh.post, 0
+	x.mu.Unlock()
+	return snap.Tag, nil
+}

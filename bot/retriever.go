@@ -1,0 +1,233 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"kefu/bot/embed"
+	"kefu/bot/index"
+	"kefu/bot/kb"
+	"kefu/bot/textnorm"
+)
+
+// Candidate is one knowledge-base entry proposed for a question.
+type Candidate struct {
+	EntryID  string  `json:"id"`
+	Question string  `json:"question,omitempty"`
+	Score    float64 `json:"score"`
+	// Answer, Category and AgentOnly are filled for agent search only.
+	Answer    string `json:"answer,omitempty"`
+	Category  string `json:"category,omitempty"`
+	AgentOnly bool   `json:"agent_only,omitempty"`
+}
+
+// retriever is an immutable view of one published KB: normaliser, lexical
+// model and entry table. The index it points to is shared and updated in
+// place on publish; a new retriever replaces the old one atomically.
+type retriever struct {
+	norm      *textnorm.Normalizer
+	lex       *embed.Lexical
+	idx       index.Index
+	dense     embed.Dense
+	fusion    embed.Fusion
+	queryTO   time.Duration
+	expansion float64
+	entries   map[string]*kb.Entry
+	hashes    map[string]string
+	// drift counts questions re-embedded incrementally since the last full
+	// build (see Publish).
+	drift int
+}
+
+// lexicalOptions are the built-in embedder settings; changing them changes
+// every vector, so they are part of the index fingerprint.
+var lexicalOptions = embed.LexicalOptions{MaxN: 3, Weights: []float64{0.5, 1, 0.7}}
+
+// kbTexts returns the questions of every entry (normalised fitting corpus).
+func kbTexts(entries []kb.Entry) []string {
+	var out []string
+	for i := range entries {
+		out = append(out, entries[i].Questions()...)
+	}
+	return out
+}
+
+// newModel builds the normaliser and lexical model of a KB.
+func newModel(entries []kb.Entry, typos map[string]string) (*textnorm.Normalizer, *embed.Lexical, []string) {
+	norm := textnorm.New(textnorm.Options{Typos: typos})
+	raw := kbTexts(entries)
+	norm.Learn(raw)
+	lex := embed.NewLexical(lexicalOptions)
+	var normed []string
+	var pairs []embed.Pair
+	for i := range entries {
+		qs := entries[i].Questions()
+		nq := make([]string, len(qs))
+		for j, q := range qs {
+			nq[j] = norm.Normalize(q)
+		}
+		normed = append(normed, nq...)
+		// Every pair of questions of one entry is a paraphrase pair.
+		for a := 0; a < len(nq); a++ {
+			for b := a + 1; b < len(nq); b++ {
+				pairs = append(pairs, embed.Pair{A: nq[a], B: nq[b]})
+			}
+		}
+	}
+	lex.Fit(normed)
+	if len(pairs) > 0 {
+		lex.LearnAssociations(pairs, 2, 8)
+	}
+	return norm, lex, normed
+}
+
+// learnAssociations relearns query expansion from the entries' questions.
+func learnAssociations(norm *textnorm.Normalizer, lex *embed.Lexical, entries []kb.Entry) {
+	var pairs []embed.Pair
+	for i := range entries {
+		qs := entries[i].Questions()
+		if len(qs) < 2 {
+			continue
+		}
+		nq := make([]string, len(qs))
+		for j, q := range qs {
+			nq[j] = norm.Normalize(q)
+		}
+		for a := 0; a < len(nq); a++ {
+			for b := a + 1; b < len(nq); b++ {
+				pairs = append(pairs, embed.Pair{A: nq[a], B: nq[b]})
+			}
+		}
+	}
+	lex.LearnAssociations(pairs, 2, 8)
+}
+
+func metaOf(e *kb.Entry) index.Meta {
+	m := index.Meta{Stores: e.Stores, Category: e.Category, Visibility: string(e.Visibility), Status: string(e.Status)}
+	if !e.ValidUntil.IsZero() {
+		m.ValidUntil = e.ValidUntil.Unix()
+	}
+	return m
+}
+
+// docsOf embeds an entry's questions.
+func (r *retriever) docsOf(ctx context.Context, e *kb.Entry) ([]index.Doc, error) {
+	qs := e.Questions()
+	docs := make([]index.Doc, len(qs))
+	texts := make([]string, len(qs))
+	for i, q := range qs {
+		n := r.norm.Normalize(q)
+		texts[i] = n
+		docs[i] = index.Doc{Entry: e.ID, Seq: i, Sparse: r.lex.Embed(n), Meta: metaOf(e)}
+	}
+	if r.dense != nil {
+		vecs, err := r.dense.Embed(ctx, texts)
+		if err != nil {
+			return nil, fmt.Errorf("dense embedding of entry %s: %w", e.ID, err)
+		}
+		for i := range docs {
+			docs[i].Dense = vecs[i]
+		}
+	}
+	return docs, nil
+}
+
+// sync brings the index from the entries described by old (id → hash) to
+// r.entries, re-embedding only what changed; progress is reported per entry.
+func (r *retriever) sync(ctx context.Context, old map[string]string, progress func(done, total int)) (changed, removed int, err error) {
+	var todo []*kb.Entry
+	for id, e := range r.entries {
+		if old[id] != r.hashes[id] {
+			todo = append(todo, e)
+		}
+	}
+	slices.SortFunc(todo, func(a, b *kb.Entry) int { return cmpStr(a.ID, b.ID) })
+	var gone []string
+	for id := range old {
+		if _, ok := r.entries[id]; !ok {
+			gone = append(gone, id)
+		}
+	}
+	if len(gone) > 0 {
+		if err := r.idx.Delete(ctx, gone); err != nil {
+			return 0, 0, err
+		}
+	}
+	const batch = 256
+	for i := 0; i < len(todo); i += batch {
+		var docs []index.Doc
+		for _, e := range todo[i:min(i+batch, len(todo))] {
+			d, err := r.docsOf(ctx, e)
+			if err != nil {
+				return 0, 0, err
+			}
+			docs = append(docs, d...)
+		}
+		if err := r.idx.Upsert(ctx, docs); err != nil {
+			return 0, 0, err
+		}
+		if progress != nil {
+			progress(min(i+batch, len(todo)), len(todo))
+		}
+	}
+	return len(todo), len(gone), nil
+}
+
+func cmpStr(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// search returns the best k entries for text under filter f.
+func (r *retriever) search(ctx context.Context, text string, f index.Filter, k int) ([]Candidate, string, error) {
+	n := r.norm.Normalize(text)
+	if n == "" {
+		return nil, n, nil
+	}
+	q := index.Query{Sparse: r.lex.EmbedQuery(n, r.expansion), Fusion: r.fusion}
+	if r.dense != nil {
+		dctx := ctx
+		if r.queryTO > 0 {
+			var cancel context.CancelFunc
+			dctx, cancel = context.WithTimeout(ctx, r.queryTO)
+			defer cancel()
+		}
+		// A slow or failing embedding service degrades to lexical-only
+		// retrieval instead of failing the customer's message.
+		if v, err := r.dense.Embed(dctx, []string{n}); err == nil && len(v) == 1 {
+			q.Dense = v[0]
+		}
+	}
+	hits, err := r.idx.Search(ctx, q, f, k)
+	if err != nil {
+		return nil, n, err
+	}
+	out := make([]Candidate, 0, len(hits))
+	for _, h := range hits {
+		e, ok := r.entries[h.Entry]
+		if !ok {
+			continue // indexed by a newer publish than this view
+		}
+		out = append(out, Candidate{EntryID: e.ID, Question: e.Question, Score: h.Score})
+	}
+	return out, n, nil
+}
+
+func entryMap(entries []kb.Entry) (map[string]*kb.Entry, map[string]string) {
+	m := make(map[string]*kb.Entry, len(entries))
+	h := make(map[string]string, len(entries))
+	for i := range entries {
+		e := &entries[i]
+		m[e.ID] = e
+		h[e.ID] = e.Hash()
+	}
+	return m, h
+}
+

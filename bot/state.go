@@ -1,0 +1,144 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"kefu/conv"
+	"kefu/engine"
+)
+
+// Memory is what the bot remembers about one customer between messages.
+type Memory struct {
+	// Pending are the entry ids offered by the last clarify, in order.
+	Pending []string `json:"pending,omitempty"`
+	// PendingQuestion is the question that led to the clarify (for curation).
+	PendingQuestion string `json:"pending_q,omitempty"`
+	// Misses counts fallbacks in a row.
+	Misses int `json:"misses,omitempty"`
+	// RateEntry is the entry last answered, awaiting a 1/2 rating.
+	RateEntry string `json:"rate,omitempty"`
+	// RateQuestion is the question RateEntry answered.
+	RateQuestion string `json:"rate_q,omitempty"`
+}
+
+// State stores per-customer Memory. Implementations must be shared by every
+// gateway instance serving the same customers (see EngineState).
+type State interface {
+	// Load returns the customer's memory, the zero Memory when none.
+	Load(ctx context.Context, c conv.CustomerID) (Memory, error)
+	// Save stores memory for ttl; a zero Memory may delete the key.
+	Save(ctx context.Context, c conv.CustomerID, m Memory, ttl time.Duration) error
+}
+
+// engineState keeps Memory as JSON under "bot:mem:<customer>" with a TTL.
+type engineState struct{ e engine.Engine }
+
+// EngineState backs State with the shared engine (embedded or Redis), so a
+// customer's pending choice survives a restart and is visible to every
+// gateway instance. It also implements Journal on the engine's append-only
+// log "bot:journal".
+func EngineState(e engine.Engine) State { return engineState{e} }
+
+func stateKey(c conv.CustomerID) string { return "bot:mem:" + string(c) }
+
+func (s engineState) Load(ctx context.Context, c conv.CustomerID) (Memory, error) {
+	b, err := s.e.Get(ctx, stateKey(c))
+	if errors.Is(err, engine.ErrNotFound) {
+		return Memory{}, nil
+	}
+	if err != nil {
+		return Memory{}, err
+	}
+	var m Memory
+	if err := json.Unmarshal(b, &m); err != nil {
+		// A corrupt value must not wedge the customer: start afresh.
+		return Memory{}, nil
+	}
+	return m, nil
+}
+
+func (s engineState) Save(ctx context.Context, c conv.CustomerID, m Memory, ttl time.Duration) error {
+	if m.isZero() {
+		return s.e.Del(ctx, stateKey(c))
+	}
+	b, _ := json.Marshal(m)
+	return s.e.Set(ctx, stateKey(c), b, ttl)
+}
+
+// journalLog is the engine log holding the curation journal.
+const journalLog = "bot:journal"
+
+func (s engineState) Append(ctx context.Context, r Record) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = s.e.Append(ctx, journalLog, b)
+	return err
+}
+
+func (s engineState) Records(ctx context.Context) ([]Record, error) {
+	var out []Record
+	after := ""
+	for {
+		recs, err := s.e.ReadLog(ctx, journalLog, after, 1000)
+		if err != nil {
+			return nil, err
+		}
+		for _, rc := range recs {
+			var r Record
+			if json.Unmarshal(rc.Data, &r) == nil {
+				out = append(out, r)
+			}
+			after = rc.ID
+		}
+		if len(recs) < 1000 {
+			return out, nil
+		}
+	}
+}
+
+func (m Memory) isZero() bool {
+	return len(m.Pending) == 0 && m.Misses == 0 && m.RateEntry == "" && m.PendingQuestion == ""
+}
+
+// MemoryState is a process-local State for tests and single-process tools.
+type MemoryState struct {
+	mu sync.Mutex
+	m  map[conv.CustomerID]memItem
+}
+
+type memItem struct {
+	m   Memory
+	exp time.Time
+}
+
+// NewMemoryState returns an empty MemoryState.
+func NewMemoryState() *MemoryState { return &MemoryState{m: map[conv.CustomerID]memItem{}} }
+
+// Load implements State.
+func (s *MemoryState) Load(_ context.Context, c conv.CustomerID) (Memory, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, ok := s.m[c]
+	if !ok || time.Now().After(it.exp) {
+		return Memory{}, nil
+	}
+	return it.m, nil
+}
+
+// Save implements State.
+func (s *MemoryState) Save(_ context.Context, c conv.CustomerID, m Memory, ttl time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m.isZero() {
+		delete(s.m, c)
+		return nil
+	}
+	s.m[c] = memItem{m, time.Now().Add(ttl)}
+	return nil
+}
