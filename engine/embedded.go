@@ -1,0 +1,950 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// EmbeddedOptions tunes the embedded engine. The zero value is the
+// production setting: fsync on every group commit, 64 MiB compaction
+// threshold, 1 s expiry sweep.
+type EmbeddedOptions struct {
+	// NoSync skips fsync. Writes still reach the OS before calls return, so
+	// a process crash loses nothing, but a machine crash may. Tests and
+	// benchmarks only.
+	NoSync bool
+	// CompactBytes is the WAL size that triggers a snapshot and a new
+	// segment. Default 64 MiB.
+	CompactBytes int64
+	// SweepInterval is how often expired keys are purged from memory (reads
+	// already ignore them). Default 1 s.
+	SweepInterval time.Duration
+	// Logf receives rare operational events (torn WAL tail dropped, snapshot
+	// failure). Default log.Printf.
+	Logf func(format string, args ...any)
+}
+
+// EmbeddedStats are counters for metrics and for checking that group commit
+// batches writers (Frames/Syncs > 1 under concurrency).
+type EmbeddedStats struct {
+	Frames    uint64 // records appended to the WAL
+	Batches   uint64 // WAL writes (one per group commit)
+	Syncs     uint64 // fsyncs issued
+	WALBytes  uint64 // bytes written to the WAL since open
+	Snapshots uint64 // snapshots completed since open
+}
+
+// Embedded is the single-process engine: state in memory, every mutation
+// in a write-ahead log (group-committed) before the call returns, snapshots
+// to bound the log. Open it with OpenEmbedded.
+//
+// Reads wait until the state they observed is durable, so a caller can never
+// act on a write that a crash could still undo (e.g. answer "duplicate" for
+// a ClaimAndEnqueue whose winner has not been fsynced yet). Without pending
+// writes this costs one atomic load.
+type Embedded struct {
+	dir  string
+	opts EmbeddedOptions
+	logf func(string, ...any)
+
+	mu     sync.RWMutex // guards st and lsn
+	st     *state
+	lsn    uint64      // LSN of the last frame applied to st
+	closed atomic.Bool // set under mu so mutators see it consistently
+
+	wal          *walWriter
+	compactAt    int64 // committer goroutine only
+	snapshotting atomic.Bool
+
+	hub     hub
+	txLocks [64]sync.Mutex // Update serializes per hash-tag stripe
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	unlock  func()
+}
+
+var _ Engine = (*Embedded)(nil)
+
+// OpenEmbedded opens (creating if needed) the engine stored in dir: it loads
+// the newest snapshot, replays the WAL after it (dropping a torn final
+// record) and starts the committer and expiry sweeper. dir is locked for the
+// lifetime of the engine.
+func OpenEmbedded(dir string, opts EmbeddedOptions) (*Embedded, error) {
+	if opts.CompactBytes <= 0 {
+		opts.CompactBytes = 64 << 20
+	}
+	if opts.SweepInterval <= 0 {
+		opts.SweepInterval = time.Second
+	}
+	if opts.Logf == nil {
+		opts.Logf = log.Printf
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("engine: embedded: %w", err)
+	}
+	unlock, err := lockDir(filepath.Join(dir, "LOCK"))
+	if err != nil {
+		return nil, fmt.Errorf("engine: embedded: %s is in use: %w", dir, err)
+	}
+	st := newState()
+	seg, size, err := recoverState(dir, st, opts.Logf)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	f, err := createSegment(dir, seg, !opts.NoSync)
+	if err != nil {
+		unlock()
+		return nil, fmt.Errorf("engine: embedded: %w", err)
+	}
+	e := &Embedded{
+		dir:       dir,
+		opts:      opts,
+		logf:      opts.Logf,
+		st:        st,
+		wal:       newWALWriter(f, seg, size, opts.NoSync),
+		compactAt: opts.CompactBytes,
+		stop:      make(chan struct{}),
+		unlock:    unlock,
+	}
+	e.hub.init()
+	e.wg.Add(2)
+	go e.committer()
+	go e.sweeper()
+	return e, nil
+}
+
+// Name returns "embedded".
+func (e *Embedded) Name() string { return "embedded" }
+
+// Ping fails once the engine is closed or the WAL cannot be written.
+func (e *Embedded) Ping(ctx context.Context) error { return e.begin(ctx) }
+
+// Stats returns WAL counters.
+func (e *Embedded) Stats() EmbeddedStats {
+	w := e.wal
+	return EmbeddedStats{
+		Frames:    w.frames.Load(),
+		Batches:   w.batches.Load(),
+		Syncs:     w.syncs.Load(),
+		WALBytes:  w.written.Load(),
+		Snapshots: w.snapshot.Load(),
+	}
+}
+
+// Close flushes pending writes, stops background work, closes subscriber
+// channels and releases the directory. Calls after Close return ErrClosed.
+func (e *Embedded) Close() error {
+	e.mu.Lock()
+	if e.closed.Load() {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed.Store(true)
+	e.mu.Unlock()
+	close(e.stop)
+	e.hub.closeAll()
+	w := e.wal
+	w.mu.Lock()
+	w.closing = true
+	w.work.Broadcast()
+	w.mu.Unlock()
+	e.wg.Wait()
+	err := w.f.Close()
+	e.unlock()
+	if werr := w.failed(); werr != nil {
+		return werr
+	}
+	return err
+}
+
+func (e *Embedded) begin(ctx context.Context) error {
+	if e.closed.Load() {
+		return ErrClosed
+	}
+	if err := e.wal.failed(); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// mutate runs fn under the write lock. fn inspects state and returns the
+// frame describing its change (nil: no change). The frame is applied to
+// memory and queued for the WAL before the lock is released (so WAL order is
+// apply order); the call then waits for the group commit covering it.
+func (e *Embedded) mutate(ctx context.Context, fn func(now int64) (*enc, error)) error {
+	if err := e.begin(ctx); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	if e.closed.Load() {
+		e.mu.Unlock()
+		return ErrClosed
+	}
+	f, err := fn(time.Now().UnixNano())
+	if err == nil && f != nil && !f.empty() {
+		frame := f.finish()
+		if _, aerr := e.st.applyPayload(f.payload()); aerr != nil {
+			e.mu.Unlock()
+			panic(fmt.Sprintf("engine: embedded: invalid frame built by a live call: %v", aerr))
+		}
+		e.lsn = e.wal.enqueue(frame)
+	}
+	lsn := e.lsn
+	e.mu.Unlock()
+	if werr := e.wal.wait(lsn); werr != nil {
+		return werr
+	}
+	return err
+}
+
+// read runs fn under the read lock, then waits until everything fn could
+// have observed is durable.
+func (e *Embedded) read(ctx context.Context, fn func(now int64) error) error {
+	if err := e.begin(ctx); err != nil {
+		return err
+	}
+	e.mu.RLock()
+	err := fn(time.Now().UnixNano())
+	lsn := e.lsn
+	e.mu.RUnlock()
+	if werr := e.wal.wait(lsn); werr != nil {
+		return werr
+	}
+	return err
+}
+
+func expireAt(now int64, ttl time.Duration) int64 {
+	if ttl <= 0 {
+		return 0
+	}
+	return now + int64(ttl)
+}
+
+func clone(b []byte) []byte { return append(make([]byte, 0, len(b)), b...) }
+
+func (e *Embedded) str(key string, now int64) (*entry, error) {
+	ent := e.st.live(key, now)
+	if ent == nil {
+		return nil, ErrNotFound
+	}
+	if ent.kind != kindString {
+		return nil, fmt.Errorf("%w: %q is not a string", ErrWrongType, key)
+	}
+	return ent, nil
+}
+
+func setOp(f *enc, key string, val []byte, exp int64) {
+	f.op(opSet)
+	f.str(key)
+	f.bytes(val)
+	f.sv(exp)
+}
+
+// Get returns key's value or ErrNotFound.
+func (e *Embedded) Get(ctx context.Context, key string) ([]byte, error) {
+	var out []byte
+	err := e.read(ctx, func(now int64) error {
+		ent, err := e.str(key, now)
+		if err == nil {
+			out = clone(ent.str)
+		}
+		return err
+	})
+	return out, err
+}
+
+// Set stores val (any previous value of any type is replaced) with ttl.
+func (e *Embedded) Set(ctx context.Context, key string, val []byte, ttl time.Duration) error {
+	return e.mutate(ctx, func(now int64) (*enc, error) {
+		f := newFrame(len(key) + len(val) + 16)
+		setOp(f, key, val, expireAt(now, ttl))
+		return f, nil
+	})
+}
+
+// SetNX sets key only if absent.
+func (e *Embedded) SetNX(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error) {
+	var ok bool
+	err := e.mutate(ctx, func(now int64) (*enc, error) {
+		if e.st.live(key, now) != nil {
+			return nil, nil
+		}
+		ok = true
+		f := newFrame(len(key) + len(val) + 16)
+		setOp(f, key, val, expireAt(now, ttl))
+		return f, nil
+	})
+	return ok && err == nil, err
+}
+
+// Del removes keys of any type; absent keys are ignored.
+func (e *Embedded) Del(ctx context.Context, keys ...string) error {
+	return e.mutate(ctx, func(now int64) (*enc, error) {
+		f := newFrame(64)
+		for _, k := range keys {
+			if e.st.keys[k] != nil {
+				f.op(opDel)
+				f.str(k)
+			}
+		}
+		return f, nil
+	})
+}
+
+// CompareAndSwap replaces key's value if it equals old (old == nil: key
+// must be absent; a non-nil empty old matches an empty value).
+func (e *Embedded) CompareAndSwap(ctx context.Context, key string, old, val []byte, ttl time.Duration) (bool, error) {
+	var ok bool
+	err := e.mutate(ctx, func(now int64) (*enc, error) {
+		ent := e.st.live(key, now)
+		if old == nil {
+			if ent != nil {
+				return nil, nil
+			}
+		} else {
+			if ent == nil {
+				return nil, nil
+			}
+			if ent.kind != kindString {
+				return nil, fmt.Errorf("%w: %q is not a string", ErrWrongType, key)
+			}
+			if !bytes.Equal(ent.str, old) {
+				return nil, nil
+			}
+		}
+		ok = true
+		f := newFrame(len(key) + len(val) + 16)
+		setOp(f, key, val, expireAt(now, ttl))
+		return f, nil
+	})
+	return ok && err == nil, err
+}
+
+// CompareAndDelete deletes key if its value equals old (nil matches "").
+func (e *Embedded) CompareAndDelete(ctx context.Context, key string, old []byte) (bool, error) {
+	var ok bool
+	err := e.mutate(ctx, func(now int64) (*enc, error) {
+		ent := e.st.live(key, now)
+		if ent == nil {
+			return nil, nil
+		}
+		if ent.kind != kindString {
+			return nil, fmt.Errorf("%w: %q is not a string", ErrWrongType, key)
+		}
+		if !bytes.Equal(ent.str, old) {
+			return nil, nil
+		}
+		ok = true
+		f := newFrame(len(key) + 4)
+		f.op(opDel)
+		f.str(key)
+		return f, nil
+	})
+	return ok && err == nil, err
+}
+
+func addInt(cur, delta int64) (int64, error) {
+	n := cur + delta
+	if (delta > 0 && n < cur) || (delta < 0 && n > cur) {
+		return 0, fmt.Errorf("%w: increment would overflow", ErrWrongType)
+	}
+	return n, nil
+}
+
+// IncrBy adds delta to the decimal integer at key (stored as text, like
+// Redis); ttl applies only when this call creates the key.
+func (e *Embedded) IncrBy(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
+	var n int64
+	err := e.mutate(ctx, func(now int64) (*enc, error) {
+		var cur, exp int64
+		if ent := e.st.live(key, now); ent != nil {
+			if ent.kind != kindString {
+				return nil, fmt.Errorf("%w: %q is not a string", ErrWrongType, key)
+			}
+			v, err := strconv.ParseInt(string(ent.str), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %q is not an integer", ErrWrongType, key)
+			}
+			cur, exp = v, ent.expireAt
+		} else {
+			exp = expireAt(now, ttl)
+		}
+		v, err := addInt(cur, delta)
+		if err != nil {
+			return nil, err
+		}
+		n = v
+		f := newFrame(len(key) + 32)
+		setOp(f, key, strconv.AppendInt(nil, v, 10), exp)
+		return f, nil
+	})
+	return n, err
+}
+
+// TTL returns the remaining time to live (0: none) or ErrNotFound.
+func (e *Embedded) TTL(ctx context.Context, key string) (time.Duration, error) {
+	var d time.Duration
+	err := e.read(ctx, func(now int64) error {
+		ent := e.st.live(key, now)
+		if ent == nil {
+			return ErrNotFound
+		}
+		if ent.expireAt != 0 {
+			d = time.Duration(ent.expireAt - now)
+		}
+		return nil
+	})
+	return d, err
+}
+
+func (e *Embedded) hash(key string, now int64) (*entry, error) {
+	ent := e.st.live(key, now)
+	if ent != nil && ent.kind != kindHash {
+		return nil, fmt.Errorf("%w: %q is not a hash", ErrWrongType, key)
+	}
+	return ent, nil
+}
+
+// HSet sets fields of the hash at key.
+func (e *Embedded) HSet(ctx context.Context, key string, fields map[string][]byte) error {
+	if len(fields) == 0 {
+		return e.begin(ctx)
+	}
+	return e.mutate(ctx, func(now int64) (*enc, error) {
+		if _, err := e.hash(key, now); err != nil {
+			return nil, err
+		}
+		f := newFrame(64)
+		f.op(opHSet)
+		f.str(key)
+		f.uv(uint64(len(fields)))
+		for k, v := range fields {
+			f.str(k)
+			f.bytes(v)
+		}
+		return f, nil
+	})
+}
+
+// HGet returns one field; ErrNotFound if the key or field is absent.
+func (e *Embedded) HGet(ctx context.Context, key, field string) ([]byte, error) {
+	var out []byte
+	err := e.read(ctx, func(now int64) error {
+		ent, err := e.hash(key, now)
+		if err != nil {
+			return err
+		}
+		if ent == nil {
+			return ErrNotFound
+		}
+		v, ok := ent.hash[field]
+		if !ok {
+			return ErrNotFound
+		}
+		out = clone(v)
+		return nil
+	})
+	return out, err
+}
+
+// HGetAll returns all fields; ErrNotFound if the hash is absent (an empty
+// hash does not exist, as in Redis).
+func (e *Embedded) HGetAll(ctx context.Context, key string) (map[string][]byte, error) {
+	var out map[string][]byte
+	err := e.read(ctx, func(now int64) error {
+		ent, err := e.hash(key, now)
+		if err != nil {
+			return err
+		}
+		if ent == nil {
+			return ErrNotFound
+		}
+		out = make(map[string][]byte, len(ent.hash))
+		for k, v := range ent.hash {
+			out[k] = clone(v)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// HDel removes fields; the hash disappears with its last field.
+func (e *Embedded) HDel(ctx context.Context, key string, fields ...string) error {
+	return e.mutate(ctx, func(now int64) (*enc, error) {
+		ent, err := e.hash(key, now)
+		if err != nil || ent == nil {
+			return nil, err
+		}
+		var present []string
+		for _, fl := range fields {
+			if _, ok := ent.hash[fl]; ok {
+				present = append(present, fl)
+			}
+		}
+		if len(present) == 0 {
+			return nil, nil
+		}
+		f := newFrame(64)
+		f.op(opHDel)
+		f.str(key)
+		f.uv(uint64(len(present)))
+		for _, fl := range present {
+			f.str(fl)
+		}
+		return f, nil
+	})
+}
+
+// HIncrBy adds delta to the integer in field (absent = 0).
+func (e *Embedded) HIncrBy(ctx context.Context, key, field string, delta int64) (int64, error) {
+	var n int64
+	err := e.mutate(ctx, func(now int64) (*enc, error) {
+		ent, err := e.hash(key, now)
+		if err != nil {
+			return nil, err
+		}
+		var cur int64
+		if ent != nil {
+			if v, ok := ent.hash[field]; ok {
+				cur, err = strconv.ParseInt(string(v), 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("%w: field %q of %q is not an integer", ErrWrongType, field, key)
+				}
+			}
+		}
+		if n, err = addInt(cur, delta); err != nil {
+			return nil, err
+		}
+		f := newFrame(64)
+		f.op(opHSet)
+		f.str(key)
+		f.uv(1)
+		f.str(field)
+		f.bytes(strconv.AppendInt(nil, n, 10))
+		return f, nil
+	})
+	return n, err
+}
+
+func (e *Embedded) zset(key string, now int64) (*entry, error) {
+	ent := e.st.live(key, now)
+	if ent != nil && ent.kind != kindZSet {
+		return nil, fmt.Errorf("%w: %q is not a sorted set", ErrWrongType, key)
+	}
+	return ent, nil
+}
+
+var errNaNScore = fmt.Errorf("%w: score is NaN", ErrWrongType)
+
+// ZAdd adds members or updates their scores.
+func (e *Embedded) ZAdd(ctx context.Context, key string, items ...ZItem) error {
+	for _, it := range items {
+		if math.IsNaN(it.Score) {
+			return errNaNScore
+		}
+	}
+	if len(items) == 0 {
+		return e.begin(ctx)
+	}
+	return e.mutate(ctx, func(now int64) (*enc, error) {
+		if _, err := e.zset(key, now); err != nil {
+			return nil, err
+		}
+		f := newFrame(64)
+		f.op(opZAdd)
+		f.str(key)
+		f.uv(uint64(len(items)))
+		for _, it := range items {
+			f.str(it.Member)
+			f.f64(it.Score)
+		}
+		return f, nil
+	})
+}
+
+// ZRem removes members and returns how many were present.
+func (e *Embedded) ZRem(ctx context.Context, key string, members ...string) (int, error) {
+	var n int
+	err := e.mutate(ctx, func(now int64) (*enc, error) {
+		ent, err := e.zset(key, now)
+		if err != nil || ent == nil {
+			return nil, err
+		}
+		seen := map[string]bool{}
+		var present []string
+		for _, m := range members {
+			if _, ok := ent.zset.scores[m]; ok && !seen[m] {
+				seen[m] = true
+				present = append(present, m)
+			}
+		}
+		n = len(present)
+		if n == 0 {
+			return nil, nil
+		}
+		f := newFrame(64)
+		f.op(opZRem)
+		f.str(key)
+		f.uv(uint64(n))
+		for _, m := range present {
+			f.str(m)
+		}
+		return f, nil
+	})
+	return n, err
+}
+
+// ZRangeByScore returns members with min <= score <= max ordered by score,
+// then member; at most limit (0 = all).
+func (e *Embedded) ZRangeByScore(ctx context.Context, key string, min, max float64, limit int) ([]ZItem, error) {
+	var out []ZItem
+	err := e.read(ctx, func(now int64) error {
+		ent, err := e.zset(key, now)
+		if err != nil || ent == nil {
+			return err
+		}
+		for n := ent.zset.order.seekGE(zkey{min, ""}); n != nil && n.key.score <= max; n = n.next[0] {
+			if limit > 0 && len(out) >= limit {
+				break
+			}
+			out = append(out, ZItem{Member: n.key.member, Score: n.key.score})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ZScore returns member's score or ErrNotFound.
+func (e *Embedded) ZScore(ctx context.Context, key, member string) (float64, error) {
+	var sc float64
+	err := e.read(ctx, func(now int64) error {
+		ent, err := e.zset(key, now)
+		if err != nil {
+			return err
+		}
+		if ent == nil {
+			return ErrNotFound
+		}
+		v, ok := ent.zset.scores[member]
+		if !ok {
+			return ErrNotFound
+		}
+		sc = v
+		return nil
+	})
+	return sc, err
+}
+
+// ZCard counts members (0 when absent).
+func (e *Embedded) ZCard(ctx context.Context, key string) (int64, error) {
+	var n int64
+	err := e.read(ctx, func(now int64) error {
+		ent, err := e.zset(key, now)
+		if ent != nil {
+			n = int64(len(ent.zset.scores))
+		}
+		return err
+	})
+	return n, err
+}
+
+func qputOp(f *enc, queue string, job Job) {
+	f.op(opQPut)
+	f.str(queue)
+	f.str(job.ID)
+	f.bytes(job.Data)
+	f.sv(job.Due.UnixMilli())
+}
+
+// Enqueue adds or replaces a job (Due has millisecond precision). Replacing
+// keeps the job's Attempts so retry counts survive re-scheduling.
+func (e *Embedded) Enqueue(ctx context.Context, queue string, job Job) error {
+	if job.ID == "" {
+		return errEmptyJobID
+	}
+	return e.mutate(ctx, func(now int64) (*enc, error) {
+		f := newFrame(len(queue) + len(job.ID) + len(job.Data) + 16)
+		qputOp(f, queue, job)
+		return f, nil
+	})
+}
+
+// Claim leases up to max due jobs until now+lease.
+func (e *Embedded) Claim(ctx context.Context, queue string, now time.Time, lease time.Duration, max int) ([]Job, error) {
+	if max <= 0 {
+		return nil, e.begin(ctx)
+	}
+	nowMs := now.UnixMilli()
+	due := now.Add(lease).UnixMilli()
+	var out []Job
+	err := e.mutate(ctx, func(int64) (*enc, error) {
+		out = out[:0]
+		q := e.st.queues[queue]
+		if q == nil {
+			return nil, nil
+		}
+		for n := q.due.first(); n != nil && n.key.due <= nowMs && len(out) < max; n = n.next[0] {
+			j := q.jobs[n.key.id]
+			out = append(out, Job{ID: n.key.id, Data: clone(j.data), Due: time.UnixMilli(due), Attempts: j.attempts + 1})
+		}
+		if len(out) == 0 {
+			return nil, nil
+		}
+		f := newFrame(64)
+		f.op(opQClaim)
+		f.str(queue)
+		f.sv(due)
+		f.uv(uint64(len(out)))
+		for _, j := range out {
+			f.str(j.ID)
+			f.uv(uint64(j.Attempts))
+		}
+		return f, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Ack removes a job; absent jobs are ignored.
+func (e *Embedded) Ack(ctx context.Context, queue, id string) error {
+	return e.mutate(ctx, func(int64) (*enc, error) {
+		q := e.st.queues[queue]
+		if q == nil || q.jobs[id] == nil {
+			return nil, nil
+		}
+		f := newFrame(len(queue) + len(id) + 4)
+		f.op(opQDel)
+		f.str(queue)
+		f.str(id)
+		return f, nil
+	})
+}
+
+// QueueLen counts jobs, due or not.
+func (e *Embedded) QueueLen(ctx context.Context, queue string) (int64, error) {
+	var n int64
+	err := e.read(ctx, func(int64) error {
+		if q := e.st.queues[queue]; q != nil {
+			n = int64(len(q.jobs))
+		}
+		return nil
+	})
+	return n, err
+}
+
+// QueueOldest returns the earliest Due, or the zero time when empty.
+func (e *Embedded) QueueOldest(ctx context.Context, queue string) (time.Time, error) {
+	var t time.Time
+	err := e.read(ctx, func(int64) error {
+		if q := e.st.queues[queue]; q != nil {
+			if n := q.due.first(); n != nil {
+				t = time.UnixMilli(n.key.due)
+			}
+		}
+		return nil
+	})
+	return t, err
+}
+
+// ClaimAndEnqueue sets claimKey and enqueues job in one WAL frame, unless
+// claimKey exists. claimKey and queue must share a hash tag (checked here
+// too, so code that passes on the embedded engine also runs on Cluster).
+func (e *Embedded) ClaimAndEnqueue(ctx context.Context, claimKey string, claimVal []byte, ttl time.Duration, queue string, job Job) (bool, []byte, error) {
+	if job.ID == "" {
+		return false, nil, errEmptyJobID
+	}
+	if err := checkSameSlot(claimKey, queueBase("", queue)); err != nil {
+		return false, nil, err
+	}
+	var claimed bool
+	var cur []byte
+	err := e.mutate(ctx, func(now int64) (*enc, error) {
+		if ent := e.st.live(claimKey, now); ent != nil {
+			if ent.kind != kindString {
+				return nil, fmt.Errorf("%w: %q is not a string", ErrWrongType, claimKey)
+			}
+			cur = clone(ent.str)
+			return nil, nil
+		}
+		claimed = true
+		f := newFrame(len(claimKey) + len(claimVal) + len(queue) + len(job.ID) + len(job.Data) + 32)
+		setOp(f, claimKey, claimVal, expireAt(now, ttl))
+		qputOp(f, queue, job)
+		return f, nil
+	})
+	if err != nil {
+		return false, nil, err
+	}
+	return claimed, cur, nil
+}
+
+func (e *Embedded) logEntry(key string, now int64) (*entry, error) {
+	ent := e.st.live(key, now)
+	if ent != nil && ent.kind != kindLog {
+		return nil, fmt.Errorf("%w: %q is not a log", ErrWrongType, key)
+	}
+	return ent, nil
+}
+
+// Append adds a record with a new "<unixms>-<seq>" ID, greater than every
+// ID the log has issued (even after trims), and returns it.
+func (e *Embedded) Append(ctx context.Context, log string, data []byte) (string, error) {
+	var id string
+	err := e.mutate(ctx, func(now int64) (*enc, error) {
+		ent, err := e.logEntry(log, now)
+		if err != nil {
+			return nil, err
+		}
+		ms, seq := uint64(now/int64(time.Millisecond)), uint64(0)
+		if ent != nil && ms <= ent.log.lastMs {
+			ms, seq = ent.log.lastMs, ent.log.lastSeq+1
+		}
+		id = formatID(ms, seq)
+		f := newFrame(len(log) + len(data) + 24)
+		f.op(opXAdd)
+		f.str(log)
+		f.uv(ms)
+		f.uv(seq)
+		f.bytes(data)
+		return f, nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// ReadLog returns up to count (<= 0: all) records with ID > afterID.
+func (e *Embedded) ReadLog(ctx context.Context, log, afterID string, count int) ([]Record, error) {
+	var am, as uint64
+	if afterID != "" {
+		var ok bool
+		if am, as, ok = parseID(afterID); !ok {
+			return nil, fmt.Errorf("engine: invalid log ID %q", afterID)
+		}
+	}
+	var out []Record
+	err := e.read(ctx, func(now int64) error {
+		ent, err := e.logEntry(log, now)
+		if err != nil || ent == nil {
+			return err
+		}
+		recs := ent.log.live()
+		i := 0
+		if afterID != "" {
+			i = searchAfter(recs, am, as)
+		}
+		for ; i < len(recs) && (count <= 0 || len(out) < count); i++ {
+			r := recs[i]
+			out = append(out, Record{ID: formatID(r.ms, r.seq), Data: clone(r.data)})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// searchAfter returns the index of the first record with ID > (ms, seq).
+func searchAfter(recs []logRec, ms, seq uint64) int {
+	lo, hi := 0, len(recs)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		r := recs[m]
+		if r.ms < ms || (r.ms == ms && r.seq <= seq) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
+// LogLen counts records (0 when absent).
+func (e *Embedded) LogLen(ctx context.Context, log string) (int64, error) {
+	var n int64
+	err := e.read(ctx, func(now int64) error {
+		ent, err := e.logEntry(log, now)
+		if ent != nil {
+			n = int64(len(ent.log.live()))
+		}
+		return err
+	})
+	return n, err
+}
+
+// TrimLog drops records whose ID time is before before.
+func (e *Embedded) TrimLog(ctx context.Context, log string, before time.Time) error {
+	minMs := before.UnixMilli()
+	return e.mutate(ctx, func(now int64) (*enc, error) {
+		ent, err := e.logEntry(log, now)
+		if err != nil || ent == nil || minMs <= 0 {
+			return nil, err
+		}
+		recs := ent.log.live()
+		if len(recs) == 0 || recs[0].ms >= uint64(minMs) {
+			return nil, nil
+		}
+		f := newFrame(len(log) + 12)
+		f.op(opXTrim)
+		f.str(log)
+		f.uv(uint64(minMs))
+		return f, nil
+	})
+}
+
+// sweeper purges expired keys so memory does not grow with dead sessions.
+// Expiry needs no WAL record: expiry times are absolute, so replay drops
+// the same keys.
+func (e *Embedded) sweeper() {
+	defer e.wg.Done()
+	t := time.NewTicker(e.opts.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+			e.sweep()
+		}
+	}
+}
+
+// sweep checks keys with a TTL in batches of 1000 (releasing the lock in
+// between) and keeps going while at least a quarter of a batch was expired,
+// like Redis's active expiry.
+func (e *Embedded) sweep() {
+	for round := 0; round < 64; round++ {
+		e.mu.Lock()
+		now := time.Now().UnixNano()
+		checked, removed := 0, 0
+		for k := range e.st.expiring {
+			checked++
+			ent := e.st.keys[k]
+			switch {
+			case ent == nil || ent.expireAt == 0:
+				delete(e.st.expiring, k)
+			case ent.expireAt <= now:
+				e.st.del(k)
+				removed++
+			}
+			if checked >= 1000 {
+				break
+			}
+		}
+		e.mu.Unlock()
+		if checked < 1000 || removed*4 < checked {
+			return
+		}
+	}
+}

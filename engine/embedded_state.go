@@ -1,0 +1,409 @@
+package engine
+
+import (
+	"bytes"
+	"cmp"
+	"sort"
+	"strings"
+)
+
+// kind is the type of value a key holds (one keyspace, like Redis).
+type kind uint8
+
+const (
+	kindString kind = iota + 1
+	kindHash
+	kindZSet
+	kindLog
+)
+
+type entry struct {
+	kind     kind
+	expireAt int64 // unix ns; 0 = no expiry (only strings get TTLs)
+	str      []byte
+	hash     map[string][]byte
+	zset     *zset
+	log      *stream
+}
+
+type zkey struct {
+	score  float64
+	member string
+}
+
+func cmpZKey(a, b zkey) int {
+	if c := cmp.Compare(a.score, b.score); c != 0 {
+		return c
+	}
+	return strings.Compare(a.member, b.member)
+}
+
+type zset struct {
+	scores map[string]float64
+	order  *skiplist[zkey]
+}
+
+func newZSet() *zset {
+	return &zset{scores: map[string]float64{}, order: newSkiplist(cmpZKey)}
+}
+
+func (z *zset) add(member string, score float64) {
+	if old, ok := z.scores[member]; ok {
+		if old == score {
+			return
+		}
+		z.order.delete(zkey{old, member})
+	}
+	z.scores[member] = score
+	z.order.insert(zkey{score, member})
+}
+
+func (z *zset) rem(member string) bool {
+	old, ok := z.scores[member]
+	if !ok {
+		return false
+	}
+	delete(z.scores, member)
+	z.order.delete(zkey{old, member})
+	return true
+}
+
+type logRec struct {
+	ms, seq uint64
+	data    []byte
+}
+
+// stream is an append-only log. recs[head:] are live; trimming advances head
+// and compacts the slice lazily so trims are O(trimmed).
+type stream struct {
+	recs            []logRec
+	lastMs, lastSeq uint64
+}
+
+func (s *stream) live() []logRec { return s.recs }
+
+func (s *stream) trim(minMs uint64) int {
+	i := sort.Search(len(s.recs), func(i int) bool { return s.recs[i].ms >= minMs })
+	if i == 0 {
+		return 0
+	}
+	// Copy the survivors down so the trimmed records' memory is released.
+	s.recs = append(s.recs[:0:0], s.recs[i:]...)
+	return i
+}
+
+type qkey struct {
+	due int64 // unix ms
+	id  string
+}
+
+func cmpQKey(a, b qkey) int {
+	if c := cmp.Compare(a.due, b.due); c != 0 {
+		return c
+	}
+	return strings.Compare(a.id, b.id)
+}
+
+type qjob struct {
+	data     []byte
+	due      int64 // unix ms
+	attempts int
+}
+
+type queue struct {
+	jobs map[string]*qjob
+	due  *skiplist[qkey]
+}
+
+func newQueue() *queue {
+	return &queue{jobs: map[string]*qjob{}, due: newSkiplist(cmpQKey)}
+}
+
+// state is the embedded engine's in-memory data. It is not synchronized:
+// Embedded guards it with its RWMutex.
+type state struct {
+	keys     map[string]*entry
+	queues   map[string]*queue
+	expiring map[string]struct{} // keys whose entry has expireAt != 0
+}
+
+func newState() *state {
+	return &state{
+		keys:     map[string]*entry{},
+		queues:   map[string]*queue{},
+		expiring: map[string]struct{}{},
+	}
+}
+
+// live returns key's entry unless it is absent or expired. Expired entries
+// are left for the sweeper so reads can run under a read lock.
+func (s *state) live(key string, now int64) *entry {
+	e := s.keys[key]
+	if e == nil || (e.expireAt != 0 && e.expireAt <= now) {
+		return nil
+	}
+	return e
+}
+
+func (s *state) put(key string, e *entry) {
+	s.keys[key] = e
+	if e.expireAt != 0 {
+		s.expiring[key] = struct{}{}
+	} else {
+		delete(s.expiring, key)
+	}
+}
+
+func (s *state) del(key string) {
+	delete(s.keys, key)
+	delete(s.expiring, key)
+}
+
+// ofKind returns key's entry if it holds kind k, replacing any other value.
+// Replay is blind: the live call already checked types and expiry, so a
+// mismatching entry here can only be one that had expired.
+func (s *state) ofKind(key string, k kind) *entry {
+	e := s.keys[key]
+	if e != nil && e.kind == k && e.expireAt == 0 {
+		return e
+	}
+	e = &entry{kind: k}
+	switch k {
+	case kindHash:
+		e.hash = map[string][]byte{}
+	case kindZSet:
+		e.zset = newZSet()
+	case kindLog:
+		e.log = &stream{}
+	}
+	s.put(key, e)
+	return e
+}
+
+func (s *state) queue(name string) *queue {
+	q := s.queues[name]
+	if q == nil {
+		q = newQueue()
+		s.queues[name] = q
+	}
+	return q
+}
+
+// applyPayload applies every op of one frame. end reports a snapshot trailer.
+func (s *state) applyPayload(p []byte) (end bool, err error) {
+	d := &dec{b: p}
+	for len(d.b) > 0 && d.err == nil {
+		if s.applyOp(d) {
+			end = true
+		}
+	}
+	return end, d.err
+}
+
+func (s *state) applyOp(d *dec) (end bool) {
+	switch code := d.byte(); code {
+	case opSet:
+		key, val, exp := d.str(), d.bytes(), d.sv()
+		if d.err == nil {
+			s.put(key, &entry{kind: kindString, str: val, expireAt: exp})
+		}
+	case opDel:
+		key := d.str()
+		if d.err == nil {
+			s.del(key)
+		}
+	case opHSet:
+		key, n := d.str(), d.count()
+		if d.err != nil {
+			return
+		}
+		e := s.ofKind(key, kindHash)
+		for i := 0; i < n && d.err == nil; i++ {
+			f, v := d.str(), d.bytes()
+			e.hash[f] = v
+		}
+	case opHDel:
+		key, n := d.str(), d.count()
+		e := s.keys[key]
+		for i := 0; i < n && d.err == nil; i++ {
+			f := d.str()
+			if e != nil && e.kind == kindHash {
+				delete(e.hash, f)
+			}
+		}
+		if e != nil && e.kind == kindHash && len(e.hash) == 0 {
+			s.del(key)
+		}
+	case opZAdd:
+		key, n := d.str(), d.count()
+		if d.err != nil {
+			return
+		}
+		e := s.ofKind(key, kindZSet)
+		for i := 0; i < n && d.err == nil; i++ {
+			m, sc := d.str(), d.f64()
+			if d.err == nil {
+				e.zset.add(m, sc)
+			}
+		}
+	case opZRem:
+		key, n := d.str(), d.count()
+		e := s.keys[key]
+		for i := 0; i < n && d.err == nil; i++ {
+			m := d.str()
+			if e != nil && e.kind == kindZSet {
+				e.zset.rem(m)
+			}
+		}
+		if e != nil && e.kind == kindZSet && len(e.zset.scores) == 0 {
+			s.del(key)
+		}
+	case opQPut, opQJob:
+		name, id, data, due := d.str(), d.str(), d.bytes(), d.sv()
+		attempts := -1
+		if code == opQJob {
+			attempts = int(d.uv())
+		}
+		if d.err != nil {
+			return
+		}
+		q := s.queue(name)
+		j := q.jobs[id]
+		if j == nil {
+			j = &qjob{due: due}
+			q.jobs[id] = j
+			q.due.insert(qkey{due, id})
+		} else if j.due != due {
+			q.due.delete(qkey{j.due, id})
+			j.due = due
+			q.due.insert(qkey{due, id})
+		}
+		j.data = data
+		if attempts >= 0 {
+			j.attempts = attempts
+		}
+	case opQClaim:
+		name, due, n := d.str(), d.sv(), d.count()
+		q := s.queues[name]
+		for i := 0; i < n && d.err == nil; i++ {
+			id, attempts := d.str(), int(d.uv())
+			if d.err != nil || q == nil {
+				continue
+			}
+			if j := q.jobs[id]; j != nil {
+				if j.due != due {
+					q.due.delete(qkey{j.due, id})
+					j.due = due
+					q.due.insert(qkey{due, id})
+				}
+				j.attempts = attempts
+			}
+		}
+	case opQDel:
+		name, id := d.str(), d.str()
+		if d.err != nil {
+			return
+		}
+		if q := s.queues[name]; q != nil {
+			if j := q.jobs[id]; j != nil {
+				q.due.delete(qkey{j.due, id})
+				delete(q.jobs, id)
+			}
+			if len(q.jobs) == 0 {
+				delete(s.queues, name)
+			}
+		}
+	case opXAdd:
+		key, ms, seq, data := d.str(), d.uv(), d.uv(), d.bytes()
+		if d.err != nil {
+			return
+		}
+		l := s.ofKind(key, kindLog).log
+		l.recs = append(l.recs, logRec{ms: ms, seq: seq, data: data})
+		l.lastMs, l.lastSeq = ms, seq
+	case opXTrim:
+		key, minMs := d.str(), d.uv()
+		if e := s.keys[key]; d.err == nil && e != nil && e.kind == kindLog {
+			e.log.trim(minMs)
+		}
+	case opXMeta:
+		key, ms, seq := d.str(), d.uv(), d.uv()
+		if d.err == nil {
+			l := s.ofKind(key, kindLog).log
+			l.lastMs, l.lastSeq = ms, seq
+		}
+	case opEnd:
+		return d.err == nil
+	default:
+		d.fail()
+	}
+	return false
+}
+
+// encodeSnapshot writes the whole live state as frames (each at most ~64 KiB
+// unless a single value is larger), ending with an opEnd trailer.
+func (s *state) encodeSnapshot(now int64, out *bytes.Buffer) {
+	f := newFrame(64 << 10)
+	flush := func(force bool) {
+		if f.empty() || (!force && f.payloadLen() < 64<<10) {
+			return
+		}
+		out.Write(f.finish())
+		f.reset()
+	}
+	for key, e := range s.keys {
+		if e.expireAt != 0 && e.expireAt <= now {
+			continue // expired: drop rather than resurrect
+		}
+		switch e.kind {
+		case kindString:
+			f.op(opSet)
+			f.str(key)
+			f.bytes(e.str)
+			f.sv(e.expireAt)
+		case kindHash:
+			f.op(opHSet)
+			f.str(key)
+			f.uv(uint64(len(e.hash)))
+			for k, v := range e.hash {
+				f.str(k)
+				f.bytes(v)
+			}
+		case kindZSet:
+			f.op(opZAdd)
+			f.str(key)
+			f.uv(uint64(len(e.zset.scores)))
+			for m, sc := range e.zset.scores {
+				f.str(m)
+				f.f64(sc)
+			}
+		case kindLog:
+			for _, r := range e.log.live() {
+				f.op(opXAdd)
+				f.str(key)
+				f.uv(r.ms)
+				f.uv(r.seq)
+				f.bytes(r.data)
+				flush(false)
+			}
+			f.op(opXMeta)
+			f.str(key)
+			f.uv(e.log.lastMs)
+			f.uv(e.log.lastSeq)
+		}
+		flush(false)
+	}
+	for name, q := range s.queues {
+		for id, j := range q.jobs {
+			f.op(opQJob)
+			f.str(name)
+			f.str(id)
+			f.bytes(j.data)
+			f.sv(j.due)
+			f.uv(uint64(j.attempts))
+			flush(false)
+		}
+	}
+	f.op(opEnd)
+	flush(true)
+}
