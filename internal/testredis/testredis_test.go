@@ -1,0 +1,56 @@
+package testredis
+
+import (
+	"context"
+	"fmt"
+	"testing"
+)
+
+func TestStandaloneKillRestart(t *testing.T) {
+	s := Start(t)
+	c := s.Client()
+	ctx := context.Background()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s.Kill()
+	if err := c.Ping(ctx).Err(); err == nil {
+		t.Fatal("PING succeeded on a killed server")
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	// appendonly yes: the acknowledged write survived the SIGKILL.
+	if v, err := c.Get(ctx, "k").Result(); err != nil || v != "v" {
+		t.Fatalf("after restart Get = %q, %v", v, err)
+	}
+}
+
+func TestCluster(t *testing.T) {
+	c := StartCluster(t)
+	if len(c.Addrs) != 3 {
+		t.Fatalf("cluster has %d nodes", len(c.Addrs))
+	}
+	cc := c.Client()
+	ctx := context.Background()
+	for i := 0; i < 30; i++ {
+		k := fmt.Sprintf("key-%d", i)
+		if err := cc.Set(ctx, k, i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Keys spread over several masters.
+	used := 0
+	for _, s := range c.Servers {
+		n, err := s.Client().DBSize(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			used++
+		}
+	}
+	if used < 2 {
+		t.Fatalf("keys landed on %d masters, want a real cluster", used)
+	}
+}
