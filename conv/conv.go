@@ -73,30 +73,30 @@ type Message struct {
 	Account  string     `json:"account,omitempty"`
 	Customer CustomerID `json:"customer"`
 	// ExternalUser is the platform's user id (OpenID, external_userid, userid).
-	ExternalUser string    `json:"external_user"`
-	Store        StoreID   `json:"store,omitempty"`
-	Kind         MsgKind   `json:"kind"`
-	RawType      string    `json:"raw_type,omitempty"` // platform msgtype as received
-	PlatformID   string    `json:"platform_id,omitempty"`
-	Text         string    `json:"text,omitempty"`
-	MediaID      string    `json:"media_id,omitempty"`
-	URL          string    `json:"url,omitempty"` // PicUrl, link Url
-	Title        string    `json:"title,omitempty"`
-	Description  string    `json:"description,omitempty"`
-	Latitude     float64   `json:"lat,omitempty"`
-	Longitude    float64   `json:"lng,omitempty"`
-	Label        string    `json:"label,omitempty"`
-	Event        string    `json:"event,omitempty"`
-	EventKey     string    `json:"event_key,omitempty"`
-	MenuID       string    `json:"menu_id,omitempty"` // msgmenu click (bizmsgmenuid / menu_id)
-	AgentID      string    `json:"agent_id,omitempty"`
-	Origin       int       `json:"origin,omitempty"` // KF: 3 customer, 4 system, 5 agent in WeCom client
-	ServicerID   string    `json:"servicer_id,omitempty"`
-	Code         string    `json:"code,omitempty"` // KF welcome_code / msg_code
+	ExternalUser string            `json:"external_user"`
+	Store        StoreID           `json:"store,omitempty"`
+	Kind         MsgKind           `json:"kind"`
+	RawType      string            `json:"raw_type,omitempty"` // platform msgtype as received
+	PlatformID   string            `json:"platform_id,omitempty"`
+	Text         string            `json:"text,omitempty"`
+	MediaID      string            `json:"media_id,omitempty"`
+	URL          string            `json:"url,omitempty"` // PicUrl, link Url
+	Title        string            `json:"title,omitempty"`
+	Description  string            `json:"description,omitempty"`
+	Latitude     float64           `json:"lat,omitempty"`
+	Longitude    float64           `json:"lng,omitempty"`
+	Label        string            `json:"label,omitempty"`
+	Event        string            `json:"event,omitempty"`
+	EventKey     string            `json:"event_key,omitempty"`
+	MenuID       string            `json:"menu_id,omitempty"` // msgmenu click (bizmsgmenuid / menu_id)
+	AgentID      string            `json:"agent_id,omitempty"`
+	Origin       int               `json:"origin,omitempty"` // KF: 3 customer, 4 system, 5 agent in WeCom client
+	ServicerID   string            `json:"servicer_id,omitempty"`
+	Code         string            `json:"code,omitempty"` // KF welcome_code / msg_code
 	Extra        map[string]string `json:"extra,omitempty"`
-	Raw          []byte    `json:"raw,omitempty"` // kept for unknown kinds
-	CreatedAt    time.Time `json:"created_at"`
-	ReceivedAt   time.Time `json:"received_at"`
+	Raw          []byte            `json:"raw,omitempty"` // kept for unknown kinds
+	CreatedAt    time.Time         `json:"created_at"`
+	ReceivedAt   time.Time         `json:"received_at"`
 }
 
 // ReplyKind is the kind of an outbound message.
@@ -197,3 +197,53 @@ var (
 	ErrWindowClosed   = errors.New("messaging window closed")
 	ErrQuotaExhausted = errors.New("message quota exhausted")
 )
+
+// OutboundKind says which API an Outbound goes through.
+type OutboundKind string
+
+// Outbound kinds.
+const (
+	// OutCustomer is a message to a customer in their chat (OA custom/send,
+	// KF send_msg, WeCom app message/send, JSON callback); it counts toward
+	// the channel's per-customer quota.
+	OutCustomer OutboundKind = "customer"
+	// OutKFEvent is a KF send_msg_on_event message gated by a code (welcome,
+	// queue notice, end of session).
+	OutKFEvent OutboundKind = "kf_event"
+	// OutRobot posts to a WeCom group robot webhook (To = robot key).
+	OutRobot OutboundKind = "robot"
+	// OutWeComApp sends a WeCom app message to members (To = "u1|u2").
+	OutWeComApp OutboundKind = "wecom_app"
+	// OutTemplate sends an OA template message (To = OpenID).
+	OutTemplate OutboundKind = "template"
+)
+
+// Outbound is one message for the outbound sender. Domains build it; the
+// gateway delivers it durably with quotas, retries and dead letters.
+type Outbound struct {
+	// ID makes sending idempotent: an ID is delivered at most once.
+	ID      string       `json:"id"`
+	Kind    OutboundKind `json:"kind"`
+	Channel string       `json:"channel"`
+	To      string       `json:"to"`
+	// Account is the KF open_kfid for KF channels.
+	Account string `json:"account,omitempty"`
+	Reply   Reply  `json:"reply"`
+	// TriggerAt is the customer's last qualifying message: the 48 h window
+	// and the 5-message quota start there.
+	TriggerAt time.Time `json:"trigger_at,omitempty"`
+	// Code is the KF send_msg_on_event code (OutKFEvent).
+	Code string `json:"code,omitempty"`
+	// Template is the OA template message (OutTemplate).
+	Template *Template `json:"template,omitempty"`
+	// Source says who produced it: bot, agent, survey, alert.
+	Source string `json:"source,omitempty"`
+}
+
+// Template is an OA template message.
+type Template struct {
+	TemplateID  string            `json:"template_id"`
+	URL         string            `json:"url,omitempty"`
+	ClientMsgID string            `json:"client_msg_id,omitempty"`
+	Data        map[string]string `json:"data"`
+}

@@ -1,0 +1,61 @@
+# kefu — make targets. Bare `make` prints this help.
+GO      ?= go
+BIN     ?= bin/kefu
+CONFIG  ?= configs/kefu.yaml
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+PKGS    := ./...
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build bin/kefu
+	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/kefu
+
+.PHONY: run
+run: build ## run the gateway on the embedded engine with the sample KB and the WeChat simulator
+	@echo "kefu on http://127.0.0.1:8080 — in another terminal try:"
+	@echo "  $(BIN) chat --channel demo \"营业时间是几点\""
+	$(BIN) serve -c $(CONFIG)
+
+.PHONY: deps
+deps: ## install what the tests need (redis-server, chromium) when missing
+	bash scripts/install-test-deps.sh
+
+.PHONY: test
+test: deps ## run all tests with the race detector (real redis-server, real HTTP)
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+.PHONY: fuzz
+fuzz: ## fuzz every parser for 20 s each
+	bash scripts/fuzz.sh 20s
+
+.PHONY: bench
+bench: build ## run the benchmarks recorded in docs/BENCHMARKS.md
+	$(GO) test -run '^$$' -bench . -benchmem ./engine/ ./gateway/ ./bot/...
+	$(BIN) bench
+
+.PHONY: lint
+lint: ## gofmt check and go vet
+	@test -z "$$(gofmt -l .)" || (gofmt -l . && exit 1)
+	$(GO) vet $(PKGS)
+
+.PHONY: fmt
+fmt: ## format the code
+	gofmt -w .
+
+.PHONY: docker
+docker: ## build the container image (needs a Docker engine)
+	docker build -f deployments/Dockerfile -t kefu:$(VERSION) .
+
+.PHONY: up
+up: ## start the scale-out stack: 2 gateways, nginx, Redis, Qdrant (needs Docker)
+	docker compose -f deployments/compose.yaml up -d
+
+.PHONY: down
+down: ## stop the scale-out stack
+	docker compose -f deployments/compose.yaml down

@@ -1,0 +1,313 @@
+// Package app is kefu's composition root: it loads the config, chooses the
+// engine, builds the domains, wires their hooks, runs the services under
+// one errgroup and shuts down in order. Nothing else imports across domains.
+package app
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"kefu/bot"
+
+	"kefu/gateway"
+)
+
+// Config is the whole kefu configuration file. The top-level keys listen,
+// data_dir, redis, wechat, channels and bot are a contract shared with
+// deployments and external tests.
+type Config struct {
+	Listen   string                  `yaml:"listen"`
+	DataDir  string                  `yaml:"data_dir"`
+	Redis    RedisConfig             `yaml:"redis"`
+	WeChat   WeChatConfig            `yaml:"wechat"`
+	Channels []gateway.ChannelConfig `yaml:"channels"`
+	Gateway  gateway.Config          `yaml:"gateway"`
+	Bot      bot.Config              `yaml:"bot"`
+	Messages MessagesConfig          `yaml:"messages"`
+	Log      LogConfig               `yaml:"log"`
+	Admin    AdminConfig             `yaml:"admin"`
+	// Simulator starts the built-in WeChat API simulator (development and
+	// `make run` only; never in production).
+	Simulator SimulatorConfig `yaml:"simulator"`
+}
+
+// RedisConfig selects the Redis engine. Empty Addr means the embedded engine.
+type RedisConfig struct {
+	// Addr is "host:port", or several comma-separated seed nodes of a cluster.
+	Addr     string `yaml:"addr"`
+	Password string `yaml:"password"`
+	DB       int    `yaml:"db"`
+	// Cluster forces the cluster client even with one seed address.
+	Cluster bool `yaml:"cluster"`
+	// Prefix namespaces every key (several kefu deployments on one Redis).
+	Prefix string `yaml:"prefix"`
+}
+
+// WeChatConfig holds the API base URLs (pointed at the simulator in tests).
+type WeChatConfig struct {
+	APIBase      string `yaml:"api_base"`
+	WeComAPIBase string `yaml:"wecom_api_base"`
+}
+
+// MessagesConfig holds the router's own customer-facing texts (Chinese
+// by default); the bot's texts live under bot.texts.
+type MessagesConfig struct {
+	// Welcome is sent when a customer follows the account ("" = none).
+	Welcome string `yaml:"welcome"`
+	// NonText answers images, voice without recognition, locations….
+	NonText string `yaml:"non_text"`
+}
+
+// LogConfig configures structured logs.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // json | text
+}
+
+// AdminConfig guards operator endpoints.
+type AdminConfig struct {
+	// Token is the bearer token of /admin endpoints ("" disables them).
+	Token string `yaml:"token"`
+}
+
+// SimulatorConfig runs the WeChat simulator inside the process.
+type SimulatorConfig struct {
+	Listen string `yaml:"listen"`
+}
+
+func defaultBot() bot.Config {
+	b := bot.DefaultConfig()
+	b.KB = "configs/kb.sample.jsonl"
+	return b
+}
+
+// DefaultConfig returns the embedded defaults.
+func DefaultConfig() Config {
+	return Config{
+		Listen:  "127.0.0.1:8080",
+		DataDir: "./data",
+		Redis:   RedisConfig{Prefix: "kefu:"},
+		WeChat:  WeChatConfig{APIBase: gateway.DefaultAPIBase, WeComAPIBase: gateway.DefaultWeComAPIBase},
+		Gateway: gateway.DefaultConfig(),
+		Bot:     defaultBot(),
+		Messages: MessagesConfig{
+			Welcome: "您好，欢迎光临！请直接输入您的问题，例如“营业时间”“怎么退货”。需要人工服务请回复“人工”。",
+			NonText: "抱歉，目前只能识别文字消息，请用文字描述您的问题；需要人工服务请回复“人工”。",
+		},
+		Log: LogConfig{Level: "info", Format: "json"},
+	}
+}
+
+// Load reads path (YAML) over the defaults, rejecting unknown keys, then
+// applies KEFU_* environment overrides. The result is not yet validated.
+func Load(path string, environ []string) (Config, error) {
+	cfg := DefaultConfig()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&cfg, environ); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// GatewayConfig merges the top-level contract keys into the gateway's config.
+func (c Config) GatewayConfig() gateway.Config {
+	g := c.Gateway
+	g.Listen = c.Listen
+	g.APIBase = c.WeChat.APIBase
+	g.WeComAPIBase = c.WeChat.WeComAPIBase
+	g.Channels = c.Channels
+	return g
+}
+
+// Validate checks every key; the error lists all problems with key paths.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" && c.Redis.Addr == "" {
+		errs = append(errs, errors.New("data_dir: must not be empty with the embedded engine"))
+	}
+	if c.Redis.DB < 0 || c.Redis.DB > 15 {
+		errs = append(errs, fmt.Errorf("redis.db: must be in [0, 15], got %d", c.Redis.DB))
+	}
+	if c.Redis.Cluster && c.Redis.DB != 0 {
+		errs = append(errs, errors.New("redis.db: Redis Cluster only has db 0"))
+	}
+	if err := c.GatewayConfig().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Bot.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Bot.KB != "" {
+		if _, err := os.Stat(c.Bot.KB); err != nil {
+			errs = append(errs, fmt.Errorf("bot.kb: %v", err))
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: must be debug, info, warn or error, got %q", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		errs = append(errs, fmt.Errorf("log.format: must be json or text, got %q", c.Log.Format))
+	}
+	if c.Admin.Token != "" && len(c.Admin.Token) < 16 {
+		errs = append(errs, errors.New("admin.token: must be at least 16 characters"))
+	}
+	return errors.Join(errs...)
+}
+
+// applyEnv sets config keys from KEFU_* variables: the key path in upper
+// case joined by "_" (KEFU_REDIS_ADDR, KEFU_GATEWAY_PASSIVE_BUDGET,
+// KEFU_CHANNELS_0_TOKEN). An unknown KEFU_ variable is an error, like an
+// unknown YAML key, so a typo never goes unnoticed.
+func applyEnv(cfg *Config, environ []string) error {
+	var errs []error
+	for _, kv := range environ {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, "KEFU_") || strings.HasPrefix(name, "KEFU_TEST_") {
+			continue
+		}
+		path := strings.TrimPrefix(name, "KEFU_")
+		if err := setPath(reflect.ValueOf(cfg).Elem(), path, val); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// setPath walks v along an upper-case path like "GATEWAY_PASSIVE_BUDGET".
+// Field names may contain "_" themselves, so it tries every yaml tag that
+// is a prefix of the remaining path.
+func setPath(v reflect.Value, path, val string) error {
+	switch v.Kind() {
+	case reflect.Struct:
+		t := v.Type()
+		// Longest tag first so "API_BASE" beats a hypothetical "API".
+		type cand struct {
+			i   int
+			tag string
+		}
+		var cands []cand
+		for i := 0; i < t.NumField(); i++ {
+			tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+			if tag == "" || tag == "-" {
+				continue
+			}
+			cands = append(cands, cand{i, strings.ToUpper(tag)})
+		}
+		sort.Slice(cands, func(a, b int) bool { return len(cands[a].tag) > len(cands[b].tag) })
+		for _, c := range cands {
+			if path == c.tag {
+				return setScalar(v.Field(c.i), val)
+			}
+			if rest, ok := strings.CutPrefix(path, c.tag+"_"); ok {
+				return setPath(v.Field(c.i), rest, val)
+			}
+		}
+		return errors.New("unknown config key")
+	case reflect.Slice:
+		idx, rest, _ := strings.Cut(path, "_")
+		i, err := strconv.Atoi(idx)
+		if err != nil || i < 0 || i > 1000 {
+			return fmt.Errorf("bad list index %q", idx)
+		}
+		for v.Len() <= i {
+			v.Set(reflect.Append(v, reflect.Zero(v.Type().Elem())))
+		}
+		if rest == "" {
+			return setScalar(v.Index(i), val)
+		}
+		return setPath(v.Index(i), rest, val)
+	case reflect.Map:
+		if v.IsNil() {
+			v.Set(reflect.MakeMap(v.Type()))
+		}
+		e := reflect.New(v.Type().Elem()).Elem()
+		if err := setScalar(e, val); err != nil {
+			return err
+		}
+		v.SetMapIndex(reflect.ValueOf(strings.ToLower(path)).Convert(v.Type().Key()), e)
+		return nil
+	}
+	return errors.New("unknown config key")
+}
+
+func setScalar(v reflect.Value, val string) error {
+	if v.Type() == reflect.TypeOf(time.Duration(0)) {
+		d, err := time.ParseDuration(val)
+		if err != nil {
+			return fmt.Errorf("bad duration %q", val)
+		}
+		v.SetInt(int64(d))
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(val)
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		n, err := strconv.ParseInt(val, 10, 64)
+		if err != nil {
+			return fmt.Errorf("bad integer %q", val)
+		}
+		v.SetInt(n)
+	case reflect.Float64, reflect.Float32:
+		f, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			return fmt.Errorf("bad number %q", val)
+		}
+		v.SetFloat(f)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(val)
+		if err != nil {
+			return fmt.Errorf("bad boolean %q", val)
+		}
+		v.SetBool(b)
+	default:
+		return fmt.Errorf("cannot set a %s from the environment", v.Kind())
+	}
+	return nil
+}
+
+// ErrorLines flattens a (joined) error into one line per problem, for
+// `kefu checkconfig`.
+func ErrorLines(err error) []string {
+	var out []string
+	var walk func(error)
+	walk = func(e error) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, x := range j.Unwrap() {
+				walk(x)
+			}
+			return
+		}
+		for _, l := range strings.Split(e.Error(), "\n") {
+			if strings.TrimSpace(l) != "" {
+				out = append(out, l)
+			}
+		}
+	}
+	walk(err)
+	return out
+}

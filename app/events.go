@@ -1,0 +1,75 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"kefu/conv"
+	"kefu/engine"
+)
+
+// eventBuffer bounds events waiting for the log. Events are written off
+// the answer path so a customer's reply never waits on reporting; when the
+// buffer is full the event is counted as dropped rather than blocking.
+const eventBuffer = 65536
+
+// eventWriter appends domain events to the engine log in the background.
+type eventWriter struct {
+	eng     engine.Engine
+	log     *slog.Logger
+	ch      chan conv.Event
+	dropped atomic.Int64
+}
+
+func newEventWriter(eng engine.Engine, log *slog.Logger) *eventWriter {
+	return &eventWriter{eng: eng, log: log.With("component", "events"), ch: make(chan conv.Event, eventBuffer)}
+}
+
+func (w *eventWriter) emit(ev conv.Event) {
+	if ev.At.IsZero() {
+		ev.At = time.Now()
+	}
+	select {
+	case w.ch <- ev:
+	default:
+		if w.dropped.Add(1)%1000 == 1 {
+			w.log.Error("event buffer full; dropping events", "dropped", w.dropped.Load())
+		}
+	}
+}
+
+// run writes events until ctx ends, then flushes what is buffered.
+func (w *eventWriter) run(ctx context.Context) error {
+	for {
+		select {
+		case ev := <-w.ch:
+			w.write(ev)
+		case <-ctx.Done():
+			for {
+				select {
+				case ev := <-w.ch:
+					w.write(ev)
+				default:
+					return nil
+				}
+			}
+		}
+	}
+}
+
+func (w *eventWriter) write(ev conv.Event) {
+	b, _ := json.Marshal(ev)
+	for attempt := 0; attempt < 3; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := w.eng.Append(ctx, eventLog, b)
+		cancel()
+		if err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	w.log.Error("event lost after retries", "type", ev.Type)
+}

@@ -1,0 +1,131 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+
+	"kefu/bot"
+	"kefu/conv"
+	"kefu/engine"
+)
+
+// eventLog is the engine log every domain appends its events to; the
+// report package reads it.
+const eventLog = "events"
+
+// Stage is one step of the router in front of the bot: it either takes the
+// message (handled=true) or passes it on. Handoff (a conversation with a
+// human) and surveys (a pending survey answer) plug in as stages.
+type Stage interface {
+	Route(ctx context.Context, msg conv.Message) (replies []conv.Reply, handled bool, err error)
+}
+
+// Router sends an accepted message through the stages, then to the bot
+// (PRODUCT.md §2): conversation with a human? → pending survey answer? → bot.
+type Router struct {
+	stages   []Stage
+	bot      *bot.Bot
+	eng      engine.Engine
+	messages MessagesConfig
+	log      *slog.Logger
+	events   *eventWriter
+	// OnHandoff is told when the bot hands a customer over; the handoff
+	// domain queues the conversation.
+	OnHandoff func(ctx context.Context, msg conv.Message, d bot.Decision) error
+	// OnUnsubscribe deletes the customer's personal data (WeChat requires it).
+	OnUnsubscribe []func(ctx context.Context, c conv.CustomerID) error
+}
+
+// Handle implements gateway.Handler.
+func (r *Router) Handle(ctx context.Context, msg conv.Message) ([]conv.Reply, error) {
+	r.emit(ctx, conv.Event{Type: conv.EvMessageReceived, Customer: msg.Customer, Store: msg.Store, Channel: msg.Channel,
+		Data: map[string]string{"kind": string(msg.Kind), "msg_id": msg.ID, "origin": itoa(msg.Origin)}})
+	// KF messages typed by an agent in the WeCom client (origin 5) and
+	// system events belong to the transcript, not to the bot.
+	if msg.ChannelType == conv.ChannelWeComKF && msg.Origin == 5 {
+		return nil, nil
+	}
+	for _, s := range r.stages {
+		replies, handled, err := s.Route(ctx, msg)
+		if err != nil {
+			return nil, err
+		}
+		if handled {
+			return replies, nil
+		}
+	}
+	switch msg.Kind {
+	case conv.MsgEvent:
+		return r.event(ctx, msg)
+	case conv.MsgText:
+		return r.ask(ctx, msg, msg.Text)
+	case conv.MsgVoice:
+		if strings.TrimSpace(msg.Text) != "" { // WeChat's speech recognition
+			return r.ask(ctx, msg, msg.Text)
+		}
+	}
+	if r.messages.NonText == "" {
+		return nil, nil
+	}
+	return []conv.Reply{conv.Text(r.messages.NonText)}, nil
+}
+
+func (r *Router) event(ctx context.Context, msg conv.Message) ([]conv.Reply, error) {
+	switch msg.Event {
+	case "subscribe":
+		if r.messages.Welcome != "" {
+			return []conv.Reply{conv.Text(r.messages.Welcome)}, nil
+		}
+	case "unsubscribe":
+		for _, f := range r.OnUnsubscribe {
+			if err := f(ctx, msg.Customer); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return nil, nil
+}
+
+func (r *Router) ask(ctx context.Context, msg conv.Message, text string) ([]conv.Reply, error) {
+	d, err := r.bot.Respond(ctx, bot.Query{Text: text, Store: msg.Store, Customer: msg.Customer, Channel: msg.Channel})
+	if err != nil {
+		return nil, err
+	}
+	ev := conv.Event{Customer: msg.Customer, Store: msg.Store, Channel: msg.Channel,
+		Data: map[string]string{"entry": d.EntryID, "score": ftoa(d.Score), "reason": d.Reason}}
+	switch d.Action {
+	case bot.ActionAnswer:
+		ev.Type = conv.EvBotAnswered
+	case bot.ActionClarify:
+		ev.Type = conv.EvBotClarify
+	case bot.ActionHandoff:
+		ev.Type = conv.EvHandoffRequested
+	default:
+		ev.Type = conv.EvBotFallback
+	}
+	r.emit(ctx, ev)
+	if d.Action == bot.ActionHandoff && r.OnHandoff != nil {
+		if err := r.OnHandoff(ctx, msg, d); err != nil {
+			return nil, err
+		}
+	}
+	if d.Reply.Kind == "" && d.Reply.Text == "" {
+		return nil, nil
+	}
+	return []conv.Reply{d.Reply}, nil
+}
+
+// emit hands an event to the background writer.
+func (r *Router) emit(_ context.Context, ev conv.Event) { r.events.emit(ev) }
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+func ftoa(f float64) string {
+	b, _ := json.Marshal(float64(int(f*1000)) / 1000)
+	return string(b)
+}

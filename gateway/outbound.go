@@ -1,0 +1,641 @@
+package gateway
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"kefu/conv"
+	"kefu/engine"
+)
+
+// Outbox keys.
+const (
+	outQueue    = "out"
+	outDead     = "out:dead"
+	outSentPfx  = "out:sent:"
+	outSentTTL  = 7 * 24 * time.Hour
+	outLease    = time.Minute
+	quotaPrefix = "quota:"
+)
+
+// Per-customer send quotas (WECHAT.md §2.1, §4.4): 5 messages within 48 h
+// of a customer message on OA and KF.
+const (
+	QuotaPerMessage = 5
+	QuotaWindow     = 48 * time.Hour
+)
+
+// DeadLetter is an outbound message the sender gave up on, with why.
+type DeadLetter struct {
+	Job      conv.Outbound `json:"job"`
+	Reason   string        `json:"reason"`
+	ErrCode  int           `json:"errcode,omitempty"`
+	Attempts int           `json:"attempts"`
+	At       time.Time     `json:"at"`
+}
+
+// Sender delivers conv.Outbound messages durably: enqueue → claim → send →
+// ack, with per-customer quota bookkeeping, token refresh, retries with
+// exponential backoff and jitter, and a dead-letter list an operator can
+// list and replay. Nothing is dropped silently.
+type Sender struct {
+	g    *Gateway
+	api  *wxClient
+	http *http.Client
+	log  *slog.Logger
+	wake chan struct{}
+	// OnResult, if set, is told about every final outcome (sent or dead);
+	// the app appends it to the event log.
+	OnResult func(job conv.Outbound, err error)
+}
+
+func newSender(g *Gateway) *Sender {
+	h := &http.Client{Timeout: g.cfg.HTTPTimeout}
+	return &Sender{
+		g:    g,
+		api:  &wxClient{tokens: g.Tokens, http: h},
+		http: h,
+		log:  g.log.With("component", "sender"),
+		wake: make(chan struct{}, 1),
+	}
+}
+
+// Send durably enqueues one outbound message. Sending the same ID twice
+// delivers it once.
+func (s *Sender) Send(ctx context.Context, job conv.Outbound) error {
+	if job.ID == "" {
+		return fmt.Errorf("%w: outbound message needs an ID (it makes sending idempotent)", conv.ErrBadInput)
+	}
+	if job.Kind == "" {
+		job.Kind = conv.OutCustomer
+	}
+	if job.Kind != conv.OutRobot {
+		if _, ok := s.g.byName[job.Channel]; !ok {
+			return fmt.Errorf("%w: unknown channel %q", conv.ErrBadInput, job.Channel)
+		}
+	}
+	data, err := json.Marshal(job)
+	if err != nil {
+		return err
+	}
+	if err := s.g.eng.Enqueue(ctx, outQueue, engine.Job{ID: job.ID, Data: data, Due: s.g.now()}); err != nil {
+		return err
+	}
+	s.nudge()
+	return nil
+}
+
+func (s *Sender) nudge() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// enqueueReplies turns a message's API-bound replies into outbox jobs with
+// IDs derived from the message, so re-processing replaces, not duplicates.
+func (s *Sender) enqueueReplies(ctx context.Context, msg conv.Message, replies []conv.Reply, first int) error {
+	for i, r := range replies {
+		job := conv.Outbound{
+			ID:        fmt.Sprintf("r:%s:%d", msg.ID, first+i),
+			Kind:      conv.OutCustomer,
+			Channel:   msg.Channel,
+			To:        msg.ExternalUser,
+			Account:   msg.Account,
+			Reply:     r,
+			TriggerAt: msg.CreatedAt,
+			Source:    "reply",
+		}
+		if err := s.Send(ctx, job); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Run claims and sends due outbound messages until ctx ends.
+func (s *Sender) Run(ctx context.Context) error {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for s.SendDue(ctx) > 0 {
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		case <-s.wake:
+		}
+	}
+}
+
+// SendDue sends one batch of due messages and returns how many it handled.
+func (s *Sender) SendDue(ctx context.Context) int {
+	jobs, err := s.g.eng.Claim(ctx, outQueue, s.g.now(), outLease, 32)
+	if err != nil {
+		s.log.Warn("outbox claim failed", "err", err)
+		return 0
+	}
+	for _, j := range jobs {
+		s.handle(ctx, j)
+	}
+	return len(jobs)
+}
+
+func (s *Sender) handle(ctx context.Context, j engine.Job) {
+	var job conv.Outbound
+	if err := json.Unmarshal(j.Data, &job); err != nil {
+		s.dead(ctx, conv.Outbound{ID: j.ID}, "unreadable job: "+err.Error(), 0, j.Attempts)
+		return
+	}
+	// At most once per ID: a job re-delivered after a crash between send
+	// and ack is recognised here.
+	if _, err := s.g.eng.Get(ctx, outSentPfx+job.ID); err == nil {
+		_ = s.g.eng.Ack(ctx, outQueue, job.ID)
+		return
+	}
+	err := s.deliver(ctx, job)
+	var ae *APIError
+	errors.As(err, &ae)
+	switch {
+	case err == nil:
+		if err := s.g.eng.Set(ctx, outSentPfx+job.ID, []byte("1"), outSentTTL); err != nil {
+			s.log.Error("cannot mark message sent", "id", job.ID, "err", err)
+		}
+		_ = s.g.eng.Ack(ctx, outQueue, job.ID)
+		s.g.metrics.outbound.WithLabelValues(job.Channel, "sent", "0").Inc()
+		if s.OnResult != nil {
+			s.OnResult(job, nil)
+		}
+	case errors.Is(err, conv.ErrWindowClosed):
+		s.dead(ctx, job, "window_expired", errcodeOf(ae), j.Attempts)
+	case errors.Is(err, conv.ErrQuotaExhausted):
+		s.dead(ctx, job, "quota_exhausted", errcodeOf(ae), j.Attempts)
+	case ae != nil && ae.Code == codeNoPermission:
+		s.dead(ctx, job, "no_permission (48001: the account lacks this API)", ae.Code, j.Attempts)
+	case ae != nil && ae.Code == codeAccountType:
+		s.dead(ctx, job, "account_type (40200: e.g. test accounts cannot send msgmenu)", ae.Code, j.Attempts)
+	case errors.Is(err, conv.ErrBadInput):
+		s.dead(ctx, job, "bad_input: "+err.Error(), errcodeOf(ae), j.Attempts)
+	case ae != nil && !retryable(ae.Code):
+		s.dead(ctx, job, fmt.Sprintf("send_failed:%d %s", ae.Code, ae.Msg), ae.Code, j.Attempts)
+	case errors.As(err, new(errRateLimited)):
+		var rl errRateLimited
+		errors.As(err, &rl)
+		_ = s.g.eng.Enqueue(ctx, outQueue, engine.Job{ID: job.ID, Data: j.Data, Due: rl.until, Attempts: j.Attempts - 1})
+	default:
+		if j.Attempts >= s.g.cfg.Outbound.MaxAttempts {
+			s.dead(ctx, job, "max_attempts: "+err.Error(), errcodeOf(ae), j.Attempts)
+			return
+		}
+		delay := s.backoff(j.Attempts, ae)
+		s.log.Warn("send failed; will retry", "id", job.ID, "channel", job.Channel, "attempt", j.Attempts, "in", delay, "err", err)
+		s.g.metrics.outbound.WithLabelValues(job.Channel, "retry", strconv.Itoa(errcodeOf(ae))).Inc()
+		// Re-enqueue under the same ID with a later due time; Claim's
+		// attempt counter carries over because the job keeps its ID.
+		if err := s.g.eng.Enqueue(ctx, outQueue, engine.Job{ID: job.ID, Data: j.Data, Due: s.g.now().Add(delay), Attempts: j.Attempts}); err != nil {
+			s.log.Error("cannot reschedule; the lease will bring it back", "id", job.ID, "err", err)
+		}
+	}
+}
+
+func errcodeOf(ae *APIError) int {
+	if ae == nil {
+		return 0
+	}
+	return ae.Code
+}
+
+// retryable reports whether an errcode is worth retrying later.
+func retryable(code int) bool {
+	switch code {
+	case -1, codeFreqLimit, codeInvalidCredential, codeInvalidToken, codeTokenExpired:
+		return true
+	}
+	return false
+}
+
+// backoff is exponential with full jitter; rate limits (45009) wait longer.
+func (s *Sender) backoff(attempt int, ae *APIError) time.Duration {
+	base := s.g.cfg.Outbound.BaseBackoff
+	if ae != nil && ae.Code == codeFreqLimit {
+		base *= 10
+	}
+	d := base << min(attempt, 20)
+	if d <= 0 || d > s.g.cfg.Outbound.MaxBackoff {
+		d = s.g.cfg.Outbound.MaxBackoff
+	}
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+func (s *Sender) dead(ctx context.Context, job conv.Outbound, reason string, code, attempts int) {
+	s.log.Warn("outbound message dead-lettered", "id", job.ID, "channel", job.Channel, "reason", reason)
+	d := DeadLetter{Job: job, Reason: reason, ErrCode: code, Attempts: attempts, At: s.g.now()}
+	b, _ := json.Marshal(d)
+	if err := s.g.eng.HSet(ctx, outDead, map[string][]byte{job.ID: b}); err != nil {
+		// Keep it in the queue rather than lose it; the lease retries.
+		s.log.Error("cannot dead-letter; leaving in the outbox", "id", job.ID, "err", err)
+		return
+	}
+	_ = s.g.eng.Ack(ctx, outQueue, job.ID)
+	s.g.metrics.outbound.WithLabelValues(job.Channel, "dead", strconv.Itoa(code)).Inc()
+	if s.OnResult != nil {
+		s.OnResult(job, errors.New(reason))
+	}
+}
+
+// DeadLetters lists the dead-letter list.
+func (s *Sender) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
+	m, err := s.g.eng.HGetAll(ctx, outDead)
+	if err != nil && !errors.Is(err, engine.ErrNotFound) {
+		return nil, err
+	}
+	out := make([]DeadLetter, 0, len(m))
+	for _, v := range m {
+		var d DeadLetter
+		if json.Unmarshal(v, &d) == nil {
+			out = append(out, d)
+		}
+	}
+	sortDead(out)
+	return out, nil
+}
+
+// Replay moves dead letters back into the outbox (all when ids is empty)
+// and returns how many it moved. The quota book is not reset: a message
+// that died of an exhausted quota dies again until the customer writes.
+func (s *Sender) Replay(ctx context.Context, ids ...string) (int, error) {
+	all, err := s.DeadLetters(ctx)
+	if err != nil {
+		return 0, err
+	}
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	n := 0
+	for _, d := range all {
+		if len(ids) > 0 && !want[d.Job.ID] {
+			continue
+		}
+		// A replay is a new delivery: forget the sent marker's absence check
+		// is enough, the job was never sent.
+		if err := s.Send(ctx, d.Job); err != nil {
+			return n, err
+		}
+		if err := s.g.eng.HDel(ctx, outDead, d.Job.ID); err != nil {
+			return n, err
+		}
+		n++
+	}
+	if len(ids) > 0 && n < len(ids) {
+		return n, fmt.Errorf("%w: %d of %d ids are not in the dead-letter list", conv.ErrNotFound, len(ids)-n, len(ids))
+	}
+	return n, nil
+}
+
+// quotaState is the per-customer send book of one channel.
+type quotaState struct {
+	WindowStart int64 `json:"w"` // unix ms of the triggering customer message
+	Used        int   `json:"u"`
+	Limit       int   `json:"l"`
+	WindowMS    int64 `json:"d"`
+}
+
+func quotaKey(channel, user string) string { return quotaPrefix + "{" + channel + ":" + user + "}" }
+
+// quotaFor returns the allowance a trigger gives. Menu clicks, follows and
+// scans give 3 messages within a minute on OA; customer messages 5 in 48 h.
+func quotaFor(kind string) (int, time.Duration) {
+	if kind == "short" {
+		return 3, time.Minute
+	}
+	return QuotaPerMessage, QuotaWindow
+}
+
+// takeQuota books one customer-facing send. A newer trigger resets the
+// book (quotas do not accumulate); an exhausted or expired book refuses
+// without calling the API.
+func (s *Sender) takeQuota(ctx context.Context, job conv.Outbound) error {
+	if job.TriggerAt.IsZero() {
+		return fmt.Errorf("%w: no customer message to answer (trigger_at empty)", conv.ErrWindowClosed)
+	}
+	key := quotaKey(job.Channel, job.To)
+	limit, window := quotaFor("")
+	now := s.g.now()
+	return s.g.eng.Update(ctx, []string{key}, func(tx engine.Tx) error {
+		var q quotaState
+		if b, err := tx.Get(key); err == nil {
+			_ = json.Unmarshal(b, &q)
+		}
+		if job.TriggerAt.UnixMilli() > q.WindowStart {
+			q = quotaState{WindowStart: job.TriggerAt.UnixMilli(), Limit: limit, WindowMS: window.Milliseconds()}
+		}
+		if now.UnixMilli() > q.WindowStart+q.WindowMS {
+			return conv.ErrWindowClosed
+		}
+		if q.Used >= q.Limit {
+			return conv.ErrQuotaExhausted
+		}
+		q.Used++
+		b, _ := json.Marshal(q)
+		tx.Set(key, b, window+time.Hour)
+		return nil
+	})
+}
+
+// exhaustQuota records what the platform told us (45047 / fail_type 6).
+func (s *Sender) exhaustQuota(ctx context.Context, channel, user string) {
+	key := quotaKey(channel, user)
+	_ = s.g.eng.Update(ctx, []string{key}, func(tx engine.Tx) error {
+		var q quotaState
+		if b, err := tx.Get(key); err == nil {
+			_ = json.Unmarshal(b, &q)
+		}
+		q.Used = q.Limit
+		b, _ := json.Marshal(q)
+		tx.Set(key, b, QuotaWindow+time.Hour)
+		return nil
+	})
+}
+
+// Quota tells how many customer messages may still be sent to user on
+// channel given their last message at lastMsg, and until when. The agent
+// console shows it next to the reply box.
+func (s *Sender) Quota(ctx context.Context, channel, user string, lastMsg time.Time) (remaining int, until time.Time, err error) {
+	ch, ok := s.g.byName[channel]
+	if !ok {
+		return 0, time.Time{}, fmt.Errorf("%w: unknown channel %q", conv.ErrBadInput, channel)
+	}
+	if ch.cfg.Type == conv.ChannelJSON || ch.cfg.Type == conv.ChannelWeComApp {
+		return -1, time.Time{}, nil // no per-customer limit
+	}
+	var q quotaState
+	b, err := s.g.eng.Get(ctx, quotaKey(channel, user))
+	if err == nil {
+		_ = json.Unmarshal(b, &q)
+	} else if !errors.Is(err, engine.ErrNotFound) {
+		return 0, time.Time{}, err
+	}
+	if lastMsg.UnixMilli() > q.WindowStart {
+		q = quotaState{WindowStart: lastMsg.UnixMilli(), Limit: QuotaPerMessage, WindowMS: QuotaWindow.Milliseconds()}
+	}
+	until = time.UnixMilli(q.WindowStart + q.WindowMS)
+	if s.g.now().After(until) {
+		return 0, until, nil
+	}
+	return q.Limit - q.Used, until, nil
+}
+
+// deliver sends one message through the right API.
+func (s *Sender) deliver(ctx context.Context, job conv.Outbound) error {
+	if job.Kind == conv.OutRobot {
+		return s.sendRobot(ctx, job)
+	}
+	ch, ok := s.g.byName[job.Channel]
+	if !ok {
+		return fmt.Errorf("%w: channel %q is no longer configured", conv.ErrBadInput, job.Channel)
+	}
+	switch job.Kind {
+	case conv.OutTemplate:
+		return s.sendTemplate(ctx, ch, job)
+	case conv.OutWeComApp:
+		return s.sendWeComApp(ctx, ch, job)
+	case conv.OutKFEvent:
+		return s.sendKFEvent(ctx, ch, job)
+	}
+	switch ch.cfg.Type {
+	case conv.ChannelWeChatOA:
+		if err := s.takeQuota(ctx, job); err != nil {
+			return err
+		}
+		err := s.api.call(ctx, oaApp(ch), s.g.cfg.APIBase, "/cgi-bin/message/custom/send", oaCustomBody(job), nil)
+		return s.mapWindowErr(ctx, job, err)
+	case conv.ChannelWeComKF:
+		if err := s.takeQuota(ctx, job); err != nil {
+			return err
+		}
+		body := kfBody(job)
+		body["touser"], body["open_kfid"] = job.To, job.Account
+		body["msgid"] = kfMsgID(job.ID)
+		err := s.api.call(ctx, kfApp(ch), s.g.cfg.WeComAPIBase, "/cgi-bin/kf/send_msg", body, nil)
+		return s.mapWindowErr(ctx, job, err)
+	case conv.ChannelWeComApp:
+		return s.sendWeComApp(ctx, ch, job)
+	case conv.ChannelJSON:
+		return s.sendJSONCallback(ctx, ch, job)
+	}
+	return fmt.Errorf("%w: cannot send on channel type %s", conv.ErrBadInput, ch.cfg.Type)
+}
+
+// mapWindowErr turns the platform's window/quota errcodes into the
+// sentinels and corrects the local book.
+func (s *Sender) mapWindowErr(ctx context.Context, job conv.Outbound, err error) error {
+	var ae *APIError
+	if !errors.As(err, &ae) {
+		return err
+	}
+	switch ae.Code {
+	case codeOutOfWindow:
+		return fmt.Errorf("%w: %v", conv.ErrWindowClosed, err)
+	case codeOutOfCount, 95001:
+		s.exhaustQuota(ctx, job.Channel, job.To)
+		return fmt.Errorf("%w: %v", conv.ErrQuotaExhausted, err)
+	}
+	return err
+}
+
+func oaApp(ch *channel) tokenApp {
+	return tokenApp{kind: "oa", id: ch.cfg.AppID, secret: ch.cfg.AppSecret}
+}
+
+func kfApp(ch *channel) tokenApp {
+	return tokenApp{kind: "kf", id: ch.cfg.AppID, secret: ch.cfg.AppSecret, agent: "kf"}
+}
+
+func wecomApp(ch *channel) tokenApp {
+	return tokenApp{kind: "wecom", id: ch.cfg.AppID, secret: ch.cfg.AppSecret, agent: strconv.Itoa(ch.cfg.AgentID)}
+}
+
+// kfMsgID derives the ≤32-byte [0-9a-zA-Z_-] msgid KF accepts, used to
+// correlate msg_send_fail events with our jobs.
+func kfMsgID(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:16])
+}
+
+func oaCustomBody(job conv.Outbound) map[string]any {
+	r := job.Reply
+	body := map[string]any{"touser": job.To}
+	switch r.Kind {
+	case conv.ReplyImage:
+		body["msgtype"], body["image"] = "image", map[string]any{"media_id": r.MediaID}
+	case conv.ReplyNews:
+		arts := make([]map[string]string, 0, len(r.Articles))
+		for _, a := range r.Articles {
+			arts = append(arts, map[string]string{"title": a.Title, "description": a.Description, "url": a.URL, "picurl": a.PicURL})
+		}
+		body["msgtype"], body["news"] = "news", map[string]any{"articles": arts}
+	case conv.ReplyMenu:
+		list := make([]map[string]string, 0, len(r.Menu))
+		for _, m := range r.Menu {
+			list = append(list, map[string]string{"id": m.ID, "content": m.Content})
+		}
+		body["msgtype"], body["msgmenu"] = "msgmenu", map[string]any{"head_content": r.Head, "list": list, "tail_content": r.Tail}
+	default:
+		body["msgtype"], body["text"] = "text", map[string]any{"content": r.Text}
+	}
+	return body
+}
+
+func kfBody(job conv.Outbound) map[string]any {
+	r := job.Reply
+	body := map[string]any{}
+	switch r.Kind {
+	case conv.ReplyImage:
+		body["msgtype"], body["image"] = "image", map[string]any{"media_id": r.MediaID}
+	case conv.ReplyNews:
+		if len(r.Articles) > 0 {
+			a := r.Articles[0]
+			body["msgtype"], body["link"] = "link", map[string]any{"title": a.Title, "desc": a.Description, "url": a.URL, "thumb_media_id": r.MediaID}
+		}
+	case conv.ReplyMenu:
+		list := make([]map[string]any, 0, len(r.Menu))
+		for _, m := range r.Menu {
+			list = append(list, map[string]any{"type": "click", "click": map[string]string{"id": m.ID, "content": m.Content}})
+		}
+		body["msgtype"], body["msgmenu"] = "msgmenu", map[string]any{"head_content": r.Head, "list": list, "tail_content": r.Tail}
+	default:
+		body["msgtype"], body["text"] = "text", map[string]any{"content": r.Text}
+	}
+	return body
+}
+
+func (s *Sender) sendKFEvent(ctx context.Context, ch *channel, job conv.Outbound) error {
+	if job.Code == "" {
+		return fmt.Errorf("%w: send_msg_on_event needs a code", conv.ErrBadInput)
+	}
+	body := kfBody(job)
+	body["code"], body["msgid"] = job.Code, kfMsgID(job.ID)
+	err := s.api.call(ctx, kfApp(ch), s.g.cfg.WeComAPIBase, "/cgi-bin/kf/send_msg_on_event", body, nil)
+	var ae *APIError
+	if errors.As(err, &ae) && (ae.Code == 95018 || ae.Code == 95017 || ae.Code == 40096) {
+		// The code expired or was used: the slot is gone for good.
+		return fmt.Errorf("%w: %v", conv.ErrWindowClosed, err)
+	}
+	return err
+}
+
+func (s *Sender) sendWeComApp(ctx context.Context, ch *channel, job conv.Outbound) error {
+	if ch.cfg.Type != conv.ChannelWeComApp {
+		return fmt.Errorf("%w: channel %s is not a wecom_app channel", conv.ErrBadInput, ch.cfg.Name)
+	}
+	body := map[string]any{"touser": job.To, "agentid": ch.cfg.AgentID, "enable_duplicate_check": 1, "duplicate_check_interval": 1800}
+	switch job.Reply.Kind {
+	case conv.ReplyMarkdown:
+		body["msgtype"], body["markdown"] = "markdown", map[string]any{"content": job.Reply.Text}
+	default:
+		body["msgtype"], body["text"] = "text", map[string]any{"content": job.Reply.Text}
+	}
+	return s.api.call(ctx, wecomApp(ch), s.g.cfg.WeComAPIBase, "/cgi-bin/message/send", body, nil)
+}
+
+func (s *Sender) sendTemplate(ctx context.Context, ch *channel, job conv.Outbound) error {
+	if job.Template == nil || job.Template.TemplateID == "" {
+		return fmt.Errorf("%w: template message without template_id", conv.ErrBadInput)
+	}
+	data := map[string]any{}
+	for k, v := range job.Template.Data {
+		data[k] = map[string]string{"value": v}
+	}
+	clientID := job.Template.ClientMsgID
+	if clientID == "" {
+		clientID = kfMsgID(job.ID) // the platform dedupes per openid+client_msg_id for 10 min
+	}
+	body := map[string]any{"touser": job.To, "template_id": job.Template.TemplateID, "url": job.Template.URL, "data": data, "client_msg_id": clientID}
+	return s.api.call(ctx, oaApp(ch), s.g.cfg.APIBase, "/cgi-bin/message/template/send", body, nil)
+}
+
+// sendRobot posts to a WeCom group robot. The robot key is the bearer
+// secret (never logged). The robot API has no token; its errcode must be
+// checked by hand (silenceper swallows it, WECHAT.md §5.2).
+func (s *Sender) sendRobot(ctx context.Context, job conv.Outbound) error {
+	// ≤20 messages a minute per robot, shared by all instances: over the
+	// limit, wait for the next minute instead of burning an attempt.
+	minute := s.g.now().Unix() / 60
+	n, err := s.g.eng.IncrBy(ctx, fmt.Sprintf("robot:{%s}:%d", kfMsgID(job.To), minute), 1, 2*time.Minute)
+	if err != nil {
+		return err
+	}
+	if n > RobotPerMinute {
+		return errRateLimited{until: time.Unix((minute+1)*60, 0)}
+	}
+	body := map[string]any{}
+	if job.Reply.Kind == conv.ReplyMarkdown {
+		body["msgtype"], body["markdown"] = "markdown", map[string]any{"content": job.Reply.Text}
+	} else {
+		body["msgtype"], body["text"] = "text", map[string]any{"content": job.Reply.Text}
+	}
+	return s.api.do(ctx, s.g.cfg.WeComAPIBase, "/cgi-bin/webhook/send?key="+job.To, "", body, nil)
+}
+
+// sendJSONCallback POSTs replies of a json channel to its callback URL,
+// signed like inbound calls (docs/json-channel.md).
+func (s *Sender) sendJSONCallback(ctx context.Context, ch *channel, job conv.Outbound) error {
+	if ch.cfg.CallbackURL == "" {
+		return fmt.Errorf("%w: json channel %s has no callback_url for replies that missed the response", conv.ErrBadInput, ch.cfg.Name)
+	}
+	payload, _ := json.Marshal(map[string]any{"id": job.ID, "user_id": job.To, "replies": []conv.Reply{job.Reply}})
+	ts := strconv.FormatInt(s.g.now().Unix(), 10)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ch.cfg.CallbackURL, strings.NewReader(string(payload)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(jsonHeaderTimestamp, ts)
+	req.Header.Set(jsonHeaderSignature, jsonSign(ch.cfg.Token, ts, payload))
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: callback: %v", conv.ErrUnavailable, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		if resp.StatusCode >= 500 || resp.StatusCode == 429 {
+			return &APIError{Code: -1, Msg: "callback answered " + resp.Status, Path: "json callback"}
+		}
+		return &APIError{Code: resp.StatusCode, Msg: "callback answered " + resp.Status, Path: "json callback"}
+	}
+	return nil
+}
+
+func jsonSign(secret, ts string, body []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(ts))
+	m.Write([]byte("."))
+	m.Write(body)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// RobotPerMinute is the WeCom group robot limit (WECHAT.md §3.3).
+const RobotPerMinute = 20
+
+// errRateLimited defers a message to a later time without counting an attempt.
+type errRateLimited struct{ until time.Time }
+
+func (e errRateLimited) Error() string { return "rate limited until " + e.until.Format(time.RFC3339) }
+
+func sortDead(d []DeadLetter) {
+	sort.Slice(d, func(i, j int) bool { return d[i].At.Before(d[j].At) })
+}

@@ -1,0 +1,87 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"kefu/conv"
+)
+
+// recoveryLease is how long a recovery worker owns a claimed inbox job.
+const recoveryLease = time.Minute
+
+// RunRecovery takes over accepted messages whose worker died (process
+// crash, kill -9, lost instance) and answers them through the send API.
+// Every instance runs it; Claim's lease makes each job go to one worker.
+func (g *Gateway) RunRecovery(ctx context.Context) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		for shard := 0; shard < g.cfg.Shards; shard++ {
+			g.recoverShard(ctx, shard)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// RecoverOnce runs one recovery pass over every shard; tests and the
+// restart path call it directly.
+func (g *Gateway) RecoverOnce(ctx context.Context) {
+	for shard := 0; shard < g.cfg.Shards; shard++ {
+		g.recoverShard(ctx, shard)
+	}
+}
+
+func (g *Gateway) recoverShard(ctx context.Context, shard int) {
+	queue := fmt.Sprintf("in:{%d}", shard)
+	jobs, err := g.eng.Claim(ctx, queue, g.now(), recoveryLease, 50)
+	if err != nil {
+		g.log.Warn("recovery claim failed", "queue", queue, "err", err)
+		return
+	}
+	for _, job := range jobs {
+		var msg conv.Message
+		if err := json.Unmarshal(job.Data, &msg); err != nil {
+			g.log.Error("unreadable inbox job; dropping", "queue", queue, "job", job.ID, "err", err)
+			_ = g.eng.Ack(ctx, queue, job.ID)
+			continue
+		}
+		claimKey := fmt.Sprintf("in:{%d}:d:%s", shard, msg.ID)
+		cur, err := g.eng.Get(ctx, claimKey)
+		if err == nil {
+			st, perr := parseState(cur)
+			if perr == nil && st.S == "d" {
+				// Answered; only the ack was lost.
+				_ = g.eng.Ack(ctx, queue, job.ID)
+				continue
+			}
+			if perr == nil {
+				// Take ownership so a slow original worker cannot answer too.
+				owner := g.newOwner()
+				next := dedupeState{S: "p", O: owner, A: true, At: g.now().UnixMilli()}
+				ok, err := g.eng.CompareAndSwap(ctx, claimKey, cur, next.bytes(), g.ttlFor(msg))
+				if err != nil || !ok {
+					continue // someone else moved it; the lease brings it back if needed
+				}
+				g.metrics.recovered.Inc()
+				g.log.Info("recovering accepted message", "msg_id", msg.ID, "attempt", job.Attempts)
+				g.process(msg, claimKey, queue, owner, newHandover(), false)
+				continue
+			}
+		}
+		// The dedupe key expired or is unreadable: answer anyway under a
+		// fresh claim, so nothing accepted is ever lost.
+		owner := g.newOwner()
+		st := dedupeState{S: "p", O: owner, A: true, At: g.now().UnixMilli()}
+		if err := g.eng.Set(ctx, claimKey, st.bytes(), g.ttlFor(msg)); err != nil {
+			continue
+		}
+		g.process(msg, claimKey, queue, owner, newHandover(), false)
+	}
+}
