@@ -135,4 +135,3 @@ func TestConfig_Validate(t *testing.T) {
 		}
 	}
 }
-

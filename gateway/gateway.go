@@ -51,7 +51,7 @@ type Gateway struct {
 	handler  Handler
 	log      *slog.Logger
 	metrics  *Metrics
-	now      func() time.Time
+	clock    atomic.Pointer[func() time.Time]
 	instance string
 	seq      atomic.Uint64
 
@@ -98,12 +98,12 @@ func New(cfg Config, eng engine.Engine, h Handler, opts Options) (*Gateway, erro
 		eng:      eng,
 		handler:  h,
 		log:      opts.Logger.With("component", "gateway"),
-		now:      opts.Now,
 		instance: hex.EncodeToString(id[:]),
 		channels: map[string]*channel{},
 		byName:   map[string]*channel{},
 		kfNudge:  make(chan struct{}, 1),
 	}
+	g.SetClock(opts.Now)
 	g.metrics = newMetrics(opts.Registry, g)
 	for _, cc := range cfg.Channels {
 		ch, err := newChannel(cc)
@@ -334,3 +334,8 @@ func ErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 	}
 	ctx.Error("bad request", fasthttp.StatusBadRequest)
 }
+
+// SetClock replaces the gateway's clock (tests jump ahead in time).
+func (g *Gateway) SetClock(now func() time.Time) { g.clock.Store(&now) }
+
+func (g *Gateway) now() time.Time { return (*g.clock.Load())() }

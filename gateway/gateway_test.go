@@ -416,7 +416,7 @@ func TestOA_HandlerErrorLeavesMessageForRecovery(t *testing.T) {
 		t.Fatalf("want ack without reply: %v %+v", err, d)
 	}
 	e.h.set(func(s *scripted) { s.fail = nil })
-	e.gw.now = func() time.Time { return time.Now().Add(10 * time.Second) }
+	e.gw.SetClock(func() time.Time { return time.Now().Add(10 * time.Second) })
 	e.gw.RecoverOnce(context.Background())
 	waitFor(t, 5*time.Second, "recovered answer", func() bool { return len(e.sim.Inbox("u-fail")) == 1 })
 }
