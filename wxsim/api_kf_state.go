@@ -171,7 +171,11 @@ func (a *API) appendLocked(acc *kfAccount, m KFMsg) string {
 	if m.MsgID == "" {
 		m.MsgID = a.nextID("msg")
 	}
-	m.OpenKfID = acc.openKfID
+	// Event messages carry open_kfid/external_userid only inside "event"
+	// (silenceper's BaseMessage notes the top-level fields are absent).
+	if m.MsgType != "event" {
+		m.OpenKfID = acc.openKfID
+	}
 	acc.msgs = append(acc.msgs, m)
 	tok := a.nextID("ENC")
 	acc.syncToken[tok] = a.nowLocked().Add(10 * time.Minute)

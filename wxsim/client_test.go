@@ -465,3 +465,17 @@ func TestKFClientSignal(t *testing.T) {
 		t.Fatal("KF accepted a passive reply")
 	}
 }
+
+// httpHandlerFunc adapts a tiny (query, body) → (status, body) function.
+type httpHandlerFunc func(q map[string]string, body []byte) (int, string)
+
+func (f httpHandlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	q := map[string]string{}
+	for k, v := range r.URL.Query() {
+		q[k] = v[0]
+	}
+	status, body := f(q, b)
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body)
+}
