@@ -125,6 +125,11 @@ func (s *Server) start() error {
 		"--bind", "127.0.0.1",
 		"--dir", s.dir,
 		"--appendonly", "yes",
+		// "always": the AOF is written and fsynced before replies go out.
+		// With the default "everysec" Redis may postpone the write while a
+		// background fsync runs, so a SIGKILL (Kill) could drop
+		// acknowledged writes and make durability tests flaky.
+		"--appendfsync", "always",
 		"--save", "",
 		"--protected-mode", "no",
 		"--daemonize", "no",
@@ -201,6 +206,9 @@ func (s *Server) Client() *redis.Client {
 		MaxRetries:      1,
 		MinRetryBackoff: 10 * time.Millisecond,
 		MaxRetryBackoff: 50 * time.Millisecond,
+		// Refused dials fail fast instead of 5 x 100 ms per command.
+		DialerRetries:      1,
+		DialerRetryTimeout: 10 * time.Millisecond,
 	})
 	s.mu.Lock()
 	s.clients = append(s.clients, c)
