@@ -73,6 +73,9 @@ type APIOptions struct {
 	// StrictAgentID rejects a JSON string agentid in WeCom message/send
 	// (silenceper sends a string; whether WeCom accepts it is unverified).
 	StrictAgentID bool
+	// MaxCalls bounds the call log so long runs and load tests do not grow
+	// without limit; the oldest half is dropped when full (default 100 000).
+	MaxCalls int
 }
 
 // Call is one recorded API request and its outcome.
@@ -177,6 +180,9 @@ func NewAPI(opts APIOptions) *API {
 	}
 	if opts.KFNoTokenPerMin <= 0 {
 		opts.KFNoTokenPerMin = 10
+	}
+	if opts.MaxCalls <= 0 {
+		opts.MaxCalls = 100000
 	}
 	a := &API{
 		opts:    opts,
@@ -492,6 +498,9 @@ func (a *API) dispatch(r *http.Request, path string, body []byte) ([]byte, int) 
 		call.ErrCode, call.ErrMsg = e.code, e.msg
 	} else {
 		call.ErrMsg = "ok"
+	}
+	if len(a.calls) >= a.opts.MaxCalls {
+		a.calls = append(a.calls[:0:0], a.calls[len(a.calls)/2:]...)
 	}
 	a.calls = append(a.calls, call)
 	return res, status

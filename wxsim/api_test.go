@@ -456,3 +456,13 @@ func TestFaultInjectionAndRecording(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+func TestCallLogBounded(t *testing.T) {
+	h := newHarness(t, func(o *APIOptions) { o.MaxCalls = 10 })
+	for i := 0; i < 25; i++ {
+		h.oaToken()
+	}
+	if n := len(h.api.Calls("")); n > 10 || n < 5 {
+		t.Fatalf("call log has %d entries", n)
+	}
+}
