@@ -356,6 +356,31 @@ func (s *Sender) takeQuota(ctx context.Context, job conv.Outbound) error {
 	})
 }
 
+// settleQuota gives the booked send back when the message did not go out
+// (a transient failure will retry and book again), so failures never eat
+// the customer's quota. Window and quota errors keep the book as corrected.
+func (s *Sender) settleQuota(ctx context.Context, job conv.Outbound, err error) error {
+	if err == nil || errors.Is(err, conv.ErrWindowClosed) || errors.Is(err, conv.ErrQuotaExhausted) {
+		return err
+	}
+	key := quotaKey(job.Channel, job.To)
+	_ = s.g.eng.Update(ctx, []string{key}, func(tx engine.Tx) error {
+		var q quotaState
+		b, gerr := tx.Get(key)
+		if gerr != nil {
+			return gerr
+		}
+		_ = json.Unmarshal(b, &q)
+		if q.Used > 0 {
+			q.Used--
+		}
+		b, _ = json.Marshal(q)
+		tx.Set(key, b, QuotaWindow+time.Hour)
+		return nil
+	})
+	return err
+}
+
 // exhaustQuota records what the platform told us (45047 / fail_type 6).
 func (s *Sender) exhaustQuota(ctx context.Context, channel, user string) {
 	key := quotaKey(channel, user)
@@ -422,7 +447,7 @@ func (s *Sender) deliver(ctx context.Context, job conv.Outbound) error {
 			return err
 		}
 		err := s.api.call(ctx, oaApp(ch), s.g.cfg.APIBase, "/cgi-bin/message/custom/send", oaCustomBody(job), nil)
-		return s.mapWindowErr(ctx, job, err)
+		return s.settleQuota(ctx, job, s.mapWindowErr(ctx, job, err))
 	case conv.ChannelWeComKF:
 		if err := s.takeQuota(ctx, job); err != nil {
 			return err
@@ -431,7 +456,7 @@ func (s *Sender) deliver(ctx context.Context, job conv.Outbound) error {
 		body["touser"], body["open_kfid"] = job.To, job.Account
 		body["msgid"] = kfMsgID(job.ID)
 		err := s.api.call(ctx, kfApp(ch), s.g.cfg.WeComAPIBase, "/cgi-bin/kf/send_msg", body, nil)
-		return s.mapWindowErr(ctx, job, err)
+		return s.settleQuota(ctx, job, s.mapWindowErr(ctx, job, err))
 	case conv.ChannelWeComApp:
 		return s.sendWeComApp(ctx, ch, job)
 	case conv.ChannelJSON:

@@ -1,0 +1,262 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"kefu/conv"
+	"kefu/wxsim"
+)
+
+func deadReasons(t *testing.T, s *Sender) map[string]string {
+	t.Helper()
+	d, err := s.DeadLetters(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, x := range d {
+		out[x.Job.ID] = x.Reason
+	}
+	return out
+}
+
+// The OA quota is 5 messages per customer message within 48 h; the 6th is
+// dead-lettered without calling the API, and a new customer message resets it.
+func TestSender_OAQuotaAndWindow(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, kind engineKind) {
+		e := newEnv(t, kind)
+		ctx := context.Background()
+		first := time.Now()
+		e.sim.UserInteracted(testAppID, "u-q", wxsim.InteractMessage, first)
+		for i := 0; i < 6; i++ {
+			if err := e.gw.Sender.Send(ctx, conv.Outbound{ID: fmt.Sprintf("q%d", i), Channel: "demo", To: "u-q", Reply: conv.Text(fmt.Sprint("msg", i)), TriggerAt: first}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, 5*time.Second, "5 sent + 1 dead", func() bool {
+			return len(e.sim.Inbox("u-q")) == 5 && len(deadReasons(t, e.gw.Sender)) == 1
+		})
+		if got := len(e.sim.Calls("/cgi-bin/message/custom/send")); got != 5 {
+			t.Fatalf("custom/send called %d times; the 6th must not reach the API", got)
+		}
+		for _, r := range deadReasons(t, e.gw.Sender) {
+			if r != "quota_exhausted" {
+				t.Fatalf("reason %q", r)
+			}
+		}
+		left, until, err := e.gw.Sender.Quota(ctx, "demo", "u-q", first)
+		if err != nil || left != 0 || until.Sub(first) > QuotaWindow || until.Sub(first) < QuotaWindow-time.Millisecond {
+			t.Fatalf("quota = %d until %s (%v)", left, until, err)
+		}
+		// The customer writes again: the quota resets to 5 (it does not add up).
+		second := first.Add(time.Minute)
+		e.sim.UserInteracted(testAppID, "u-q", wxsim.InteractMessage, second)
+		if left, _, _ := e.gw.Sender.Quota(ctx, "demo", "u-q", second); left != 5 {
+			t.Fatalf("after a new message quota = %d, want 5", left)
+		}
+		if err := e.gw.Sender.Send(ctx, conv.Outbound{ID: "q-after", Channel: "demo", To: "u-q", Reply: conv.Text("again"), TriggerAt: second}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "send after reset", func() bool { return len(e.sim.Inbox("u-q")) == 6 })
+		// 48 h after the last message the window is closed.
+		e.gw.SetClock(func() time.Time { return time.Now().Add(49 * time.Hour) })
+		if err := e.gw.Sender.Send(ctx, conv.Outbound{ID: "q-late", Channel: "demo", To: "u-q", Reply: conv.Text("late"), TriggerAt: second}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "late send dead-lettered", func() bool { return deadReasons(t, e.gw.Sender)["q-late"] == "window_expired" })
+	})
+}
+
+// When our book and the platform disagree, the platform's 45047 wins and
+// the message is dead-lettered, not retried.
+func TestSender_PlatformQuotaErrorStops(t *testing.T) {
+	e := newEnv(t, embeddedEngine)
+	ctx := context.Background()
+	now := time.Now()
+	e.sim.UserInteracted(testAppID, "u-p", wxsim.InteractMessage, now)
+	e.sim.FailNext("/cgi-bin/message/custom/send", 45047, 1)
+	_ = e.gw.Sender.Send(ctx, conv.Outbound{ID: "p1", Channel: "demo", To: "u-p", Reply: conv.Text("x"), TriggerAt: now})
+	waitFor(t, 5*time.Second, "dead letter", func() bool { return deadReasons(t, e.gw.Sender)["p1"] == "quota_exhausted" })
+	if left, _, _ := e.gw.Sender.Quota(ctx, "demo", "u-p", now); left != 0 {
+		t.Fatalf("book not corrected: %d left", left)
+	}
+	if n := len(e.sim.Calls("/cgi-bin/message/custom/send")); n != 1 {
+		t.Fatalf("retried a permanent error: %d calls", n)
+	}
+}
+
+// An expired or revoked token is refreshed once and the call retried;
+// rate limits (45009) and system errors are retried with backoff; an
+// unknown permanent error is dead-lettered with its errcode; a replay
+// sends a dead letter again.
+func TestSender_ErrcodeMapping(t *testing.T) {
+	e := newEnv(t, embeddedEngine)
+	ctx := context.Background()
+	now := time.Now()
+	e.sim.UserInteracted(testAppID, "u-e", wxsim.InteractMessage, now)
+	send := func(id string) {
+		if err := e.gw.Sender.Send(ctx, conv.Outbound{ID: id, Channel: "demo", To: "u-e", Reply: conv.Text(id), TriggerAt: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("warmup")
+	waitFor(t, 5*time.Second, "warm-up send", func() bool { return contains(inboxTexts(e.sim, "u-e"), "warmup") })
+	e.sim.RevokeTokens(testAppID)
+	send("after-revoke")
+	waitFor(t, 5*time.Second, "send after token revoke", func() bool { return contains(inboxTexts(e.sim, "u-e"), "after-revoke") })
+
+	e.sim.FailNext("/cgi-bin/message/custom/send", 45009, 2)
+	send("rate-limited")
+	waitFor(t, 10*time.Second, "send after 45009 backoff", func() bool { return contains(inboxTexts(e.sim, "u-e"), "rate-limited") })
+
+	e.sim.FailNext("/cgi-bin/message/custom/send", 48001, 1)
+	send("no-perm")
+	waitFor(t, 5*time.Second, "48001 dead letter", func() bool { return deadReasons(t, e.gw.Sender)["no-perm"] != "" })
+	if r := deadReasons(t, e.gw.Sender)["no-perm"]; !strings.HasPrefix(r, "no_permission") {
+		t.Fatalf("reason %q", r)
+	}
+
+	n, err := e.gw.Sender.Replay(ctx, "no-perm")
+	if err != nil || n != 1 {
+		t.Fatalf("replay: %d %v", n, err)
+	}
+	waitFor(t, 5*time.Second, "replayed send", func() bool { return contains(inboxTexts(e.sim, "u-e"), "no-perm") })
+	if len(deadReasons(t, e.gw.Sender)) != 0 {
+		t.Fatal("replayed letter still in the dead-letter list")
+	}
+	if _, err := e.gw.Sender.Replay(ctx, "nope"); err == nil {
+		t.Fatal("replay of an unknown id succeeded")
+	}
+}
+
+// A send that keeps failing for transient reasons ends in the dead-letter
+// list after max_attempts, never silently dropped.
+func TestSender_GivesUpAfterMaxAttempts(t *testing.T) {
+	e := newEnv(t, embeddedEngine, func(c *Config) { c.Outbound.MaxAttempts = 3 })
+	now := time.Now()
+	e.sim.UserInteracted(testAppID, "u-m", wxsim.InteractMessage, now)
+	e.sim.FailNext("/cgi-bin/message/custom/send", -1, 100)
+	_ = e.gw.Sender.Send(context.Background(), conv.Outbound{ID: "m1", Channel: "demo", To: "u-m", Reply: conv.Text("x"), TriggerAt: now})
+	waitFor(t, 10*time.Second, "dead letter", func() bool { return strings.HasPrefix(deadReasons(t, e.gw.Sender)["m1"], "max_attempts") })
+	if n := len(e.sim.Calls("/cgi-bin/message/custom/send")); n != 3 {
+		t.Fatalf("attempts = %d, want 3", n)
+	}
+}
+
+// Sending the same ID twice delivers once.
+func TestSender_IdempotentByID(t *testing.T) {
+	e := newEnv(t, embeddedEngine)
+	now := time.Now()
+	e.sim.UserInteracted(testAppID, "u-i", wxsim.InteractMessage, now)
+	job := conv.Outbound{ID: "same", Channel: "demo", To: "u-i", Reply: conv.Text("once"), TriggerAt: now}
+	_ = e.gw.Sender.Send(context.Background(), job)
+	waitFor(t, 5*time.Second, "first send", func() bool { return len(e.sim.Inbox("u-i")) == 1 })
+	_ = e.gw.Sender.Send(context.Background(), job)
+	time.Sleep(700 * time.Millisecond)
+	if n := len(e.sim.Inbox("u-i")); n != 1 {
+		t.Fatalf("delivered %d times", n)
+	}
+}
+
+// Robots: ≤20 per minute per key; the 21st waits for the next minute
+// instead of failing.
+func TestSender_RobotRateLimit(t *testing.T) {
+	e := newEnv(t, embeddedEngine)
+	for i := 0; i < 21; i++ {
+		_ = e.gw.Sender.Send(context.Background(), conv.Outbound{ID: fmt.Sprint("rb", i), Kind: conv.OutRobot, To: "robot-key-1", Reply: conv.Reply{Kind: conv.ReplyMarkdown, Text: fmt.Sprint("**alert** ", i)}})
+	}
+	waitFor(t, 5*time.Second, "20 robot posts", func() bool { return len(e.sim.Inbox("robot-key-1")) == 20 })
+	time.Sleep(500 * time.Millisecond)
+	if n := len(e.sim.Inbox("robot-key-1")); n != 20 {
+		t.Fatalf("robot got %d in the first minute", n)
+	}
+	for _, c := range e.sim.Calls("/cgi-bin/webhook/send") {
+		if c.ErrCode == 45009 {
+			t.Fatal("the sender hit the platform's robot limit instead of pacing itself")
+		}
+	}
+	if len(deadReasons(t, e.gw.Sender)) != 0 {
+		t.Fatal("the 21st robot message was dead-lettered instead of deferred")
+	}
+}
+
+// Many concurrent callers share one token fetch per app.
+func TestTokens_OneRefreshForManyCallers(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, kind engineKind) {
+		e := newEnv(t, kind)
+		before := e.sim.TokenCalls(testAppID)
+		var wg sync.WaitGroup
+		var failed atomic.Int32
+		for i := 0; i < 50; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := e.gw.Tokens.Get(context.Background(), oaApp(e.gw.byName["demo"])); err != nil {
+					failed.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if failed.Load() != 0 {
+			t.Fatalf("%d token gets failed", failed.Load())
+		}
+		if got := e.sim.TokenCalls(testAppID) - before; got != 1 {
+			t.Fatalf("token endpoint called %d times, want 1", got)
+		}
+		// KF and the WeCom app of the same corp keep separate tokens.
+		kf, err := e.gw.Tokens.Get(context.Background(), kfApp(e.gw.byName["kf"]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		app, err := e.gw.Tokens.Get(context.Background(), wecomApp(e.gw.byName["mgr"]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kf == app {
+			t.Fatal("KF and app tokens collide")
+		}
+	})
+}
+
+// WeCom app messages and JSON callbacks go out through their channels.
+func TestSender_WeComAppAndJSONCallback(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	cb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ts := r.Header.Get("X-Kefu-Timestamp")
+		body := make([]byte, r.ContentLength)
+		_, _ = r.Body.Read(body)
+		if r.Header.Get("X-Kefu-Signature") != signJSON(body, ts) {
+			http.Error(w, "bad signature", 401)
+			return
+		}
+		mu.Lock()
+		got = append(got, string(body))
+		mu.Unlock()
+	}))
+	defer cb.Close()
+	e := newEnv(t, embeddedEngine, func(c *Config) {
+		for i := range c.Channels {
+			if c.Channels[i].Name == "web" {
+				c.Channels[i].CallbackURL = cb.URL
+			}
+		}
+	})
+	ctx := context.Background()
+	_ = e.gw.Sender.Send(ctx, conv.Outbound{ID: "w1", Kind: conv.OutWeComApp, Channel: "mgr", To: "manager1", Reply: conv.Reply{Kind: conv.ReplyMarkdown, Text: "差评提醒"}})
+	_ = e.gw.Sender.Send(ctx, conv.Outbound{ID: "j1", Channel: "web", To: "web-u", Reply: conv.Text("回调回复"), TriggerAt: time.Now()})
+	waitFor(t, 5*time.Second, "wecom app message", func() bool { return contains(inboxTexts(e.sim, "manager1"), "差评提醒") })
+	waitFor(t, 5*time.Second, "json callback", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) == 1 && strings.Contains(got[0], "回调回复")
+	})
+}
