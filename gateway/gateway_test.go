@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"kefu/conv"
+	"kefu/engine"
+	"kefu/internal/testredis"
 	"kefu/wxsim"
 )
 
@@ -419,4 +421,33 @@ func TestOA_HandlerErrorLeavesMessageForRecovery(t *testing.T) {
 	e.gw.SetClock(func() time.Time { return time.Now().Add(10 * time.Second) })
 	e.gw.RecoverOnce(context.Background())
 	waitFor(t, 5*time.Second, "recovered answer", func() bool { return len(e.sim.Inbox("u-fail")) == 1 })
+}
+
+// With Redis down the gateway answers 503 so WeChat retries; once Redis is
+// back the retry is accepted and answered.
+func TestOA_RedisDownThenBack(t *testing.T) {
+	srv := testredis.Start(t)
+	sim := wxsim.NewAPI(wxsim.APIOptions{OA: []wxsim.OAApp{{AppID: testAppID, Secret: "oa-secret"}}})
+	base := sim.Start()
+	t.Cleanup(sim.Close)
+	e := newEnvWith(t, engine.NewRedis(srv.Client(), "kefu:"), sim, base)
+	c := e.oa("demo", wxsim.ModeSafe)
+	c.Retries = wxsim.NoRetries
+	req, _ := c.BuildOARequest(&wxsim.Message{FromUserName: "u-rd", MsgType: "text", Content: "在吗", MsgID: 31337})
+	srv.Kill()
+	d, _ := c.Deliver(context.Background(), req)
+	if d == nil || d.Acked || d.Attempts[0].Status != 503 {
+		t.Fatalf("redis down: %+v", d)
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "redis back", func() bool { return e.eng.Ping(context.Background()) == nil })
+	d, err := c.Deliver(context.Background(), req)
+	if err != nil || d.Reply == nil || d.Reply.Content != "echo:在吗" {
+		t.Fatalf("after restart: %v %+v", err, d)
+	}
+	if e.h.count() != 1 {
+		t.Fatalf("handler ran %d times", e.h.count())
+	}
 }

@@ -4,9 +4,11 @@ import (
 	"testing"
 
 	"kefu/engine"
+	"kefu/internal/testredis"
 )
 
+// newRedisEngine starts a real redis-server for the test.
 func newRedisEngine(t *testing.T) engine.Engine {
-	t.Skip("redis engine not built yet")
-	return nil
+	srv := testredis.Start(t)
+	return engine.NewRedis(srv.Client(), "kefu:")
 }
