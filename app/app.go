@@ -229,7 +229,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	cancelFlush()
 	stopServices()
-	err = services.Wait()
+	err := services.Wait()
 	a.Log.Info("stopped")
 	if errors.Is(err, context.Canceled) {
 		return nil

@@ -96,17 +96,17 @@ func (r *Router) ask(ctx context.Context, msg conv.Message, text string) ([]conv
 	ev := conv.Event{Customer: msg.Customer, Store: msg.Store, Channel: msg.Channel,
 		Data: map[string]string{"entry": d.EntryID, "score": ftoa(d.Score), "reason": d.Reason}}
 	switch d.Action {
-	case bot.ActionAnswer:
+	case bot.ActAnswer:
 		ev.Type = conv.EvBotAnswered
-	case bot.ActionClarify:
+	case bot.ActClarify:
 		ev.Type = conv.EvBotClarify
-	case bot.ActionHandoff:
+	case bot.ActHandoff:
 		ev.Type = conv.EvHandoffRequested
 	default:
 		ev.Type = conv.EvBotFallback
 	}
 	r.emit(ctx, ev)
-	if d.Action == bot.ActionHandoff && r.OnHandoff != nil {
+	if d.Action == bot.ActHandoff && r.OnHandoff != nil {
 		if err := r.OnHandoff(ctx, msg, d); err != nil {
 			return nil, err
 		}

@@ -1,0 +1,159 @@
+package app
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"kefu/wxsim"
+)
+
+// repoRoot finds the repository root (configs/ lives there).
+func repoRoot(t *testing.T) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// loadSample loads configs/kefu.yaml with a temp data dir and free ports.
+func loadSample(t *testing.T) Config {
+	t.Helper()
+	root := repoRoot(t)
+	cfg, err := Load(filepath.Join(root, "configs/kefu.yaml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir = t.TempDir()
+	cfg.Bot.KB = filepath.Join(root, "configs/kb.sample.jsonl")
+	cfg.Listen = freeAddr(t)
+	cfg.Simulator.Listen = freeAddr(t)
+	cfg.WeChat.APIBase = "http://" + cfg.Simulator.Listen
+	cfg.WeChat.WeComAPIBase = cfg.WeChat.APIBase
+	return cfg
+}
+
+func startApp(t *testing.T, cfg Config) *App {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	a, err := Build(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp4", cfg.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		a.Close()
+	})
+	return a
+}
+
+// The sample product answers a FAQ end to end: a WeChat safe-mode push of
+// "营业时间是几点" comes back as the passive reply with the KB's answer.
+func TestApp_SampleKBAnswersThroughWeChat(t *testing.T) {
+	cfg := loadSample(t)
+	a := startApp(t, cfg)
+	ch := cfg.Channels[0]
+	c := &wxsim.OAClient{URL: "http://" + cfg.Listen + "/wechat/oa/" + ch.Name, Token: ch.Token, AppID: ch.AppID,
+		EncodingAESKey: ch.EncodingAESKey, OriginalID: "gh_demo", Mode: wxsim.ModeSafe, API: a.Sim, RetryWait: -1}
+	d, err := c.SendText(context.Background(), "o_app_test", "你们营业时间是几点", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Reply == nil || !strings.Contains(d.Reply.Content, "9:00–22:00") {
+		t.Fatalf("reply = %+v", d.Reply)
+	}
+	// An explicit request for a human reaches the handoff path.
+	d, err = c.SendText(context.Background(), "o_app_test", "转人工", 0)
+	if err != nil || d.Reply == nil {
+		t.Fatalf("handoff request: %v %+v", err, d)
+	}
+	if !strings.Contains(d.Reply.Content, "人工") {
+		t.Fatalf("handoff reply = %q", d.Reply.Content)
+	}
+	// Events land in the durable log for reports.
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		n, _ := a.Engine.LogLen(context.Background(), eventLog)
+		if n >= 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("event log has %d events, want ≥4", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestConfig_UnknownKeysAndEnv(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	_ = os.WriteFile(bad, []byte("listen: 127.0.0.1:1\nredis: {adress: x}\n"), 0o600)
+	if _, err := Load(bad, nil); err == nil || !strings.Contains(err.Error(), "adress") {
+		t.Fatalf("unknown key: %v", err)
+	}
+	good := filepath.Join(repoRoot(t), "configs/kefu.yaml")
+	cfg, err := Load(good, []string{"KEFU_REDIS_ADDR=10.0.0.1:6379", "KEFU_GATEWAY_PASSIVE_BUDGET=2s", "KEFU_CHANNELS_0_TOKEN=newtok", "KEFU_BOT_THRESHOLDS_ANSWER=0.7", "PATH=/bin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Redis.Addr != "10.0.0.1:6379" || cfg.Gateway.PassiveBudget != 2*time.Second || cfg.Channels[0].Token != "newtok" || cfg.Bot.Answer != 0.7 {
+		t.Fatalf("env overrides not applied: %+v %v %q %v", cfg.Redis, cfg.Gateway.PassiveBudget, cfg.Channels[0].Token, cfg.Bot.Answer)
+	}
+	if _, err := Load(good, []string{"KEFU_REDIS_ADRESS=x"}); err == nil {
+		t.Fatal("unknown KEFU_ variable accepted")
+	}
+	if _, err := Load(good, []string{"KEFU_GATEWAY_PASSIVE_BUDGET=soon"}); err == nil {
+		t.Fatal("bad duration accepted")
+	}
+}
+
+func TestConfig_ValidateExplainsEveryError(t *testing.T) {
+	cfg := loadSample(t)
+	cfg.Gateway.PassiveBudget = 10 * time.Second
+	cfg.Channels[0].EncodingAESKey = "short"
+	cfg.Log.Level = "loud"
+	cfg.Bot.KB = "/no/such/kb.jsonl"
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	lines := ErrorLines(err)
+	for _, want := range []string{"gateway.passive_budget", "channels[0].encoding_aes_key", "log.level", "bot.kb"} {
+		found := false
+		for _, l := range lines {
+			if strings.HasPrefix(l, want) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no error line for %s in %q", want, lines)
+		}
+	}
+	if err := loadSample(t).Validate(); err != nil {
+		t.Fatalf("sample config invalid: %v", err)
+	}
+}
