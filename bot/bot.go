@@ -211,12 +211,12 @@ func (b *Bot) Publish(ctx context.Context, entries []kb.Entry, progress func(don
 	em, hashes := entryMap(entries)
 	prev := b.cur.Load()
 	var (
-		old       map[string]string
-		norm      *textnorm.Normalizer
-		lex       *embed.Lexical
-		drift     int
-		kbPrint   = kbFingerprint(b.modelTag(), hashes)
-		rebuilt   bool
+		old     map[string]string
+		norm    *textnorm.Normalizer
+		lex     *embed.Lexical
+		drift   int
+		kbPrint = kbFingerprint(b.modelTag(), hashes)
+		rebuilt bool
 	)
 	if prev != nil {
 		// Incremental publish: keep the normaliser and update document
@@ -353,4 +353,3 @@ func (b *Bot) customerFilter(store conv.StoreID) index.Filter {
 
 // errNoKB guards against a Bot used before its first publish.
 var errNoKB = errors.New("bot: no knowledge base published")
-

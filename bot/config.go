@@ -150,7 +150,9 @@ func DefaultConfig() Config {
 // Validate checks the configuration; errors name the YAML key path.
 func (c *Config) Validate() error {
 	var errs []error
-	bad := func(key, f string, a ...any) { errs = append(errs, fmt.Errorf("bot.%s: "+f, append([]any{key}, a...)...)) }
+	bad := func(key, f string, a ...any) {
+		errs = append(errs, fmt.Errorf("bot.%s: "+f, append([]any{key}, a...)...))
+	}
 	in01 := func(key string, v float64) {
 		if !(v > 0 && v <= 1) {
 			bad(key, "must be in (0,1], got %v", v)

@@ -43,7 +43,14 @@ type retriever struct {
 
 // lexicalOptions are the built-in embedder settings; changing them changes
 // every vector, so they are part of the index fingerprint.
-var lexicalOptions = embed.LexicalOptions{MaxN: 3, Weights: []float64{0.5, 1, 0.7}}
+var lexicalOptions = embed.LexicalOptions{MaxN: 2, Weights: []float64{1.2, 1}, K1: 0.8, B: 0.5}
+
+// Experiment knobs (set only by evaluation code in tests).
+var (
+	ExpNoFillers bool
+	ExpNoCorrect bool
+	ExpLexical   *embed.LexicalOptions
+)
 
 // kbTexts returns the questions of every entry (normalised fitting corpus).
 func kbTexts(entries []kb.Entry) []string {
@@ -57,9 +64,18 @@ func kbTexts(entries []kb.Entry) []string {
 // newModel builds the normaliser and lexical model of a KB.
 func newModel(entries []kb.Entry, typos map[string]string) (*textnorm.Normalizer, *embed.Lexical, []string) {
 	norm := textnorm.New(textnorm.Options{Typos: typos})
+	if ExpNoFillers {
+		norm = textnorm.New(textnorm.Options{Typos: typos, Fillers: []string{}})
+	}
 	raw := kbTexts(entries)
-	norm.Learn(raw)
-	lex := embed.NewLexical(lexicalOptions)
+	if !ExpNoCorrect {
+		norm.Learn(raw)
+	}
+	lo := lexicalOptions
+	if ExpLexical != nil {
+		lo = *ExpLexical
+	}
+	lex := embed.NewLexical(lo)
 	var normed []string
 	var pairs []embed.Pair
 	for i := range entries {
@@ -230,4 +246,3 @@ func entryMap(entries []kb.Entry) (map[string]*kb.Entry, map[string]string) {
 	}
 	return m, h
 }
-

@@ -63,6 +63,8 @@ func Fuse(f Fusion, sparse, dense []Scored) []Scored {
 	for id, s := range acc {
 		out = append(out, Scored{id, s})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Score > out[j].Score || (out[i].Score == out[j].Score && out[i].ID < out[j].ID) })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Score > out[j].Score || (out[i].Score == out[j].Score && out[i].ID < out[j].ID)
+	})
 	return out
 }

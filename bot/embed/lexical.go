@@ -16,11 +16,26 @@ type LexicalOptions struct {
 	// characters recall paraphrases; bigrams carry most of the meaning in
 	// Chinese; trigrams reward exact phrases.
 	Weights []float64
+	// IDFPower sharpens (>1) or flattens (<1) the idf weighting (default 1).
+	IDFPower float64
+	// K1 and B are the BM25 term-frequency saturation and length
+	// normalisation of document vectors (defaults 0.8 and 0.5, tuned on the
+	// dev half of the evaluation queries only).
+	K1, B float64
 }
 
 func (o *LexicalOptions) defaults() {
 	if o.MaxN <= 0 {
 		o.MaxN = 3
+	}
+	if o.IDFPower <= 0 {
+		o.IDFPower = 1
+	}
+	if o.K1 <= 0 {
+		o.K1 = 0.8
+	}
+	if o.B < 0 || o.B > 1 {
+		o.B = 0.5
 	}
 	if len(o.Weights) < o.MaxN {
 		def := []float64{0.5, 1, 0.7, 0.5, 0.5}
@@ -34,14 +49,21 @@ func (o *LexicalOptions) defaults() {
 }
 
 // Lexical is the built-in embedder: text → sparse vector of hashed character
-// n-grams, weighted by tf × idf where the idf is learnt from the knowledge
-// base's questions. Term ids are 32-bit hashes of the n-gram, so they are
-// stable across rebuilds (Qdrant sparse indices, incremental re-indexing).
-// A Lexical is read-only after Fit and safe for concurrent use.
+// n-grams. Documents get BM25-saturated term frequencies, queries get idf
+// weights learnt from the knowledge base's questions, so their inner product
+// is the BM25 score; queries are scaled by the score a perfect match would
+// get, so scores fall in [0,1] and thresholds mean the same on every KB.
+// This split is also what Qdrant's sparse vectors with the IDF modifier
+// compute (documents: Doc; query: QueryTF; Qdrant applies the idf).
+//
+// Term ids are 32-bit hashes of the n-gram, stable across rebuilds (Qdrant
+// sparse indices, incremental re-indexing). A Lexical is read-only after
+// Fit and safe for concurrent use.
 type Lexical struct {
-	opt  LexicalOptions
-	df   map[uint32]int32
-	docs int
+	opt    LexicalOptions
+	df     map[uint32]int32
+	docs   int
+	sumLen float64
 	// assoc expands a term into terms that paraphrases of the same entry use
 	// instead (learnt by LearnAssociations).
 	assoc map[uint32][]TermWeight
@@ -107,7 +129,7 @@ func GramID(gram string) uint32 {
 // Fit learns document frequencies from docs (normalised questions).
 func (l *Lexical) Fit(docs []string) {
 	l.df = make(map[uint32]int32, len(docs)*8)
-	l.docs = 0
+	l.docs, l.sumLen = 0, 0
 	for _, d := range docs {
 		l.AddDoc(d, 1)
 	}
@@ -117,7 +139,8 @@ func (l *Lexical) Fit(docs []string) {
 // document frequencies, for incremental re-indexing.
 func (l *Lexical) AddDoc(doc string, sign int32) {
 	seen := map[uint32]struct{}{}
-	Grams(doc, l.opt.MaxN, func(_ int, id uint32) {
+	Grams(doc, l.opt.MaxN, func(n int, id uint32) {
+		l.sumLen += float64(sign) * l.opt.Weights[n-1]
 		if _, ok := seen[id]; !ok {
 			seen[id] = struct{}{}
 			l.df[id] += sign
@@ -132,46 +155,86 @@ func (l *Lexical) AddDoc(doc string, sign int32) {
 // Docs is the number of documents the idf was learnt from.
 func (l *Lexical) Docs() int { return l.docs }
 
-// IDF is the smoothed inverse document frequency of term id. Terms unseen in
-// the KB get the maximum, but they match nothing anyway.
+// IDF is the BM25 inverse document frequency of term id (the formula
+// Qdrant's IDF modifier uses). Terms unseen in the KB get the maximum, but
+// they match nothing anyway.
 func (l *Lexical) IDF(id uint32) float64 {
-	n := float64(l.docs)
-	return math.Log((1+n)/(1+float64(l.df[id]))) + 1
+	n, df := float64(l.docs), float64(l.df[id])
+	idf := math.Log(1 + (n-df+0.5)/(df+0.5))
+	if l.opt.IDFPower != 1 {
+		idf = math.Pow(idf, l.opt.IDFPower)
+	}
+	return idf
 }
 
-// TF returns the n-gram-weighted, sublinear term frequencies of text
-// (no idf): what Qdrant stores for a sparse vector with the IDF modifier.
-func (l *Lexical) TF(text string) Sparse {
-	m := make(map[uint32]float64, 3*len(text)/2)
+// counts returns the raw n-gram counts of text and its weighted length.
+func (l *Lexical) counts(text string) (map[uint32]float64, map[uint32]int, float64) {
+	c := make(map[uint32]float64, 3*len(text)/2)
+	ns := make(map[uint32]int, 3*len(text)/2)
+	var dl float64
 	Grams(text, l.opt.MaxN, func(n int, id uint32) {
-		m[id] += 1
-		_ = n
+		c[id]++
+		ns[id] = n
+		dl += l.opt.Weights[n-1]
 	})
-	w := make(map[uint32]float64, len(m))
-	Grams(text, l.opt.MaxN, func(n int, id uint32) {
-		if _, done := w[id]; !done {
-			// Sublinear tf: a repeated character ("???", "钱钱钱") is not
-			// more important for being repeated.
-			w[id] = (1 + math.Log(m[id])) * l.opt.Weights[n-1]
-		}
-	})
+	return c, ns, dl
+}
+
+func (l *Lexical) avgLen() float64 {
+	if l.docs <= 0 || l.sumLen <= 0 {
+		return 1
+	}
+	return l.sumLen / float64(l.docs)
+}
+
+// Doc returns the document vector of text: n-gram weight × BM25-saturated
+// term frequency (no idf; the query carries it).
+func (l *Lexical) Doc(text string) Sparse {
+	c, ns, dl := l.counts(text)
+	k1, b := l.opt.K1, l.opt.B
+	norm := k1 * (1 - b + b*dl/l.avgLen())
+	w := make(map[uint32]float64, len(c))
+	for id, tf := range c {
+		w[id] = l.opt.Weights[ns[id]-1] * tf * (k1 + 1) / (tf + norm)
+	}
 	return FromMap(w)
 }
 
-// Embed returns the L2-normalised tf·idf vector of text.
-func (l *Lexical) Embed(text string) Sparse {
-	v := l.TF(text)
-	for i, id := range v.Idx {
-		v.Val[i] *= float32(l.IDF(id))
+// QueryTF returns the query's n-gram weights without idf (for a store that
+// applies idf itself, like Qdrant's IDF modifier), scaled like Query.
+func (l *Lexical) QueryTF(text string) Sparse {
+	q := l.Query(text)
+	for i, id := range q.Idx {
+		q.Val[i] /= float32(l.IDF(id))
 	}
-	return v.Normalized()
+	return q
 }
 
-// EmbedQuery is Embed plus association expansion (when learnt): terms that
-// paraphrases of KB entries use for the query's terms are added with a
-// fraction of their weight, then the vector is re-normalised.
+// Query returns the query vector of text: n-gram weight × idf, scaled so
+// that a document identical to the query scores 1.
+func (l *Lexical) Query(text string) Sparse {
+	c, ns, _ := l.counts(text)
+	w := make(map[uint32]float64, len(c))
+	for id := range c {
+		w[id] = l.opt.Weights[ns[id]-1] * l.IDF(id)
+	}
+	q := FromMap(w)
+	if self := q.Dot(l.Doc(text)); self > 0 {
+		for i := range q.Val {
+			q.Val[i] = float32(float64(q.Val[i]) / self)
+		}
+	}
+	return q
+}
+
+// Embed returns the document vector of text (see Doc).
+func (l *Lexical) Embed(text string) Sparse { return l.Doc(text) }
+
+// EmbedQuery is Query plus association expansion (when learnt): terms that
+// paraphrases of KB entries use instead of the query's terms are added with
+// a fraction expand of the weight of the term they stand in for.
 func (l *Lexical) EmbedQuery(text string, expand float64) Sparse {
-	v := l.Embed(text)
+	v := l.Query(text)
 	if expand <= 0 || len(l.assoc) == 0 {
 		return v
 	}
@@ -184,7 +247,7 @@ func (l *Lexical) EmbedQuery(text string, expand float64) Sparse {
 	if len(add) == 0 {
 		return v
 	}
-	return v.AddScaled(FromMap(add), expand).Normalized()
+	return v.AddScaled(FromMap(add), expand)
 }
 
 // Pair is one paraphrase pair: a question and another question of the same entry.

@@ -69,6 +69,19 @@ var DefaultTypos = map[string]string{
 	"支附宝": "支付宝", "微性": "微信", "二唯码": "二维码", "兑奂": "兑换",
 }
 
+// DefaultCanon rewrites colloquial and variant phrasings of function words
+// to one canonical form, so "咋还款" and "如何还款" meet "怎么还款". These
+// are general Chinese equivalences, not tied to any knowledge base.
+var DefaultCanon = map[string]string{
+	"咋样": "怎么", "咋办": "怎么办", "咋": "怎么", "怎样": "怎么", "如何": "怎么", "怎么样": "怎么",
+	"怎么着": "怎么", "为啥": "为什么", "为何": "为什么", "干嘛": "为什么", "干什么": "为什么",
+	"啥时候": "什么时候", "何时": "什么时候", "几时": "什么时候", "多会": "什么时候", "啥": "什么",
+	"多长时间": "多久", "多少时间": "多久", "多少天": "多久", "能不能": "能", "可不可以": "可以",
+	"能否": "能", "可否": "可以", "是不是": "是", "有没有": "有", "木有": "没有", "没得": "没有",
+	"咱们": "我们", "俺": "我", "偶": "我", "您": "你", "你们": "你",
+	"么样": "么", "哪里": "哪", "哪儿": "哪", "那里": "哪",
+}
+
 // Homophones are groups of characters that Chinese pinyin input methods
 // commonly confuse. A character of a group is only replaced by another member
 // when that turns an unknown n-gram into one of the knowledge base's own
@@ -82,12 +95,17 @@ var Homophones = []string{
 	"送松", "店点", "址只", "优忧", "惠会汇", "付副复", "支知", "微威维", "粒立", "贝呗被",
 }
 
+// CorrectBigrams lets 2-gram context drive homophone correction
+// (experiments only).
+var CorrectBigrams = false
+
 // Normalizer rewrites text. A zero Normalizer applies every built-in rule
 // except vocabulary-driven typo correction; call Learn to enable it.
 // A Normalizer is safe for concurrent use once built.
 type Normalizer struct {
 	fillers []string
 	typos   *strings.Replacer
+	canon   *strings.Replacer
 	// vocab holds the 2- and 3-rune n-grams of the knowledge base with their
 	// counts; homo maps a rune to the other members of its homophone group.
 	vocab map[string]int
@@ -103,13 +121,15 @@ type Options struct {
 	Fillers []string
 	// Typos is merged over DefaultTypos.
 	Typos map[string]string
+	// Canon overrides DefaultCanon when non-nil.
+	Canon map[string]string
 }
 
 // New builds a Normalizer.
 func New(opt Options) *Normalizer {
 	n := &Normalizer{fillers: DefaultFillers}
 	if opt.Fillers != nil {
-		n.fillers = append([]string(nil), opt.Fillers...)
+		n.fillers = append(make([]string, 0, len(opt.Fillers)), opt.Fillers...)
 	}
 	sort.SliceStable(n.fillers, func(i, j int) bool {
 		return utf8.RuneCountInString(n.fillers[i]) > utf8.RuneCountInString(n.fillers[j])
@@ -139,7 +159,33 @@ func New(opt Options) *Normalizer {
 		args = append(args, k, typos[k])
 	}
 	n.typos = strings.NewReplacer(args...)
+	canon := DefaultCanon
+	if opt.Canon != nil {
+		canon = opt.Canon
+	}
+	n.canon = replacer(canon)
 	return n
+}
+
+// replacer builds a strings.Replacer trying longer keys first.
+func replacer(m map[string]string) *strings.Replacer {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		if k != "" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if len(keys[i]) != len(keys[j]) {
+			return len(keys[i]) > len(keys[j])
+		}
+		return keys[i] < keys[j]
+	})
+	args := make([]string, 0, 2*len(keys))
+	for _, k := range keys {
+		args = append(args, Fold(k), Fold(m[k]))
+	}
+	return strings.NewReplacer(args...)
 }
 
 // Learn records the vocabulary of the knowledge base (its questions) so that
@@ -235,7 +281,36 @@ func (n *Normalizer) clean(s string) string {
 	if n != nil && n.typos != nil {
 		out = n.typos.Replace(out)
 	}
-	return out
+	if n != nil && n.canon != nil {
+		out = n.canon.Replace(out)
+	}
+	return collapseDigits(out)
+}
+
+// collapseDigits replaces every run of ASCII digits by one "0": amounts,
+// dates and order numbers vary between paraphrases ("借2000" / "借4000")
+// while the question stays the same.
+func collapseDigits(s string) string {
+	i := strings.IndexAny(s, "0123456789")
+	if i < 0 {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	b.WriteString(s[:i])
+	prevDigit := false
+	for _, r := range s[i:] {
+		d := r >= '0' && r <= '9'
+		if d && prevDigit {
+			continue
+		}
+		if d {
+			r = '0'
+		}
+		prevDigit = d
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // stripEmojiCodes removes "[微笑]" and "/微笑" codes.
@@ -327,11 +402,17 @@ func (n *Normalizer) correct(s string) string {
 	return string(rs)
 }
 
-// contextScore counts KB occurrences of the 3-grams (or failing that the
-// 2-grams) covering position i.
+// contextScore counts KB occurrences of the 3-grams (or, with
+// CorrectBigrams, failing that the 2-grams) covering position i. Bigram
+// context alone proved too weak: it "corrects" ordinary words towards
+// frequent KB bigrams.
 func (n *Normalizer) contextScore(rs []rune, i int) int {
 	score := 0
-	for k := 3; k >= 2; k-- {
+	lo := 3
+	if CorrectBigrams {
+		lo = 2
+	}
+	for k := 3; k >= lo; k-- {
 		for st := i - k + 1; st <= i; st++ {
 			if st < 0 || st+k > len(rs) {
 				continue
