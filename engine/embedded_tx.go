@@ -120,7 +120,8 @@ func dedupe(keys []string) []string {
 // by a mutex, so they never conflict with each other; fn runs without the
 // engine lock (it may even read through the engine) against a copy of the
 // keys, and the commit re-checks those keys under the write lock in case a
-// plain Set/Del changed them meanwhile (then fn runs again).
+// plain Set/Del changed them meanwhile (then fn runs again). fn must not
+// call Update itself: the nested call could wait on the stripe fn holds.
 func (e *Embedded) Update(ctx context.Context, keys []string, fn func(tx Tx) error) error {
 	if err := e.begin(ctx); err != nil {
 		return err

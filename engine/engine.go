@@ -68,6 +68,11 @@ type Tx interface {
 // Engine is the set of state primitives kefu needs. All methods are safe for
 // concurrent use. A TTL of 0 means no expiry. Every mutating call is durable
 // when it returns nil.
+//
+// Common semantics (pinned by engine/enginetest): keys of all kinds share
+// one keyspace, as in Redis; using a key as the wrong kind (HGet on a
+// string, IncrBy on non-numeric text) returns ErrWrongType; values are
+// copied in and out (binary-safe); calls after Close return ErrClosed.
 type Engine interface {
 	// Name is "embedded" or "redis".
 	Name() string
@@ -85,7 +90,7 @@ type Engine interface {
 	// CompareAndSwap replaces key's value with val if the current value equals
 	// old (old == nil: key must be absent), setting ttl. Reports success.
 	CompareAndSwap(ctx context.Context, key string, old, val []byte, ttl time.Duration) (bool, error)
-	// CompareAndDelete deletes key if its value equals old.
+	// CompareAndDelete deletes key if its value equals old (nil matches "").
 	CompareAndDelete(ctx context.Context, key string, old []byte) (bool, error)
 	// IncrBy adds delta to the integer at key (absent = 0); ttl is applied
 	// only when the key is created by this call.
@@ -96,8 +101,12 @@ type Engine interface {
 
 	// Hashes.
 	HSet(ctx context.Context, key string, fields map[string][]byte) error
+	// HGet returns ErrNotFound when the key or the field is absent.
 	HGet(ctx context.Context, key, field string) ([]byte, error)
+	// HGetAll returns ErrNotFound when the hash is absent (a hash with no
+	// fields does not exist).
 	HGetAll(ctx context.Context, key string) (map[string][]byte, error)
+	// HDel removes fields; the hash disappears with its last field.
 	HDel(ctx context.Context, key string, fields ...string) error
 	HIncrBy(ctx context.Context, key, field string, delta int64) (int64, error)
 
@@ -106,11 +115,16 @@ type Engine interface {
 	ZRem(ctx context.Context, key string, members ...string) (int, error)
 	// ZRangeByScore returns members with min <= score <= max, lowest first, at most limit (0 = all).
 	ZRangeByScore(ctx context.Context, key string, min, max float64, limit int) ([]ZItem, error)
+	// ZScore returns ErrNotFound when the key or member is absent.
 	ZScore(ctx context.Context, key, member string) (float64, error)
 	ZCard(ctx context.Context, key string) (int64, error)
 
 	// Leased job queues: durable timers, inbox recovery, outbox retries.
-	// Enqueue adds or replaces job (by ID), claimable at job.Due.
+	// Enqueue adds or replaces job (by ID), claimable at job.Due. Due is
+	// kept with millisecond precision; the ID must not be empty; job.Attempts
+	// is ignored and a replaced job keeps its attempt count (so a worker
+	// re-enqueueing with backoff sees Attempts keep growing; after Ack the ID
+	// starts from zero again). A queue name is its own namespace (not a key).
 	Enqueue(ctx context.Context, queue string, job Job) error
 	// Claim atomically takes up to max jobs whose Due <= now, making each
 	// invisible until now+lease (its Due moves there and Attempts grows).
@@ -126,25 +140,31 @@ type Engine interface {
 	// ClaimAndEnqueue is the gateway's accept step in one atomic call: if
 	// claimKey is absent it is set to claimVal with ttl and job is enqueued
 	// (claimed=true); otherwise nothing changes and the current value is
-	// returned (claimed=false). claimKey and queue must share a hash tag.
+	// returned (claimed=false). claimKey and queue must share a hash tag
+	// (ErrCrossSlot otherwise, on every engine). current is nil when claimed.
 	ClaimAndEnqueue(ctx context.Context, claimKey string, claimVal []byte, ttl time.Duration, queue string, job Job) (claimed bool, current []byte, err error)
 
 	// Append-only logs (Redis streams).
 	Append(ctx context.Context, log string, data []byte) (string, error)
-	// ReadLog returns up to count records with ID greater than afterID ("" = from the start).
+	// ReadLog returns up to count (<= 0: all) records with ID greater than
+	// afterID ("" = from the start); an absent log reads as empty.
 	ReadLog(ctx context.Context, log, afterID string, count int) ([]Record, error)
 	LogLen(ctx context.Context, log string) (int64, error)
 	// TrimLog drops records older than before (retention).
 	TrimLog(ctx context.Context, log string, before time.Time) error
 
 	// Update runs fn as an optimistic transaction over keys (which must share
-	// a hash tag). fn may run several times; it must not have side effects
-	// beyond tx. Returning an error from fn aborts without writing.
+	// a hash tag: ErrCrossSlot otherwise). fn may run several times; it must
+	// not have side effects beyond tx. Returning an error from fn aborts
+	// without writing and Update returns that error. tx may only touch the
+	// listed keys (string values); anything else fails the Update.
 	Update(ctx context.Context, keys []string, fn func(tx Tx) error) error
 
 	// Publish sends msg to current subscribers of channel (fire and forget,
 	// not durable: use it for live updates, not for work).
 	Publish(ctx context.Context, channel string, msg []byte) error
-	// Subscribe delivers messages published on channel until ctx ends.
+	// Subscribe delivers messages published on channel until ctx ends (then
+	// the channel is closed). Delivery never blocks publishers: a subscriber
+	// that falls far behind (a few hundred messages) misses messages.
 	Subscribe(ctx context.Context, channel string) (<-chan []byte, error)
 }

@@ -406,9 +406,10 @@ func (r *Redis) Publish(ctx context.Context, channel string, msg []byte) error {
 
 // Subscribe returns once Redis has confirmed the subscription, so a message
 // published after Subscribe returns is delivered. The channel closes when
-// ctx ends, the engine closes or the connection is lost for good. Delivery
-// never blocks the connection reader: a subscriber more than subBuffer
-// messages behind loses messages.
+// ctx ends or the engine closes. go-redis reconnects and resubscribes after
+// a connection loss; messages published meanwhile are lost (pub/sub is not
+// durable). Delivery never blocks the connection reader: a subscriber more
+// than subBuffer messages behind loses messages.
 func (r *Redis) Subscribe(ctx context.Context, channel string) (<-chan []byte, error) {
 	if err := r.begin(ctx); err != nil {
 		return nil, err

@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -139,9 +138,7 @@ func (s *Server) start() error {
 	log := &bytes.Buffer{}
 	cmd.Stdout = &lockedWriter{w: log, mu: &s.mu}
 	cmd.Stderr = cmd.Stdout
-	// Own process group, so a killed test binary's children are easy to find
-	// and signals to the test do not hit the server.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("testredis: starting redis-server: %w", err)
 	}
