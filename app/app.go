@@ -106,7 +106,8 @@ func Build(cfg Config, log *slog.Logger) (*App, error) {
 	if botCfg.DataDir == "" && cfg.Redis.Addr == "" {
 		botCfg.DataDir = filepath.Join(cfg.DataDir, "bot")
 	}
-	b, err := bot.New(botCfg, bot.EngineState(eng), log.With("component", "bot"))
+	botState := bot.EngineState(eng)
+	b, err := bot.New(botCfg, botState, log.With("component", "bot"))
 	if err != nil {
 		a.Close()
 		return nil, fmt.Errorf("bot: %w", err)
@@ -119,6 +120,10 @@ func Build(cfg Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	gw.AdminToken = cfg.Admin.Token
+	// WeChat requires deleting a user's data when they unsubscribe.
+	a.Router.OnUnsubscribe = append(a.Router.OnUnsubscribe,
+		func(ctx context.Context, c conv.CustomerID) error { return botState.Save(ctx, c, bot.Memory{}, time.Second) },
+		gw.ForgetCustomer)
 	gw.Sender.OnResult = func(job conv.Outbound, err error) {
 		ev := conv.Event{Type: conv.EvOutboundSent, Channel: job.Channel, Data: map[string]string{"id": job.ID, "source": job.Source, "kind": string(job.Kind)}}
 		if err != nil {

@@ -451,3 +451,34 @@ func TestOA_RedisDownThenBack(t *testing.T) {
 		t.Fatalf("handler ran %d times", e.h.count())
 	}
 }
+
+// The gateway's keys work on Redis Cluster: the accept path (dedupe key +
+// inbox in one Lua call), retries, slow answers through the outbox, quotas.
+func TestGateway_OnRedisCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node Redis Cluster")
+	}
+	cl := testredis.StartCluster(t)
+	sim := wxsim.NewAPI(wxsim.APIOptions{OA: []wxsim.OAApp{{AppID: testAppID, Secret: "oa-secret"}}})
+	base := sim.Start()
+	t.Cleanup(sim.Close)
+	e := newEnvWith(t, engine.NewRedis(cl.Client(), "kefu:"), sim, base, func(c *Config) { c.PassiveBudget = 300 * time.Millisecond })
+	c := e.oa("demo", wxsim.ModeSafe)
+	for i := 0; i < 20; i++ {
+		req, _ := c.BuildOARequest(&wxsim.Message{FromUserName: fmt.Sprint("cu", i), MsgType: "text", Content: fmt.Sprint("q", i), MsgID: int64(9000 + i)})
+		for r := 0; r < 2; r++ {
+			d, err := c.Deliver(context.Background(), req)
+			if err != nil || d.Reply == nil || d.Reply.Content != fmt.Sprint("echo:q", i) {
+				t.Fatalf("msg %d delivery %d: %v %+v", i, r, err, d)
+			}
+		}
+	}
+	if e.h.count() != 20 {
+		t.Fatalf("handler ran %d times, want 20", e.h.count())
+	}
+	e.h.set(func(s *scripted) { s.delay = 600 * time.Millisecond })
+	if _, err := c.SendText(context.Background(), "cu-slow", "慢", 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "slow answer via custom/send", func() bool { return len(sim.Inbox("cu-slow")) == 1 })
+}

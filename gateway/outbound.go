@@ -664,3 +664,13 @@ func (e errRateLimited) Error() string { return "rate limited until " + e.until.
 func sortDead(d []DeadLetter) {
 	sort.Slice(d, func(i, j int) bool { return d[i].At.Before(d[j].At) })
 }
+
+// ForgetCustomer deletes what the gateway keeps about a customer (the
+// quota book). WeChat requires deleting a user's data on unsubscribe.
+func (g *Gateway) ForgetCustomer(ctx context.Context, c conv.CustomerID) error {
+	channel, user, ok := strings.Cut(string(c), ":")
+	if !ok {
+		return fmt.Errorf("%w: customer id %q", conv.ErrBadInput, c)
+	}
+	return g.eng.Del(ctx, quotaKey(channel, user))
+}
