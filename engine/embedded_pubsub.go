@@ -83,7 +83,7 @@ func (e *Embedded) Subscribe(ctx context.Context, channel string) (<-chan []byte
 		// sends under the read lock) never sends on a closed channel.
 		h.mu.Lock()
 		delete(m, s)
-		if len(m) == 0 && h.subs[channel] != nil && len(h.subs[channel]) == 0 {
+		if len(h.subs[channel]) == 0 {
 			delete(h.subs, channel)
 		}
 		h.mu.Unlock()

@@ -326,6 +326,10 @@ func recoverState(dir string, st *state, logf func(string, ...any)) (seg uint64,
 			return 0, 0, err
 		}
 	}
+	if base > 0 {
+		// Leftovers of a crash between a snapshot and its cleanup.
+		removeOlder(dir, base, logf)
+	}
 	var replay []uint64
 	for _, s := range wals {
 		if s >= base {
