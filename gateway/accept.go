@@ -59,6 +59,9 @@ type handover struct {
 	done    chan struct{}
 	passive *conv.Reply
 	failed  bool // commit failed: answer 503 so WeChat retries
+	// claimed is the dedupe state this worker wrote; the commit tries a
+	// compare-and-swap against it first and saves a read.
+	claimed []byte
 }
 
 func newHandover() *handover { return &handover{done: make(chan struct{})} }
@@ -114,9 +117,9 @@ func (g *Gateway) accept(ctx context.Context, msg conv.Message, ttl time.Duratio
 	if err != nil {
 		return acceptResult{}, err
 	}
-	st := dedupeState{S: "p", O: owner, At: start.UnixMilli()}
+	st := dedupeState{S: "p", O: owner, At: start.UnixMilli()}.bytes()
 	job := engine.Job{ID: msg.ID, Data: data, Due: start.Add(g.cfg.RecoveryAfter)}
-	claimed, cur, err := g.eng.ClaimAndEnqueue(ctx, claimKey, st.bytes(), ttl, queue, job)
+	claimed, cur, err := g.eng.ClaimAndEnqueue(ctx, claimKey, st, ttl, queue, job)
 	if err != nil {
 		// Not durably accepted: answer non-200 so WeChat retries. Never
 		// ack what we could lose.
@@ -127,6 +130,7 @@ func (g *Gateway) accept(ctx context.Context, msg conv.Message, ttl time.Duratio
 		return g.duplicate(ctx, msg, claimKey, cur, passiveOK, start)
 	}
 	h := newHandover()
+	h.claimed = st
 	if passiveOK {
 		g.inflight.Store(msg.ID, h)
 	}
@@ -247,7 +251,7 @@ func (g *Gateway) process(msg conv.Message, claimKey, queue, owner string, h *ha
 	if passiveOK && len(replies) > 0 && passiveCapable(replies[0]) && h.workerClaim() {
 		passive = &replies[0]
 		async = replies[1:]
-		if err := g.commit(ctx, claimKey, owner, passive, async, msg); err != nil {
+		if err := g.commit(ctx, claimKey, owner, h.claimed, passive, async, msg); err != nil {
 			if errors.Is(err, errNotOwner) {
 				log.Info("message taken over by another worker; dropping this answer")
 				h.finish(nil, false)
@@ -264,7 +268,7 @@ func (g *Gateway) process(msg conv.Message, claimKey, queue, owner string, h *ha
 		}
 		h.finish(passive, false)
 	} else {
-		if err := g.commit(ctx, claimKey, owner, nil, async, msg); err != nil {
+		if err := g.commit(ctx, claimKey, owner, h.claimed, nil, async, msg); err != nil {
 			if !errors.Is(err, errNotOwner) {
 				log.Error("cannot store answer; message left for recovery", "err", err)
 			}
@@ -295,11 +299,14 @@ var (
 // commit moves the dedupe state from "processing by owner" to "done" and
 // enqueues the replies that go through the API. If a retry asked for async
 // delivery meanwhile, the passive reply is sent through the API too.
-func (g *Gateway) commit(ctx context.Context, claimKey, owner string, passive *conv.Reply, async []conv.Reply, msg conv.Message) error {
+func (g *Gateway) commit(ctx context.Context, claimKey, owner string, known []byte, passive *conv.Reply, async []conv.Reply, msg conv.Message) error {
+	cur := known
 	for attempt := 0; attempt < 10; attempt++ {
-		cur, err := g.eng.Get(ctx, claimKey)
-		if err != nil {
-			return err
+		if cur == nil {
+			var err error
+			if cur, err = g.eng.Get(ctx, claimKey); err != nil {
+				return err
+			}
 		}
 		st, err := parseState(cur)
 		if err != nil {
@@ -333,6 +340,7 @@ func (g *Gateway) commit(ctx context.Context, claimKey, owner string, passive *c
 			}
 			return nil
 		}
+		cur = nil // changed under us (a retry asked for async): re-read
 	}
 	return engine.ErrTxConflict
 }

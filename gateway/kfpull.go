@@ -188,8 +188,8 @@ func (g *Gateway) acceptInline(ctx context.Context, msg conv.Message) (bool, err
 	if err != nil {
 		return false, err
 	}
-	st := dedupeState{S: "p", O: owner, A: true, At: g.now().UnixMilli()}
-	claimed, _, err := g.eng.ClaimAndEnqueue(ctx, claimKey, st.bytes(), g.ttlFor(msg), queue, engine.Job{ID: msg.ID, Data: data, Due: g.now().Add(g.cfg.RecoveryAfter)})
+	st := dedupeState{S: "p", O: owner, A: true, At: g.now().UnixMilli()}.bytes()
+	claimed, _, err := g.eng.ClaimAndEnqueue(ctx, claimKey, st, g.ttlFor(msg), queue, engine.Job{ID: msg.ID, Data: data, Due: g.now().Add(g.cfg.RecoveryAfter)})
 	if err != nil {
 		return false, err
 	}
@@ -200,7 +200,9 @@ func (g *Gateway) acceptInline(ctx context.Context, msg conv.Message) (bool, err
 	g.metrics.requests.WithLabelValues(msg.Channel, "kf_accepted").Inc()
 	g.work.Add(1)
 	defer g.work.Done()
-	g.process(msg, claimKey, queue, owner, newHandover(), false)
+	h := newHandover()
+	h.claimed = st
+	g.process(msg, claimKey, queue, owner, h, false)
 	return true, nil
 }
 
