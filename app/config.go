@@ -202,6 +202,11 @@ func applyEnv(cfg *Config, environ []string) error {
 // is a prefix of the remaining path.
 func setPath(v reflect.Value, path, val string) error {
 	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		return setPath(v.Elem(), path, val)
 	case reflect.Struct:
 		t := v.Type()
 		// Longest tag first so "API_BASE" beats a hypothetical "API".
