@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"kefu/conv"
 	"kefu/wxsim"
 )
 
@@ -156,4 +158,98 @@ func TestConfig_ValidateExplainsEveryError(t *testing.T) {
 	if err := loadSample(t).Validate(); err != nil {
 		t.Fatalf("sample config invalid: %v", err)
 	}
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// Health, readiness and Prometheus metrics after some traffic.
+func TestApp_OpsEndpoints(t *testing.T) {
+	cfg := loadSample(t)
+	a := startApp(t, cfg)
+	base := "http://" + cfg.Listen
+	if st, body := httpGet(t, base+"/healthz"); st != 200 || body != "ok" {
+		t.Fatalf("healthz %d %q", st, body)
+	}
+	if st, _ := httpGet(t, base+"/readyz"); st != 200 {
+		t.Fatalf("readyz %d", st)
+	}
+	ch := cfg.Channels[0]
+	c := &wxsim.OAClient{URL: base + "/wechat/oa/" + ch.Name, Token: ch.Token, AppID: ch.AppID,
+		EncodingAESKey: ch.EncodingAESKey, Mode: wxsim.ModeSafe, API: a.Sim, RetryWait: -1}
+	req, _ := c.BuildOARequest(&wxsim.Message{FromUserName: "o_ops", MsgType: "text", Content: "怎么退货", MsgID: 1})
+	for i := 0; i < 2; i++ {
+		if _, err := c.Deliver(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, body := httpGet(t, base+"/metrics")
+	if st != 200 {
+		t.Fatalf("metrics %d", st)
+	}
+	for _, want := range []string{
+		`kefu_requests_total{channel="demo",outcome="accepted_replied"} 1`,
+		`kefu_requests_total{channel="demo",outcome="duplicate_replied"} 1`,
+		`kefu_dedupe_hits_total{channel="demo"} 1`,
+		`kefu_ack_seconds_bucket{channel="demo"`,
+		`kefu_queue_depth{queue="outbox"}`,
+		`kefu_dead_letters 0`,
+		`process_resident_memory_bytes`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	// Admin endpoints need the token.
+	if st, _ := httpGet(t, base+"/admin/deadletters"); st != 401 {
+		t.Fatalf("admin without token: %d", st)
+	}
+}
+
+// SIGTERM drains: an answer still being computed when shutdown starts is
+// delivered (through the API) before Serve returns.
+func TestApp_GracefulShutdownFinishesAcceptedWork(t *testing.T) {
+	cfg := loadSample(t)
+	cfg.Gateway.PassiveBudget = 100 * time.Millisecond
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	a, err := Build(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	slow := &slowStage{d: 800 * time.Millisecond}
+	a.Router.stages = append(a.Router.stages, slow)
+	ln, _ := net.Listen("tcp4", cfg.Listen)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx, ln) }()
+	ch := cfg.Channels[0]
+	c := &wxsim.OAClient{URL: "http://" + cfg.Listen + "/wechat/oa/" + ch.Name, Token: ch.Token, AppID: ch.AppID,
+		EncodingAESKey: ch.EncodingAESKey, Mode: wxsim.ModeSafe, API: a.Sim, RetryWait: -1}
+	d, err := c.SendText(context.Background(), "o_drain", "慢问题", 0)
+	if err != nil || d.Reply != nil {
+		t.Fatalf("want a plain ack: %v %+v", err, d)
+	}
+	cancel() // SIGTERM while the answer is still being computed
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Sim.Inbox("o_drain"); len(got) != 1 || got[0].Content != "slow answer" {
+		t.Fatalf("answer not delivered before shutdown finished: %+v", got)
+	}
+}
+
+type slowStage struct{ d time.Duration }
+
+func (s *slowStage) Route(ctx context.Context, msg conv.Message) ([]conv.Reply, bool, error) {
+	time.Sleep(s.d)
+	return []conv.Reply{conv.Text("slow answer")}, true, nil
 }

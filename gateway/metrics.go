@@ -2,10 +2,13 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"kefu/engine"
 )
 
 // Metrics are the gateway's Prometheus series.
@@ -86,7 +89,7 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(queueOldestDesc, prometheus.GaugeValue, age, name)
 	}
-	if m, err := c.g.eng.HGetAll(ctx, outDead); err == nil {
+	if m, err := c.g.eng.HGetAll(ctx, outDead); err == nil || errors.Is(err, engine.ErrNotFound) {
 		ch <- prometheus.MustNewConstMetric(deadDesc, prometheus.GaugeValue, float64(len(m)))
 	}
 }
