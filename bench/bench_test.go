@@ -1,0 +1,127 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary play the kefu binary's child side: the
+// bench re-executes itself as `<binary> bench -child …`.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "bench" {
+		os.Exit(Run(os.Args[2:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func TestHist_Quantiles(t *testing.T) {
+	var h hist
+	for i := 1; i <= 1000; i++ {
+		h.record(time.Duration(i) * time.Millisecond)
+	}
+	for _, c := range []struct{ q, want float64 }{{0.5, 500}, {0.99, 990}, {0.999, 999}} {
+		got := h.quantile(c.q)
+		if got < c.want*0.98 || got > c.want*1.02 {
+			t.Errorf("quantile(%v) = %.1f ms, want ≈%.0f", c.q, got, c.want)
+		}
+	}
+	var small hist
+	small.record(30 * time.Microsecond)
+	if got := small.quantile(0.5); got != 0.03 {
+		t.Errorf("exact small bucket: got %v ms", got)
+	}
+}
+
+func TestRun_BadFlags(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := Run([]string{"-targets", "nope"}, &out, &errb); code != 2 {
+		t.Fatalf("exit %d, want 2; stderr %s", code, errb.String())
+	}
+}
+
+// TestRun_Smoke runs every target briefly, checking the plumbing (child
+// processes, generator, reply decoding, report). It asserts correctness
+// only — never speed.
+func TestRun_Smoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts four servers")
+	}
+	var out, errb bytes.Buffer
+	code := Run([]string{"-duration", "400ms", "-warmup", "100ms", "-conns", "4", "-json", "-pool", "20000"}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out.String(), errb.String())
+	}
+	var rs []Result
+	if err := json.Unmarshal(out.Bytes(), &rs); err != nil {
+		t.Fatalf("bad JSON %q: %v", out.String(), err)
+	}
+	if len(rs) != len(allTargets) {
+		t.Fatalf("got %d results, want %d", len(rs), len(allTargets))
+	}
+	for _, r := range rs {
+		if r.Requests == 0 || r.Errors != 0 || r.Non200 != 0 || r.BadReplies != 0 {
+			t.Errorf("%s: %+v", r.Target, r)
+		}
+		if r.Target != TargetCeiling && r.Passive == 0 {
+			t.Errorf("%s answered no passive replies: %+v", r.Target, r)
+		}
+		if r.PeakRSS == 0 || r.ServerCPU <= 0 {
+			t.Errorf("%s: no /proc numbers: %+v", r.Target, r)
+		}
+	}
+}
+
+// TestRun_Duplicates sends every push four times (the second while the
+// first is in flight) and requires each MsgId to be handled once and
+// answered once, on both engines.
+func TestRun_Duplicates(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts kefu")
+	}
+	var out, errb bytes.Buffer
+	code := Run([]string{"-dup", "-targets", "kefu-embedded,kefu-redis", "-duration", "1s", "-warmup", "200ms", "-conns", "8", "-json", "-pool", "3000"}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out.String(), errb.String())
+	}
+	var rs []Result
+	if err := json.Unmarshal(out.Bytes(), &rs); err != nil {
+		t.Fatalf("bad JSON %q: %v", out.String(), err)
+	}
+	for _, r := range rs {
+		if r.Dup == nil || !r.Dup.OK() || r.Dup.Messages == 0 {
+			t.Errorf("%s: %+v", r.Target, r.Dup)
+			continue
+		}
+		if r.Dup.Handled+r.Dup.NoEvent != r.Dup.Messages {
+			t.Errorf("%s: counts do not add up: %+v", r.Target, r.Dup)
+		}
+		t.Logf("%s: %s", r.Target, r.Dup)
+	}
+}
+
+// TestChildCommand_ReexecsThisBinary guards the re-exec contract TestMain
+// relies on.
+func TestChildCommand_ReexecsThisBinary(t *testing.T) {
+	cmd := childCommand("-child", "nope")
+	if len(cmd.Args) < 3 || cmd.Args[1] != "bench" || cmd.Args[2] != "-child" {
+		t.Fatalf("args %q", cmd.Args)
+	}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errorsAs(err, &ee) || !strings.Contains(string(out), "unknown child kind") {
+		t.Fatalf("err %v, output %s", err, out)
+	}
+}
+
+func errorsAs(err error, target **exec.ExitError) bool {
+	e, ok := err.(*exec.ExitError)
+	if ok {
+		*target = e
+	}
+	return ok
+}

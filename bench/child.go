@@ -1,0 +1,294 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/silenceper/wechat/v2/cache"
+	"github.com/silenceper/wechat/v2/officialaccount"
+	oaconfig "github.com/silenceper/wechat/v2/officialaccount/config"
+	"github.com/silenceper/wechat/v2/officialaccount/message"
+	"github.com/sirupsen/logrus"
+	"github.com/valyala/fasthttp"
+
+	"kefu/app"
+)
+
+// Every target runs in its own child process (this binary re-executed as
+// `… bench -child KIND`), so that
+//   - the generator never shares a Go scheduler, GC or heap with the
+//     server it measures, identically for every target;
+//   - /proc/<pid>/status gives the server's own RSS, and /proc/<pid>/stat
+//     its own CPU time;
+//   - a CPU profile (-cpuprofile) shows the server only.
+// The kefu child runs exactly what `kefu serve -c FILE` runs (app.Load,
+// app.Build, App.Serve), plus the optional profile.
+
+// silenceperAnswer is the fixed text the silenceper target replies with: a
+// sample-KB answer of typical length.
+const silenceperAnswer = "我们的门店营业时间为每天 9:00–22:00，节假日照常营业。个别门店时间略有不同，请以门店公告为准。"
+
+// runChild serves one target until SIGTERM. It prints "LISTEN host:port"
+// on stdout once the listener is open.
+func runChild(kind, cfgPath, cpuprofile string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if cpuprofile != "" {
+		f, err := os.Create(cpuprofile)
+		if err != nil {
+			fmt.Fprintln(stderr, "bench child:", err)
+			return 1
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "bench child:", err)
+			return 1
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(stderr, "bench child:", err)
+		return 1
+	}
+	announce := func() { fmt.Fprintf(stdout, "LISTEN %s\n", ln.Addr()) }
+	switch kind {
+	case "ceiling":
+		err = serveCeiling(ctx, ln, announce)
+	case "silenceper":
+		err = serveSilenceper(ctx, ln, announce)
+	case "kefu":
+		err = serveKefu(ctx, ln, cfgPath, announce)
+	default:
+		err = fmt.Errorf("unknown child kind %q", kind)
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintln(stderr, "bench child:", err)
+		return 1
+	}
+	return 0
+}
+
+// serveCeiling is the ceiling: fasthttp configured like kefu's server,
+// answering "success" without looking at the request.
+func serveCeiling(ctx context.Context, ln net.Listener, announce func()) error {
+	srv := &fasthttp.Server{
+		Handler:       func(c *fasthttp.RequestCtx) { c.SetBodyString("success") },
+		Name:          "ceiling",
+		ReadTimeout:   5 * time.Second,
+		WriteTimeout:  5 * time.Second,
+		IdleTimeout:   60 * time.Second,
+		NoDefaultDate: true,
+	}
+	go func() { <-ctx.Done(); _ = srv.Shutdown() }()
+	announce()
+	return srv.Serve(ln)
+}
+
+// serveSilenceper is what a user would write with silenceper's SDK: its
+// officialaccount server on net/http verifying, decrypting, and replying
+// with an encrypted text message. Only sub-packages are imported (the root
+// package's init turns logrus to debug), and logrus is set to Error, as a
+// careful user would.
+func serveSilenceper(ctx context.Context, ln net.Listener, announce func()) error {
+	logrus.SetLevel(logrus.ErrorLevel)
+	oa := officialaccount.NewOfficialAccount(&oaconfig.Config{
+		AppID: oaAppID, AppSecret: oaSecret, Token: oaToken, EncodingAESKey: oaAESKey,
+		// Fine here: the bench makes no token calls, so the (racy) memory
+		// cache is never touched.
+		Cache: cache.NewMemory(),
+	})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		srv := oa.GetServer(r, w)
+		srv.SetMessageHandler(func(m *message.MixMessage) *message.Reply {
+			return &message.Reply{MsgType: message.MsgTypeText, MsgData: message.NewText(silenceperAnswer)}
+		})
+		if err := srv.Serve(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if err := srv.Send(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
+	srv := &http.Server{Handler: h, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	announce()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// serveKefu mirrors cmd/kefu's serve command on ln.
+func serveKefu(ctx context.Context, ln net.Listener, cfgPath string, announce func()) error {
+	cfg, err := app.Load(cfgPath, os.Environ())
+	if err != nil {
+		return err
+	}
+	log := app.NewLogger(cfg.Log, os.Stderr)
+	a, err := app.Build(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	announce()
+	return a.Serve(ctx, ln)
+}
+
+// child is a running target process.
+type child struct {
+	cmd    *exec.Cmd
+	addr   string
+	exited chan struct{}
+}
+
+// childCommand re-executes this binary in child mode. It is a variable so
+// the package's tests (whose binary has no "bench" subcommand of its own)
+// can route it through TestMain.
+var childCommand = func(args ...string) *exec.Cmd {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = os.Args[0]
+	}
+	return exec.Command(exe, append([]string{"bench"}, args...)...)
+}
+
+// startChild starts a target and waits until it listens (and, for kefu,
+// answers /healthz). Its stderr goes to logPath.
+func startChild(kind, cfgPath, cpuprofile, logPath string) (*child, error) {
+	args := []string{"-child", kind}
+	if cfgPath != "" {
+		args = append(args, "-c", cfgPath)
+	}
+	if cpuprofile != "" {
+		args = append(args, "-cpuprofile", cpuprofile)
+	}
+	cmd := childCommand(args...)
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = logf
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, err
+	}
+	c := &child{cmd: cmd, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); logf.Close(); close(c.exited) }()
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "LISTEN "); ok {
+				lines <- a
+			}
+		}
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	select {
+	case c.addr = <-lines:
+	case <-c.exited:
+		return nil, fmt.Errorf("%s child exited during start-up; see %s", kind, logPath)
+	case <-time.After(2 * time.Minute):
+		c.stop()
+		return nil, fmt.Errorf("%s child did not start; see %s", kind, logPath)
+	}
+	if kind == "kefu" {
+		if err := waitHealthy(c.addr, 30*time.Second); err != nil {
+			c.stop()
+			return nil, fmt.Errorf("kefu child: %w; see %s", err, logPath)
+		}
+	}
+	return c, nil
+}
+
+func waitHealthy(addr string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		status, _, err := fasthttp.GetTimeout(nil, "http://"+addr+"/healthz", time.Second)
+		if err == nil && status == 200 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not healthy after %s (status %d, %v)", d, status, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop ends the child gracefully (SIGTERM: kefu drains and flushes its
+// event log), killing it if it does not exit in time.
+func (c *child) stop() {
+	if c.cmd.Process == nil {
+		return
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(40 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+	}
+}
+
+// procMem reads VmRSS and VmHWM (peak RSS) of pid, in bytes.
+func procMem(pid int) (rss, hwm int64) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = kb << 10
+		case "VmHWM:":
+			hwm = kb << 10
+		}
+	}
+	return rss, hwm
+}
+
+// procCPU reads pid's user+system CPU time from /proc/<pid>/stat.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name may contain spaces; fields start after ") ".
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64) // field 14: utime
+	st, _ := strconv.ParseInt(f[12], 10, 64) // field 15: stime
+	const clkTck = 100                       // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / clkTck
+}
