@@ -353,3 +353,12 @@ func (b *Bot) customerFilter(store conv.StoreID) index.Filter {
 
 // errNoKB guards against a Bot used before its first publish.
 var errNoKB = errors.New("bot: no knowledge base published")
+
+// Sentinel errors of the curation API; they wrap the shared conv errors.
+var (
+	errBadInput = conv.ErrBadInput
+	errNotFound = conv.ErrNotFound
+)
+
+// Journal returns the curation journal.
+func (b *Bot) Journal() Journal { return b.journal }

@@ -23,8 +23,10 @@ const (
 	// DefaultStateTTL is how long a customer's pending choice, rating prompt
 	// and miss counter live: a reply "2" an hour later is a new question.
 	DefaultStateTTL = 30 * time.Minute
-	// DefaultExpansion weights learnt query expansion (0 disables it).
-	DefaultExpansion = 0.3
+	// DefaultExpansion weights learnt query expansion (0 disables it). It
+	// is off by default: on the dev half of bq with paraphrases it gave no
+	// gain over the entry pooling of similar questions (index.Pool).
+	DefaultExpansion = 0
 	// DefaultClarifyOptions is how many candidates a clarify offers at most.
 	DefaultClarifyOptions = 3
 )

@@ -45,12 +45,6 @@ type retriever struct {
 // every vector, so they are part of the index fingerprint.
 var lexicalOptions = embed.LexicalOptions{MaxN: 2, Weights: []float64{1.2, 1}, K1: 0.8, B: 0.5}
 
-// Experiment knobs (set only by evaluation code in tests).
-var (
-	ExpNoFillers bool
-	ExpNoCorrect bool
-	ExpLexical   *embed.LexicalOptions
-)
 
 // kbTexts returns the questions of every entry (normalised fitting corpus).
 func kbTexts(entries []kb.Entry) []string {
@@ -64,18 +58,9 @@ func kbTexts(entries []kb.Entry) []string {
 // newModel builds the normaliser and lexical model of a KB.
 func newModel(entries []kb.Entry, typos map[string]string) (*textnorm.Normalizer, *embed.Lexical, []string) {
 	norm := textnorm.New(textnorm.Options{Typos: typos})
-	if ExpNoFillers {
-		norm = textnorm.New(textnorm.Options{Typos: typos, Fillers: []string{}})
-	}
 	raw := kbTexts(entries)
-	if !ExpNoCorrect {
-		norm.Learn(raw)
-	}
-	lo := lexicalOptions
-	if ExpLexical != nil {
-		lo = *ExpLexical
-	}
-	lex := embed.NewLexical(lo)
+	norm.Learn(raw)
+	lex := embed.NewLexical(lexicalOptions)
 	var normed []string
 	var pairs []embed.Pair
 	for i := range entries {
@@ -138,6 +123,10 @@ func (r *retriever) docsOf(ctx context.Context, e *kb.Entry) ([]index.Doc, error
 		texts[i] = n
 		docs[i] = index.Doc{Entry: e.ID, Seq: i, Sparse: r.lex.Embed(n), Meta: metaOf(e)}
 	}
+	var prof embed.Sparse
+	for _, d := range docs {
+		prof = prof.AddScaled(d.Sparse, 1/float64(len(docs)))
+	}
 	if r.dense != nil {
 		vecs, err := r.dense.Embed(ctx, texts)
 		if err != nil {
@@ -147,7 +136,7 @@ func (r *retriever) docsOf(ctx context.Context, e *kb.Entry) ([]index.Doc, error
 			docs[i].Dense = vecs[i]
 		}
 	}
-	return docs, nil
+	return append(docs, index.Doc{Entry: e.ID, Seq: index.ProfileSeq, Sparse: prof, Meta: metaOf(e)}), nil
 }
 
 // sync brings the index from the entries described by old (id → hash) to

@@ -8,6 +8,7 @@ package evaluate
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
@@ -70,18 +71,16 @@ func LoadFAQ(path string) ([]kb.Entry, error) {
 // never tuned on). The split depends on the text only, so it is the same in
 // every run and on every machine.
 func Half(query string) int {
-	h := fnv.New32a()
-	h.Write([]byte("kefu-eval-half:" + query))
-	return int(h.Sum32() % 2)
+	h := sha256.Sum256([]byte("kefu-eval-half:" + query))
+	return int(h[0] & 1)
 }
 
 // ParaphraseHalf splits queries for paraphrase runs: rows with
 // ParaphraseHalf == 0 become similar questions, the rest are evaluated.
 // It uses a different hash from Half so the two splits are independent.
 func ParaphraseHalf(query string) int {
-	h := fnv.New32a()
-	h.Write([]byte("kefu-eval-para:" + query))
-	return int(h.Sum32() % 2)
+	h := sha256.Sum256([]byte("kefu-eval-para:" + query))
+	return int(h[0] & 1)
 }
 
 // Options configures Run.
@@ -257,7 +256,9 @@ func Run(ctx context.Context, entries []kb.Entry, queries []QueryRow, opt Option
 	for t := 0.20; t <= 1.0001; t += 0.02 {
 		th := cfg.Thresholds
 		th.Answer = math.Round(t*100) / 100
-		th.Clarify = min(th.Clarify, th.Answer)
+		// A fixed clarify floor keeps the curve monotone: whether a runner-up
+		// counts as "close" must not change along the sweep.
+		th.Clarify = 0.2
 		pt := eval(th)
 		res.Curve = append(res.Curve, pt)
 		if math.IsNaN(res.Suggested) && pt.FalseAnswerRate <= 0.10 && (res.Withheld > 0 || pt.Precision >= 0.9) {

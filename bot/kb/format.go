@@ -150,7 +150,7 @@ func Import(r io.Reader, f Format, opt ImportOptions) ([]Entry, error) {
 
 // jsonEntry accepts valid_until as a date or a timestamp.
 type jsonEntry struct {
-	Entry
+	Entry      `yaml:",inline"`
 	ValidUntil string `json:"valid_until,omitempty" yaml:"valid_until,omitempty"`
 }
 
@@ -394,7 +394,14 @@ func Export(w io.Writer, f Format, entries []Entry) error {
 	case YAML:
 		enc := yaml.NewEncoder(w)
 		enc.SetIndent(2)
-		if err := enc.Encode(entries); err != nil {
+		out := make([]jsonEntry, len(entries))
+		for i, e := range entries {
+			out[i].Entry = e
+			if !e.ValidUntil.IsZero() {
+				out[i].ValidUntil = e.ValidUntil.Format(time.RFC3339)
+			}
+		}
+		if err := enc.Encode(out); err != nil {
 			return err
 		}
 		return enc.Close()

@@ -1,0 +1,107 @@
+package kbcli
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+func sample(t *testing.T) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "configs", "kb.sample.jsonl")
+}
+
+func run(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Run(args, &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+// TestRun_EvalCLI runs `kefu kb eval` on an evaluation set when present.
+// KEFU_EVAL_ARGS lets benchmarks reuse it: go test -run EvalCLI -v.
+func TestRun_EvalCLI(t *testing.T) {
+	dir := "/work/shared/eval/bq"
+	if _, err := os.Stat(dir); err != nil {
+		t.Skip("evaluation set not available")
+	}
+	args := []string{"eval", "--kb", dir + "/faq.jsonl", "--queries", dir + "/queries.jsonl", "--withhold", "0.2", "--seed", "1", "--json"}
+	if extra := os.Getenv("KEFU_EVAL_ARGS"); extra != "" {
+		args = append([]string{"eval"}, strings.Fields(extra)...)
+	}
+	out, errs, code := run(t, args...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	t.Log(out)
+	if !strings.Contains(strings.Join(args, " "), "--json") {
+		return
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"r1", "r5", "mrr10", "n", "answer_precision", "answer_coverage", "false_answer_rate", "p50_ms", "p99_ms"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("json output lacks %q", k)
+		}
+	}
+}
+
+func TestRun_ImportExportRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	kbPath := filepath.Join(dir, "kb.jsonl")
+	if _, e, code := run(t, "import", "--kb", kbPath, sample(t)); code != 0 {
+		t.Fatal(e)
+	}
+	for _, ext := range []string{"xlsx", "csv", "yaml", "jsonl"} {
+		out := filepath.Join(dir, "out."+ext)
+		if _, e, code := run(t, "export", "--kb", kbPath, out); code != 0 {
+			t.Fatalf("export %s: %s", ext, e)
+		}
+		back := filepath.Join(dir, "back-"+ext+".jsonl")
+		if _, e, code := run(t, "import", "--replace", "--kb", back, out); code != 0 {
+			t.Fatalf("re-import %s: %s", ext, e)
+		}
+		a, _ := os.ReadFile(kbPath)
+		b, _ := os.ReadFile(back)
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s round trip changed the KB", ext)
+		}
+	}
+	out, _, code := run(t, "list", "--kb", kbPath, "--status", "draft")
+	if code != 0 || !strings.Contains(out, "draft-001") || strings.Contains(out, "hours-001") {
+		t.Errorf("list --status draft: %q", out)
+	}
+	out, _, code = run(t, "show", "--kb", kbPath, "internal-001")
+	if code != 0 || !strings.Contains(out, "visibility: agent") {
+		t.Errorf("show: %q", out)
+	}
+	out, _, code = run(t, "publish", "--kb", kbPath, "--data", filepath.Join(dir, "data"))
+	if code != 0 || !strings.Contains(out, "published 40 entries") {
+		t.Errorf("publish: %q", out)
+	}
+}
+
+func TestRun_ImportRejectsWholeFile(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.csv")
+	os.WriteFile(bad, []byte("id,question,answer,status\na,问题一,答案,published\nb,,答案,published\nc,问题三,答案,bogus\n"), 0o644)
+	kbPath := filepath.Join(dir, "kb.jsonl")
+	_, errs, code := run(t, "import", "--kb", kbPath, bad)
+	if code == 0 {
+		t.Fatal("bad file imported")
+	}
+	for _, want := range []string{"row 3, column question", "row 4, column status"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q: %s", want, errs)
+		}
+	}
+	if _, err := os.Stat(kbPath); err == nil {
+		t.Error("KB written although the import failed")
+	}
+}
