@@ -99,6 +99,32 @@ func (h *handover) timeout() (committing bool) {
 	return h.state == 1
 }
 
+// claimed names what claim wrote for one message.
+type claimed struct {
+	key, queue, owner string
+	state             []byte // the dedupe state written
+}
+
+// claim claims msg's dedupe key and durably enqueues it in its inbox shard
+// in one engine call; async marks it for delivery through the send API.
+func (g *Gateway) claim(ctx context.Context, msg conv.Message, ttl time.Duration, async bool) (claimed, bool, []byte, error) {
+	shard := g.shard(msg.Customer)
+	c := claimed{
+		key:   fmt.Sprintf("in:{%d}:d:%s", shard, msg.ID),
+		queue: fmt.Sprintf("in:{%d}", shard),
+		owner: g.newOwner(),
+	}
+	data, err := json.Marshal(msg)
+	if err != nil {
+		return c, false, nil, err
+	}
+	now := g.now()
+	c.state = dedupeState{S: "p", O: c.owner, A: async, At: now.UnixMilli()}.bytes()
+	job := engine.Job{ID: msg.ID, Data: data, Due: now.Add(g.cfg.RecoveryAfter)}
+	ok, cur, err := g.eng.ClaimAndEnqueue(ctx, c.key, c.state, ttl, c.queue, job)
+	return c, ok, cur, err
+}
+
 // commitGrace bounds how long a handler waits for a commit already under
 // way once its budget is spent; the budget plus this stays under 5 s.
 const commitGrace = 1200 * time.Millisecond
@@ -109,22 +135,13 @@ const commitGrace = 1200 * time.Millisecond
 // channel can carry a passive reply.
 func (g *Gateway) accept(ctx context.Context, msg conv.Message, ttl time.Duration, passiveOK bool) (acceptResult, error) {
 	start := g.now()
-	shard := g.shard(msg.Customer)
-	claimKey := fmt.Sprintf("in:{%d}:d:%s", shard, msg.ID)
-	queue := fmt.Sprintf("in:{%d}", shard)
-	owner := g.newOwner()
-	data, err := json.Marshal(msg)
-	if err != nil {
-		return acceptResult{}, err
-	}
-	st := dedupeState{S: "p", O: owner, At: start.UnixMilli()}.bytes()
-	job := engine.Job{ID: msg.ID, Data: data, Due: start.Add(g.cfg.RecoveryAfter)}
-	claimed, cur, err := g.eng.ClaimAndEnqueue(ctx, claimKey, st, ttl, queue, job)
+	c, claimed, cur, err := g.claim(ctx, msg, ttl, false)
 	if err != nil {
 		// Not durably accepted: answer non-200 so WeChat retries. Never
 		// ack what we could lose.
 		return acceptResult{}, errStatus(503, "cannot accept message now", err)
 	}
+	claimKey, queue, owner, st := c.key, c.queue, c.owner, c.state
 	if !claimed {
 		g.metrics.dedupeHits.WithLabelValues(msg.Channel).Inc()
 		return g.duplicate(ctx, msg, claimKey, cur, passiveOK, start)

@@ -109,17 +109,9 @@ func (g *Gateway) serveOA(ctx *fasthttp.RequestCtx, ch *channel) (string, error)
 	if err != nil {
 		return "", errStatus(400, "malformed XML", err)
 	}
-	msg, err := oaMessage(ch, f, plain, g.now())
+	msg, res, outcome, err := g.acceptXML(ch, f, plain)
 	if err != nil {
 		return "", err
-	}
-	res, err := g.accept(context.Background(), msg, g.cfg.DedupeTTL, true)
-	if err != nil {
-		return "", err
-	}
-	outcome := "accepted"
-	if res.dup {
-		outcome = "duplicate"
 	}
 	if res.passive == nil {
 		ctx.SetBodyString("success")
@@ -134,6 +126,23 @@ func (g *Gateway) serveOA(ctx *fasthttp.RequestCtx, ch *channel) (string, error)
 		ctx.SetBodyString(reply)
 	}
 	return outcome + "_replied", nil
+}
+
+// acceptXML maps a parsed push to a message and accepts it, waiting for a
+// passive reply; outcome names the result for metrics.
+func (g *Gateway) acceptXML(ch *channel, f *xmlFields, plain []byte) (conv.Message, acceptResult, string, error) {
+	msg, err := oaMessage(ch, f, plain, g.now())
+	if err != nil {
+		return msg, acceptResult{}, "", err
+	}
+	res, err := g.accept(context.Background(), msg, g.cfg.DedupeTTL, true)
+	if err != nil {
+		return msg, res, "", err
+	}
+	if res.dup {
+		return msg, res, "duplicate", nil
+	}
+	return msg, res, "accepted", nil
 }
 
 // oaMessage maps a parsed OA push (or a WeCom app push, which has the same

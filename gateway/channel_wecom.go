@@ -74,17 +74,9 @@ func (g *Gateway) serveWeComApp(ctx *fasthttp.RequestCtx, ch *channel) (string, 
 	if err != nil {
 		return "", err
 	}
-	msg, err := oaMessage(ch, f, plain, g.now())
+	msg, res, outcome, err := g.acceptXML(ch, f, plain)
 	if err != nil {
 		return "", err
-	}
-	res, err := g.accept(context.Background(), msg, g.cfg.DedupeTTL, true)
-	if err != nil {
-		return "", err
-	}
-	outcome := "accepted"
-	if res.dup {
-		outcome = "duplicate"
 	}
 	if res.passive == nil {
 		return outcome, nil // 200 with an empty body

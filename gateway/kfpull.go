@@ -180,20 +180,11 @@ func (g *Gateway) kfSideEffects(ctx context.Context, msg conv.Message) {
 // acceptInline accepts and processes a message synchronously (no passive
 // reply): used by the KF puller to keep a customer's messages in order.
 func (g *Gateway) acceptInline(ctx context.Context, msg conv.Message) (bool, error) {
-	shard := g.shard(msg.Customer)
-	claimKey := fmt.Sprintf("in:{%d}:d:%s", shard, msg.ID)
-	queue := fmt.Sprintf("in:{%d}", shard)
-	owner := g.newOwner()
-	data, err := json.Marshal(msg)
+	c, ok, _, err := g.claim(ctx, msg, g.ttlFor(msg), true)
 	if err != nil {
 		return false, err
 	}
-	st := dedupeState{S: "p", O: owner, A: true, At: g.now().UnixMilli()}.bytes()
-	claimed, _, err := g.eng.ClaimAndEnqueue(ctx, claimKey, st, g.ttlFor(msg), queue, engine.Job{ID: msg.ID, Data: data, Due: g.now().Add(g.cfg.RecoveryAfter)})
-	if err != nil {
-		return false, err
-	}
-	if !claimed {
+	if !ok {
 		g.metrics.dedupeHits.WithLabelValues(msg.Channel).Inc()
 		return false, nil
 	}
@@ -201,8 +192,8 @@ func (g *Gateway) acceptInline(ctx context.Context, msg conv.Message) (bool, err
 	g.work.Add(1)
 	defer g.work.Done()
 	h := newHandover()
-	h.claimed = st
-	g.process(msg, claimKey, queue, owner, h, false)
+	h.claimed = c.state
+	g.process(msg, c.key, c.queue, c.owner, h, false)
 	return true, nil
 }
 
