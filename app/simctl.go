@@ -12,6 +12,7 @@ import (
 // `kefu chat` uses from another process:
 //
 //	POST /sim/interact {"app_id","open_id","kind"}  a user action opens the send window
+//	POST /sim/kf/customer {"open_kfid","user","text"} a WeChat KF customer writes (returns the callback token)
 //	GET  /sim/inbox?to=OPENID                       what the customer received
 func simControl(sim *wxsim.API) http.Handler {
 	mux := http.NewServeMux()
@@ -28,6 +29,24 @@ func simControl(sim *wxsim.API) http.Handler {
 		}
 		sim.UserInteracted(req.AppID, req.OpenID, wxsim.Interaction(req.Kind), sim.Now())
 		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /sim/kf/customer", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			OpenKfID string `json:"open_kfid"`
+			User     string `json:"user"`
+			Text     string `json:"text"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16384)).Decode(&req); err != nil || req.OpenKfID == "" || req.User == "" || req.Text == "" {
+			http.Error(w, "need open_kfid, user and text", http.StatusBadRequest)
+			return
+		}
+		token, msgID, err := sim.KFCustomerSends(req.OpenKfID, req.User, req.Text)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"token": token, "msgid": msgID})
 	})
 	mux.HandleFunc("GET /sim/inbox", func(w http.ResponseWriter, r *http.Request) {
 		to := r.URL.Query().Get("to")

@@ -111,8 +111,37 @@ func cmdChat(args []string, stdout, stderr io.Writer) int {
 			printReply(stdout, string(r.Kind), r.Text)
 		}
 		return 0
+	case conv.ChannelWeComKF:
+		if cfg.Simulator.Listen == "" {
+			fmt.Fprintln(stderr, "kefu chat: a wecom_kf channel needs the built-in simulator (simulator.listen): messages are pulled from the KF API")
+			return 2
+		}
+		kfid := ""
+		for id := range ch.Scenes {
+			kfid = id
+		}
+		if kfid == "" {
+			fmt.Fprintln(stderr, "kefu chat: the wecom_kf channel lists no KF account (open_kfid) under scenes")
+			return 2
+		}
+		b, _ := json.Marshal(map[string]string{"open_kfid": kfid, "user": *user, "text": text})
+		resp, err := http.Post("http://"+cfg.Simulator.Listen+"/sim/kf/customer", "application/json", bytes.NewReader(b))
+		if err != nil {
+			fmt.Fprintln(stderr, "kefu chat:", err)
+			return 1
+		}
+		var tok struct {
+			Token string `json:"token"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&tok)
+		resp.Body.Close()
+		kc := &wxsim.KFClient{URL: base + "/wecom/kf/" + ch.Name, Token: ch.Token, CorpID: ch.AppID, EncodingAESKey: ch.EncodingAESKey}
+		if d, err := kc.SendEvent(ctx, tok.Token, kfid); err != nil || !d.Acked {
+			fmt.Fprintln(stderr, "kefu chat: KF callback not acknowledged:", err)
+			return 1
+		}
 	default:
-		fmt.Fprintf(stderr, "kefu chat: channel type %s is not supported by chat (use wechat_oa or json)\n", ch.Type)
+		fmt.Fprintf(stderr, "kefu chat: channel type %s is not supported by chat (use wechat_oa, wecom_kf or json)\n", ch.Type)
 		return 2
 	}
 	if cfg.Simulator.Listen != "" && *wait > 0 {
