@@ -122,7 +122,9 @@ func Build(cfg Config, log *slog.Logger) (*App, error) {
 	gw.AdminToken = cfg.Admin.Token
 	// WeChat requires deleting a user's data when they unsubscribe.
 	a.Router.OnUnsubscribe = append(a.Router.OnUnsubscribe,
-		func(ctx context.Context, c conv.CustomerID) error { return botState.Save(ctx, c, bot.Memory{}, time.Second) },
+		func(ctx context.Context, c conv.CustomerID) error {
+			return botState.Save(ctx, c, bot.Memory{}, time.Second)
+		},
 		gw.ForgetCustomer)
 	gw.Sender.OnResult = func(job conv.Outbound, err error) {
 		ev := conv.Event{Type: conv.EvOutboundSent, Channel: job.Channel, Data: map[string]string{"id": job.ID, "source": job.Source, "kind": string(job.Kind)}}
