@@ -107,7 +107,7 @@ func Build(cfg Config, log *slog.Logger) (*App, error) {
 		botCfg.DataDir = filepath.Join(cfg.DataDir, "bot")
 	}
 	botState := bot.EngineState(eng)
-	b, err := bot.New(botCfg, botState, log.With("component", "bot"))
+	b, err := bot.New(botCfg, botState, log)
 	if err != nil {
 		a.Close()
 		return nil, fmt.Errorf("bot: %w", err)
