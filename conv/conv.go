@@ -232,6 +232,9 @@ type Outbound struct {
 	// TriggerAt is the customer's last qualifying message: the 48 h window
 	// and the 5-message quota start there.
 	TriggerAt time.Time `json:"trigger_at,omitempty"`
+	// TriggerShort marks a trigger that opens only the short OA allowance
+	// (follow, menu click, QR scan: 3 messages within a minute).
+	TriggerShort bool `json:"trigger_short,omitempty"`
 	// Code is the KF send_msg_on_event code (OutKFEvent).
 	Code string `json:"code,omitempty"`
 	// Template is the OA template message (OutTemplate).

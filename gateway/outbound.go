@@ -107,16 +107,18 @@ func (s *Sender) nudge() {
 // enqueueReplies turns a message's API-bound replies into outbox jobs with
 // IDs derived from the message, so re-processing replaces, not duplicates.
 func (s *Sender) enqueueReplies(ctx context.Context, msg conv.Message, replies []conv.Reply, first int) error {
+	trigger, short := quotaTrigger(msg)
 	for i, r := range replies {
 		job := conv.Outbound{
-			ID:        fmt.Sprintf("r:%s:%d", msg.ID, first+i),
-			Kind:      conv.OutCustomer,
-			Channel:   msg.Channel,
-			To:        msg.ExternalUser,
-			Account:   msg.Account,
-			Reply:     r,
-			TriggerAt: msg.CreatedAt,
-			Source:    "reply",
+			ID:           fmt.Sprintf("r:%s:%d", msg.ID, first+i),
+			Kind:         conv.OutCustomer,
+			Channel:      msg.Channel,
+			To:           msg.ExternalUser,
+			Account:      msg.Account,
+			Reply:        r,
+			TriggerAt:    trigger,
+			TriggerShort: short,
+			Source:       "reply",
 		}
 		if err := s.Send(ctx, job); err != nil {
 			return err
@@ -318,30 +320,53 @@ func quotaKey(channel, user string) string { return quotaPrefix + "{" + channel 
 
 // quotaFor returns the allowance a trigger gives. Menu clicks, follows and
 // scans give 3 messages within a minute on OA; customer messages 5 in 48 h.
-func quotaFor(kind string) (int, time.Duration) {
-	if kind == "short" {
+func quotaFor(short bool) (int, time.Duration) {
+	if short {
 		return 3, time.Minute
 	}
 	return QuotaPerMessage, QuotaWindow
+}
+
+// quotaTrigger says which allowance an inbound message opens (WECHAT.md
+// §2.1): a customer message opens 5 in 48 h; a follow, custom-menu click or
+// QR scan opens 3 in a minute; a msgmenu click and other events open
+// nothing (zero time: the existing book applies).
+func quotaTrigger(msg conv.Message) (time.Time, bool) {
+	if msg.ChannelType != conv.ChannelWeChatOA {
+		return msg.CreatedAt, false
+	}
+	if msg.MenuID != "" {
+		return time.Time{}, false
+	}
+	if msg.Kind == conv.MsgEvent {
+		switch msg.Event {
+		case "subscribe", "SCAN", "CLICK", "scancode_push", "scancode_waitmsg":
+			return msg.CreatedAt, true
+		}
+		return time.Time{}, false
+	}
+	return msg.CreatedAt, false
 }
 
 // takeQuota books one customer-facing send. A newer trigger resets the
 // book (quotas do not accumulate); an exhausted or expired book refuses
 // without calling the API.
 func (s *Sender) takeQuota(ctx context.Context, job conv.Outbound) error {
-	if job.TriggerAt.IsZero() {
-		return fmt.Errorf("%w: no customer message to answer (trigger_at empty)", conv.ErrWindowClosed)
-	}
 	key := quotaKey(job.Channel, job.To)
-	limit, window := quotaFor("")
+	limit, window := quotaFor(job.TriggerShort)
 	now := s.g.now()
 	return s.g.eng.Update(ctx, []string{key}, func(tx engine.Tx) error {
 		var q quotaState
 		if b, err := tx.Get(key); err == nil {
 			_ = json.Unmarshal(b, &q)
 		}
-		if job.TriggerAt.UnixMilli() > q.WindowStart {
+		// A zero trigger (msgmenu click, agent follow-up without one) uses
+		// the book as it is; no book means no open window.
+		if !job.TriggerAt.IsZero() && job.TriggerAt.UnixMilli() > q.WindowStart {
 			q = quotaState{WindowStart: job.TriggerAt.UnixMilli(), Limit: limit, WindowMS: window.Milliseconds()}
+		}
+		if q.Limit == 0 {
+			return conv.ErrWindowClosed
 		}
 		if now.UnixMilli() > q.WindowStart+q.WindowMS {
 			return conv.ErrWindowClosed

@@ -260,3 +260,43 @@ func TestSender_WeComAppAndJSONCallback(t *testing.T) {
 		return len(got) == 1 && strings.Contains(got[0], "回调回复")
 	})
 }
+
+// A custom-menu click opens 3 messages within a minute; a msgmenu click
+// opens nothing (WECHAT.md §2.1).
+func TestSender_ShortWindowAndMenuClick(t *testing.T) {
+	e := newEnv(t, embeddedEngine, func(c *Config) { c.PassiveBudget = 50 * time.Millisecond })
+	e.h.set(func(s *scripted) {
+		s.delay = 100 * time.Millisecond // miss the passive budget: everything goes via the API
+		s.replies = func(m conv.Message) []conv.Reply {
+			return []conv.Reply{conv.Text("a"), conv.Text("b"), conv.Text("c"), conv.Text("d")}
+		}
+	})
+	c := e.oa("demo", wxsim.ModeSafe)
+	if _, err := c.SendEvent(context.Background(), "u-click", "CLICK", "MENU_HOURS"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "3 sends and 1 dead letter", func() bool {
+		return len(e.sim.Inbox("u-click")) == 3 && len(deadReasons(t, e.gw.Sender)) == 1
+	})
+	for _, r := range deadReasons(t, e.gw.Sender) {
+		if r != "quota_exhausted" {
+			t.Fatalf("reason %q", r)
+		}
+	}
+	// A msgmenu click from a customer with no open window: nothing may be sent.
+	if _, err := c.SendMenuClick(context.Background(), "u-menu", "101", "满意"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "window_expired dead letters", func() bool {
+		n := 0
+		for id, r := range deadReasons(t, e.gw.Sender) {
+			if strings.Contains(id, "u-menu") && r == "window_expired" {
+				n++
+			}
+		}
+		return n == 4
+	})
+	if len(e.sim.Inbox("u-menu")) != 0 {
+		t.Fatal("sent to a customer without an open window")
+	}
+}
