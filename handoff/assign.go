@@ -1,0 +1,228 @@
+package handoff
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+
+	"kefu/conv"
+	"kefu/engine"
+)
+
+// serves reports whether agent a may take conversation c: store scope
+// (a region covers its stores; no stores = all) and skill.
+func (s *Service) serves(a conv.AgentProfile, c *conv.Conversation) bool {
+	if c.Skill != "" && !slices.Contains(a.Skills, c.Skill) {
+		return false
+	}
+	if len(a.Stores) == 0 {
+		return true
+	}
+	for _, st := range a.Stores {
+		if st == c.Store || (s.tree != nil && s.tree.Within(c.Store, st)) {
+			return true
+		}
+	}
+	return false
+}
+
+// candidates orders the agents who can take c now: online, in scope, below
+// their cap; least busy first, then the one assigned longest ago (round
+// robin among equals). Agents who let c's offer time out come last.
+func (s *Service) candidates(c *conv.Conversation, agents map[string]agentState) []string {
+	var out []string
+	for _, name := range s.names {
+		a := agents[name]
+		p := s.roster[name]
+		if a.Status != conv.AgentOnline || len(a.Chats) >= p.MaxChats || !s.serves(p, c) {
+			continue
+		}
+		out = append(out, name)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		di, dj := slices.Contains(c.Declined, out[i]), slices.Contains(c.Declined, out[j])
+		if di != dj {
+			return !di
+		}
+		ai, aj := agents[out[i]], agents[out[j]]
+		if len(ai.Chats) != len(aj.Chats) {
+			return len(ai.Chats) < len(aj.Chats)
+		}
+		return ai.LastAssigned < aj.LastAssigned
+	})
+	return out
+}
+
+// Dispatch assigns queued conversations to agents and returns how many it
+// assigned. One instance at a time dispatches (a lease lock in the engine)
+// to avoid wasted optimistic retries; correctness does not depend on the
+// lock: every assignment is one engine.Update over the conversation and
+// the agent that re-checks state and cap, so a chat is never assigned twice
+// and a cap never exceeded even if two dispatchers overlap.
+func (s *Service) Dispatch(ctx context.Context) (int, error) {
+	tok := make([]byte, 8)
+	_, _ = rand.Read(tok)
+	ok, err := s.eng.SetNX(ctx, lockKey, tok, lockTTL)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		// Someone is dispatching: tell them to make another pass.
+		_, err := s.eng.IncrBy(ctx, genKey, 1, 0)
+		return 0, err
+	}
+	defer func() { _, _ = s.eng.CompareAndDelete(context.WithoutCancel(ctx), lockKey, tok) }()
+	total := 0
+	for pass := 0; pass < 20; pass++ {
+		before, _ := s.eng.Get(ctx, genKey)
+		n, err := s.dispatchOnce(ctx)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		after, _ := s.eng.Get(ctx, genKey)
+		if string(before) == string(after) {
+			break
+		}
+	}
+	return total, nil
+}
+
+func (s *Service) dispatchOnce(ctx context.Context) (int, error) {
+	queues, err := s.eng.ZRangeByScore(ctx, queuesKey, math.Inf(-1), math.Inf(1), 0)
+	if err != nil {
+		return 0, err
+	}
+	agents := make(map[string]agentState, len(s.names))
+	for _, name := range s.names {
+		a, err := s.agent(ctx, name)
+		if err != nil {
+			return 0, err
+		}
+		agents[name] = a
+	}
+	n := 0
+	for _, q := range queues {
+		items, err := s.eng.ZRangeByScore(ctx, q.Member, math.Inf(-1), math.Inf(1), 200)
+		if err != nil {
+			return n, err
+		}
+		for _, it := range items {
+			c, err := s.Conversation(ctx, conv.ConvID(it.Member))
+			if errors.Is(err, conv.ErrNotFound) {
+				_, _ = s.eng.ZRem(ctx, q.Member, it.Member)
+				continue
+			}
+			if err != nil {
+				return n, err
+			}
+			if c.State != conv.StateQueued {
+				// An index entry left behind by a crash between steps.
+				if c.State != conv.StateBot || s.now().Sub(c.QueuedAt) > staleGrace {
+					_, _ = s.eng.ZRem(ctx, q.Member, it.Member)
+				}
+				continue
+			}
+			assigned := false
+			for _, name := range s.candidates(&c, agents) {
+				a, err := s.assign(ctx, c.ID, c.Version, name, "dispatch", modeDispatch)
+				if errors.Is(err, errBusy) {
+					fresh, ferr := s.agent(ctx, name)
+					if ferr == nil {
+						agents[name] = fresh
+					}
+					continue
+				}
+				if errors.Is(err, errStale) {
+					break
+				}
+				if err != nil {
+					return n, err
+				}
+				agents[name] = a
+				assigned = true
+				n++
+				break
+			}
+			if !assigned && len(s.candidates(&c, agents)) == 0 {
+				break // FIFO: nobody can take the head of this queue now
+			}
+		}
+	}
+	return n, nil
+}
+
+// assignMode says who assigns: the dispatcher needs an online agent, a
+// supervisor any agent not offline, a take-over nothing but the cap.
+type assignMode int
+
+const (
+	modeDispatch assignMode = iota
+	modeSupervisor
+	modeTakeOver
+)
+
+// assign gives conversation id (at version; 0 = any) to agent name in one
+// Update over both records, re-checking state, status and cap inside it.
+func (s *Service) assign(ctx context.Context, id conv.ConvID, version int64, name, actor string, mode assignMode) (agentState, error) {
+	accepted := mode == modeTakeOver
+	p, ok := s.roster[name]
+	if !ok {
+		return agentState{}, errBusy
+	}
+	now := s.now()
+	var c conv.Conversation
+	var a agentState
+	err := s.eng.Update(ctx, []string{convKey(id), agentKey(name)}, func(tx engine.Tx) error {
+		cur, ok, err := getJSON[conv.Conversation](tx, convKey(id))
+		if err != nil {
+			return err
+		}
+		if !ok || cur.State != conv.StateQueued || (version != 0 && cur.Version != version) {
+			return errStale
+		}
+		a, err = readAgent(tx, name)
+		if err != nil {
+			return err
+		}
+		if len(a.Chats) >= p.MaxChats || (mode == modeDispatch && a.Status != conv.AgentOnline) ||
+			(mode == modeSupervisor && a.Status == conv.AgentOffline) {
+			return errBusy
+		}
+		c = cur
+		c.State, c.Agent, c.Accepted, c.AssignedAt = conv.StateAssigned, name, accepted, now
+		if accepted {
+			c.AcceptedAt = now
+		}
+		c.Version++
+		a.Chats = append(a.Chats, id)
+		a.LastAssigned = now.UnixNano()
+		setJSON(tx, convKey(id), c, 0)
+		setJSON(tx, agentKey(name), a, 0)
+		return nil
+	})
+	if err != nil {
+		return a, err
+	}
+	_, _ = s.eng.ZRem(ctx, queueKey(c.Store, c.Skill), string(id))
+	_ = s.eng.ZAdd(ctx, liveKey, engine.ZItem{Member: string(id), Score: float64(now.UnixMilli())})
+	s.cancel(ctx, []string{tQueueTimeout}, id)
+	if !accepted {
+		s.schedule(ctx, tAcceptTimeout, &c, now.Add(s.cfg.AcceptTimeout))
+	}
+	s.convEvent(conv.EvAssigned, &c, actor, "wait_ms="+strconv.FormatInt(now.Sub(c.QueuedAt).Milliseconds(), 10))
+	s.publishConv(ctx, &c)
+	return a, nil
+}
+
+// randomToken returns a hex token (idempotency keys, lock tokens).
+func randomToken(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
