@@ -15,7 +15,7 @@ import (
 // withheld so that the false-answer rate stays ≤ 10% (see BENCHMARKS.md);
 // every KB should re-tune them with `kefu kb tune` once it has labels.
 const (
-	DefaultAnswer  = 0.62
+	DefaultAnswer  = 0.60
 	DefaultClarify = 0.40
 	DefaultMargin  = 0.06
 	// DefaultMaxMisses is how many fallbacks in a row hand off to a human.

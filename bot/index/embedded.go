@@ -23,6 +23,8 @@ type Embedded struct {
 	// docs are slots; a removed doc keeps its slot (alive=false) until
 	// compaction so posting lists need not be rewritten on every delete.
 	docs    []slot
+	ents    []entRec
+	entNum  map[string]int32
 	byEntry map[string][]int32
 	post    map[uint32][]posting
 	dead    int
@@ -31,6 +33,14 @@ type Embedded struct {
 
 type slot struct {
 	doc   Doc
+	alive bool
+	ent   int32 // index into ents
+}
+
+// entRec is one entry's slot: documents of an entry share it so that
+// searches pool and filter by integer, not by map lookups on strings.
+type entRec struct {
+	id    string
 	alive bool
 }
 
@@ -43,7 +53,7 @@ var _ Index = (*Embedded)(nil)
 
 // NewEmbedded returns an empty index.
 func NewEmbedded() *Embedded {
-	return &Embedded{byEntry: map[string][]int32{}, post: map[uint32][]posting{}}
+	return &Embedded{byEntry: map[string][]int32{}, entNum: map[string]int32{}, post: map[uint32][]posting{}}
 }
 
 // Len is the number of live documents.
@@ -69,7 +79,14 @@ func (x *Embedded) Upsert(_ context.Context, docs []Doc) error {
 			d.Dense = unit(d.Dense)
 		}
 		id := int32(len(x.docs))
-		x.docs = append(x.docs, slot{doc: d, alive: true})
+		en, ok := x.entNum[d.Entry]
+		if !ok {
+			en = int32(len(x.ents))
+			x.entNum[d.Entry] = en
+			x.ents = append(x.ents, entRec{id: d.Entry})
+		}
+		x.ents[en].alive = true
+		x.docs = append(x.docs, slot{doc: d, alive: true, ent: en})
 		x.byEntry[d.Entry] = append(x.byEntry[d.Entry], id)
 		for i, t := range d.Sparse.Idx {
 			x.post[t] = append(x.post[t], posting{id, d.Sparse.Val[i]})
@@ -99,6 +116,9 @@ func (x *Embedded) removeLocked(entry string) {
 		}
 	}
 	delete(x.byEntry, entry)
+	if en, ok := x.entNum[entry]; ok {
+		x.ents[en].alive = false
+	}
 }
 
 // maybeCompactLocked rebuilds slots and postings when a quarter is dead, so
@@ -110,6 +130,7 @@ func (x *Embedded) maybeCompactLocked() {
 	old := x.docs
 	x.docs = make([]slot, 0, len(old)-x.dead)
 	x.byEntry = make(map[string][]int32, len(x.byEntry))
+	x.ents, x.entNum = x.ents[:0:0], make(map[string]int32, len(x.entNum))
 	x.post = make(map[uint32][]posting, len(x.post))
 	x.dead = 0
 	for _, s := range old {
@@ -117,6 +138,13 @@ func (x *Embedded) maybeCompactLocked() {
 			continue
 		}
 		id := int32(len(x.docs))
+		en, ok := x.entNum[s.doc.Entry]
+		if !ok {
+			en = int32(len(x.ents))
+			x.entNum[s.doc.Entry] = en
+			x.ents = append(x.ents, entRec{id: s.doc.Entry, alive: true})
+		}
+		s.ent = en
 		x.docs = append(x.docs, s)
 		x.byEntry[s.doc.Entry] = append(x.byEntry[s.doc.Entry], id)
 		for i, t := range s.doc.Sparse.Idx {
@@ -155,6 +183,11 @@ func dot(a, b []float32) float64 {
 type scratch struct {
 	acc     []float32
 	touched []int32
+	// Per entry: pooled scores, filter verdict (0 unknown, 1 pass, 2 fail)
+	// and the list of entries touched, all reset after each search.
+	pool    []pooler
+	verdict []uint8
+	ents    []int32
 }
 
 // Search implements Index. Entry score is the best score of its questions.
@@ -186,25 +219,42 @@ func (x *Embedded) Search(_ context.Context, q Query, f Filter, k int) ([]Hit, e
 // returns more than k so fusion sees enough candidates.
 func (x *Embedded) searchSparse(qv embed.Sparse, f *Filter, k int, wide bool) []Hit {
 	sc, _ := x.scratch.Get().(*scratch)
-	if sc == nil || len(sc.acc) < len(x.docs) {
-		sc = &scratch{acc: make([]float32, len(x.docs)+1024)}
+	if sc == nil || len(sc.acc) < len(x.docs) || len(sc.pool) < len(x.ents) {
+		sc = &scratch{acc: make([]float32, len(x.docs)+1024), pool: make([]pooler, len(x.ents)+256), verdict: make([]uint8, len(x.ents)+256)}
 	}
 	defer x.scratch.Put(sc)
-	sc.touched = sc.touched[:0]
+	sc.touched, sc.ents = sc.touched[:0], sc.ents[:0]
 	acc := sc.acc
-	for i, t := range qv.Idx {
-		w := qv.Val[i]
-		for _, p := range x.post[t] {
-			if acc[p.doc] == 0 {
-				sc.touched = append(sc.touched, p.doc)
+	// Two phases keep latency flat as the KB grows: rare terms first, then
+	// common terms (in more than 1/20 of the documents: "的", "么", "怎么")
+	// only add to documents a rare term already reached. A document sharing
+	// nothing but common characters with the query cannot rank among the
+	// best when anything shares a rarer term; if nothing does, common
+	// terms run in full.
+	common := max(256, len(x.docs)/20)
+	for pass := 0; pass < 2; pass++ {
+		for i, t := range qv.Idx {
+			pl := x.post[t]
+			if (len(pl) > common) != (pass == 1) {
+				continue
 			}
-			acc[p.doc] += w * p.w
+			w := qv.Val[i]
+			if pass == 1 && len(sc.touched) > 0 {
+				for _, p := range pl {
+					if acc[p.doc] != 0 {
+						acc[p.doc] += w * p.w
+					}
+				}
+				continue
+			}
+			for _, p := range pl {
+				if acc[p.doc] == 0 {
+					sc.touched = append(sc.touched, p.doc)
+				}
+				acc[p.doc] += w * p.w
+			}
 		}
 	}
-	idx := make(map[string]int, 64)
-	pools := make([]pooler, 0, 64)
-	hits := make([]Hit, 0, 64)
-	metaOK := map[string]bool{}
 	for _, d := range sc.touched {
 		s := acc[d]
 		acc[d] = 0
@@ -212,27 +262,28 @@ func (x *Embedded) searchSparse(qv embed.Sparse, f *Filter, k int, wide bool) []
 		if !sl.alive || s <= 0 {
 			continue
 		}
-		e := sl.doc.Entry
-		ok, seen := metaOK[e]
-		if !seen {
-			ok = f.Match(&sl.doc.Meta)
-			metaOK[e] = ok
-		}
-		if !ok {
+		en := sl.ent
+		switch sc.verdict[en] {
+		case 0:
+			sc.ents = append(sc.ents, en)
+			if f.Match(&sl.doc.Meta) {
+				sc.verdict[en] = 1
+			} else {
+				sc.verdict[en] = 2
+				continue
+			}
+		case 2:
 			continue
 		}
-		i, dup := idx[e]
-		if !dup {
-			i = len(hits)
-			idx[e] = i
-			hits = append(hits, Hit{Entry: e})
-			pools = append(pools, pooler{})
-		}
-		pools[i].add(sl.doc.Seq, float64(s))
+		sc.pool[en].add(sl.doc.Seq, float64(s))
 	}
-	for i := range hits {
-		hits[i].Score = pools[i].score()
-		hits[i].Sparse = hits[i].Score
+	hits := make([]Hit, 0, len(sc.ents))
+	for _, en := range sc.ents {
+		if sc.verdict[en] == 1 {
+			sc := sc.pool[en].score()
+			hits = append(hits, Hit{Entry: x.ents[en].id, Score: sc, Sparse: sc})
+		}
+		sc.verdict[en], sc.pool[en] = 0, pooler{}
 	}
 	n := k
 	if wide {

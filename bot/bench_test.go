@@ -1,0 +1,140 @@
+package bot
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"kefu/bot/index"
+	"kefu/bot/kb"
+)
+
+// evalTexts reads question texts of the evaluation sets (read in place,
+// never copied: evaluation-only licence).
+func evalTexts(tb testing.TB) (questions, queries []string) {
+	tb.Helper()
+	for _, set := range []string{"bq", "afqmc", "lcqmc"} {
+		for _, f := range []string{"faq.jsonl", "queries.jsonl"} {
+			fh, err := os.Open(filepath.Join("/work/shared/eval", set, f))
+			if err != nil {
+				tb.Skipf("evaluation text not available: %v", err)
+			}
+			sc := bufio.NewScanner(fh)
+			for sc.Scan() {
+				var row struct{ Question, Query string }
+				if json.Unmarshal(sc.Bytes(), &row) == nil {
+					if row.Question != "" {
+						questions = append(questions, row.Question)
+					}
+					if row.Query != "" {
+						queries = append(queries, row.Query)
+					}
+				}
+			}
+			fh.Close()
+		}
+	}
+	return questions, queries
+}
+
+// syntheticKB builds n entries from the evaluation text: the real questions
+// first, then recombinations of two questions' halves (so the vocabulary
+// and length distribution stay those of real customer questions), each
+// with one similar question, a category and every tenth store-scoped.
+func syntheticKB(tb testing.TB, n int) ([]kb.Entry, []string) {
+	qs, queries := evalTexts(tb)
+	r := rand.New(rand.NewPCG(1, 2))
+	half := func(s string, first bool) string {
+		rs := []rune(s)
+		if first {
+			return string(rs[:len(rs)/2])
+		}
+		return string(rs[len(rs)/2:])
+	}
+	pick := func() string { return qs[r.IntN(len(qs))] }
+	entries := make([]kb.Entry, n)
+	for i := range entries {
+		q := pick()
+		if i >= len(qs) {
+			q = half(pick(), true) + half(pick(), false)
+		}
+		e := kb.Entry{ID: fmt.Sprintf("syn-%06d", i), Question: q, Similar: []string{half(pick(), true) + half(q, false)},
+			Answer: "答案", Category: fmt.Sprintf("cat-%d", i%20)}
+		if i%10 == 0 {
+			e.Stores = []string{fmt.Sprintf("store-%d", i%7)}
+		}
+		entries[i] = e
+	}
+	return entries, queries
+}
+
+func benchSearch(b *testing.B, n int) {
+	entries, queries := syntheticKB(b, n)
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	cfg := DefaultConfig()
+	bt, err := NewWithEntries(cfg, entries, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	build := time.Since(start)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	ctx := context.Background()
+	r := bt.cur.Load()
+	f := index.Filter{Store: "store-3", Visibilities: []string{"customer"}, Statuses: []string{"published"}, Now: time.Now()}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if _, _, err := r.search(ctx, queries[i%len(queries)], f, 5); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	q := func(p float64) float64 { return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000 }
+	b.ReportMetric(q(0.50), "p50_ms")
+	b.ReportMetric(q(0.99), "p99_ms")
+	b.ReportMetric(float64(after.HeapAlloc-min(before.HeapAlloc, after.HeapAlloc))/(1<<20), "heap_MB")
+	b.ReportMetric(build.Seconds(), "build_s")
+	runtime.KeepAlive(bt)
+}
+
+// BenchmarkSearch10k measures retrieval (normalise, embed, search, filter,
+// pool) on a 10k-entry synthetic KB; heap_MB is the live heap of the bot
+// (model + index + entries) after building.
+func BenchmarkSearch10k(b *testing.B) { benchSearch(b, 10_000) }
+
+// BenchmarkSearch100k is BenchmarkSearch10k at 100k entries.
+func BenchmarkSearch100k(b *testing.B) { benchSearch(b, 100_000) }
+
+// BenchmarkPublishIncremental measures re-publishing a 10k KB with 1% changed.
+func BenchmarkPublishIncremental(b *testing.B) {
+	entries, _ := syntheticKB(b, 10_000)
+	bt, err := NewWithEntries(DefaultConfig(), entries, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := 0; j < 100; j++ {
+			e := &entries[(i*100+j*97)%len(entries)]
+			e.Similar = append(slices.Clone(e.Similar), fmt.Sprintf("变体%d", i))
+		}
+		if err := bt.Publish(context.Background(), entries, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
