@@ -300,3 +300,34 @@ func TestSender_ShortWindowAndMenuClick(t *testing.T) {
 		t.Fatal("sent to a customer without an open window")
 	}
 }
+
+// EngineCache satisfies silenceper's cache contract on both engines: string
+// values (its token code type-asserts string), nil on miss, TTLs clamped.
+func TestEngineCache_SilenceperContract(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, kind engineKind) {
+		c := NewEngineCache(openEngine(t, kind))
+		if c.Get("missing") != nil || c.IsExist("missing") {
+			t.Fatal("miss must be nil / false")
+		}
+		if err := c.Set("k", "tok-1", 500*time.Millisecond); err != nil { // clamped to 1 s, never 0
+			t.Fatal(err)
+		}
+		if v, ok := c.Get("k").(string); !ok || v != "tok-1" {
+			t.Fatalf("Get = %#v", c.Get("k"))
+		}
+		if err := c.Set("b", []byte("bytes"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := c.Get("b").(string); v != "bytes" {
+			t.Fatalf("[]byte value came back as %#v", c.Get("b"))
+		}
+		if err := c.Delete("k"); err != nil || c.IsExist("k") {
+			t.Fatal("delete failed")
+		}
+		_ = c.Set("short", "x", time.Nanosecond)
+		time.Sleep(1200 * time.Millisecond)
+		if c.IsExist("short") {
+			t.Fatal("clamped TTL did not expire")
+		}
+	})
+}
