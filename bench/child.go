@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -43,7 +44,7 @@ const silenceperAnswer = "我们的门店营业时间为每天 9:00–22:00，�
 
 // runChild serves one target until SIGTERM. It prints "LISTEN host:port"
 // on stdout once the listener is open.
-func runChild(kind, cfgPath, cpuprofile string, stdout, stderr io.Writer) int {
+func runChild(kind, cfgPath, listen, cpuprofile, memprofile string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if cpuprofile != "" {
@@ -58,7 +59,28 @@ func runChild(kind, cfgPath, cpuprofile string, stdout, stderr io.Writer) int {
 		}
 		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if memprofile != "" {
+		// Written when SIGTERM arrives, before the server shuts down: what
+		// the heap holds after the load.
+		wrote := make(chan struct{})
+		defer func() { <-wrote }()
+		go func() {
+			defer close(wrote)
+			<-ctx.Done()
+			f, err := os.Create(memprofile)
+			if err != nil {
+				fmt.Fprintln(stderr, "bench child:", err)
+				return
+			}
+			runtime.GC()
+			_ = pprof.WriteHeapProfile(f)
+			_ = f.Close()
+		}()
+	}
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp4", listen)
 	if err != nil {
 		fmt.Fprintln(stderr, "bench child:", err)
 		return 1
@@ -168,13 +190,16 @@ var childCommand = func(args ...string) *exec.Cmd {
 
 // startChild starts a target and waits until it listens (and, for kefu,
 // answers /healthz). Its stderr goes to logPath.
-func startChild(kind, cfgPath, cpuprofile, logPath string) (*child, error) {
+func startChild(kind, cfgPath, cpuprofile, memprofile, logPath string) (*child, error) {
 	args := []string{"-child", kind}
 	if cfgPath != "" {
 		args = append(args, "-c", cfgPath)
 	}
 	if cpuprofile != "" {
 		args = append(args, "-cpuprofile", cpuprofile)
+	}
+	if memprofile != "" {
+		args = append(args, "-memprofile", memprofile)
 	}
 	cmd := childCommand(args...)
 	logf, err := os.Create(logPath)
@@ -289,6 +314,31 @@ func procCPU(pid int) time.Duration {
 	}
 	ut, _ := strconv.ParseInt(f[11], 10, 64) // field 14: utime
 	st, _ := strconv.ParseInt(f[12], 10, 64) // field 15: stime
-	const clkTck = 100                       // USER_HZ on Linux
 	return time.Duration(ut+st) * time.Second / clkTck
+}
+
+// clkTck is USER_HZ, the unit of /proc CPU times on Linux.
+const clkTck = 100
+
+// machineCPU is the CPU time all processes on the machine used so far
+// (from /proc/stat): busy = everything but idle and iowait.
+func machineCPU() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		busy += n
+	}
+	return time.Duration(busy) * time.Second / clkTck
 }
