@@ -1,0 +1,385 @@
+package surveys
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"kefu/conv"
+	"kefu/engine"
+)
+
+// robotMaxBytes keeps a batched robot post under the 4096-byte markdown limit.
+const robotMaxBytes = 3800
+
+// alertDue sends a newly opened case's alert to its store's managers.
+func (s *Service) alertDue(ctx context.Context, id string, _ engine.Job) error {
+	c, err := s.LoadCase(ctx, id)
+	if errors.Is(err, conv.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.alert(ctx, c, "open", c.Store, false); err != nil {
+		return err
+	}
+	_, err = s.updateCase(ctx, id, func(cc *Case) error {
+		if !cc.AlertedAt.IsZero() {
+			return errNoChange
+		}
+		cc.AlertedAt = s.now()
+		cc.History = append(cc.History, CaseEvent{At: cc.AlertedAt, Actor: "system", Action: "alerted"})
+		return nil
+	})
+	if errors.Is(err, errNoChange) {
+		return nil
+	}
+	return err
+}
+
+// managersFor returns the managers responsible for node: its own, or the
+// nearest ancestor's when the node has none (someone must hear of it).
+func (s *Service) managersFor(node conv.StoreID) (conv.StoreID, []conv.Manager) {
+	for _, id := range append([]conv.StoreID{node}, s.tree.Ancestors(node)...) {
+		if n, ok := s.tree.Node(id); ok && len(n.Managers) > 0 {
+			return id, n.Managers
+		}
+	}
+	return node, nil
+}
+
+// alert sends one alert of kind ("open", "rem0", "esc1"…) about c to the
+// managers of node on every configured route. Outbound IDs derive from
+// case, kind and recipient, so a timer fired twice alerts once.
+func (s *Service) alert(ctx context.Context, c Case, kind string, node conv.StoreID, escalation bool) error {
+	owner, managers := s.managersFor(node)
+	if len(managers) == 0 {
+		s.log.Warn("no manager to alert", "case", c.ID, "store", node)
+		s.noteCase(ctx, c.ID, "system", "alert_failed", "no manager configured for "+string(node))
+		return nil
+	}
+	title := s.alertTitle(c, kind, escalation)
+	for i, m := range managers {
+		base := fmt.Sprintf("alert:%s:%s", c.ID, kind)
+		who := m.Login
+		if who == "" {
+			who = m.WeComUserID
+		}
+		if who == "" {
+			who = m.Name
+		}
+		claim := s.ClaimURL(c.ID, who)
+		body := s.alertMarkdown(c, title, claim)
+		if m.WeComUserID != "" && s.cfg.Alerts.WeComAppChannel != "" {
+			err := s.sender.Send(ctx, conv.Outbound{ID: base + ":w:" + m.WeComUserID, Kind: conv.OutWeComApp, Channel: s.cfg.Alerts.WeComAppChannel,
+				To: m.WeComUserID, Reply: conv.Reply{Kind: conv.ReplyMarkdown, Text: body}, Source: "alert"})
+			if err != nil {
+				return err
+			}
+		}
+		if m.OpenID != "" && s.cfg.Alerts.TemplateChannel != "" {
+			err := s.sender.Send(ctx, conv.Outbound{ID: base + ":t:" + m.OpenID, Kind: conv.OutTemplate, Channel: s.cfg.Alerts.TemplateChannel,
+				To: m.OpenID, Source: "alert", Template: &conv.Template{TemplateID: s.cfg.Alerts.TemplateID, URL: claim, Data: map[string]string{
+					"first": title, "keyword1": s.storeName(c.Store), "keyword2": strconv.Itoa(c.Score) + "分", "keyword3": clip(c.Comment, 60),
+					"keyword4": c.OpenedAt.In(s.loc).Format("01-02 15:04"), "remark": "请在" + c.Deadline.In(s.loc).Format("01-02 15:04") + "前回访，点击认领"}}})
+			if err != nil {
+				return err
+			}
+		}
+		if m.RobotKey != "" && s.cfg.Alerts.Robot {
+			if err := s.queueRobot(ctx, m.RobotKey, base, s.robotLine(c, title, claim)); err != nil {
+				return err
+			}
+		}
+		if m.Webhook != "" && s.cfg.Alerts.WebhookSecret != "" {
+			d := webhookDelivery{ID: fmt.Sprintf("%s:h:%d", base, i), URL: m.Webhook, Payload: s.webhookPayload(c, kind, owner, m, claim)}
+			if err := s.enqueue(ctx, "hook:"+d.ID, s.now(), d); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Service) storeName(id conv.StoreID) string {
+	if n, ok := s.tree.Node(id); ok && n.Name != "" {
+		return n.Name
+	}
+	return string(id)
+}
+
+func (s *Service) alertTitle(c Case, kind string, escalation bool) string {
+	switch {
+	case escalation:
+		return "【差评升级】" + s.storeName(c.Store) + " 的差评已超时未处理"
+	case strings.HasPrefix(kind, "rem"):
+		return "【差评提醒】请尽快回访 " + s.storeName(c.Store) + " 的不满意客户"
+	}
+	return "【差评预警】" + s.storeName(c.Store) + " 收到 " + strconv.Itoa(c.Score) + " 分评价"
+}
+
+// alertMarkdown is the WeCom app / robot body: score, comment, store,
+// agent, transcript and claim links, deadline.
+func (s *Service) alertMarkdown(c Case, title, claim string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "**%s**\n", title)
+	fmt.Fprintf(&b, "> 评分：<font color=\"warning\">%d</font> 分（0–10）\n", c.Score)
+	comment := c.Comment
+	if comment == "" {
+		comment = "（客户未留言）"
+	}
+	fmt.Fprintf(&b, "> 评价：%s\n", clip(comment, 300))
+	fmt.Fprintf(&b, "> 门店：%s\n", s.storeName(c.Store))
+	agent := c.Agent
+	if agent == "" {
+		agent = "机器人（未转人工）"
+	}
+	fmt.Fprintf(&b, "> 客服：%s · 渠道：%s\n", agent, c.Channel)
+	fmt.Fprintf(&b, "> 回访截止：%s\n", c.Deadline.In(s.loc).Format("01-02 15:04"))
+	if t := s.TranscriptURL(c); t != "" {
+		fmt.Fprintf(&b, "[查看对话](%s)  ", t)
+	}
+	if claim != "" {
+		fmt.Fprintf(&b, "[一键认领](%s)", claim)
+	}
+	return b.String()
+}
+
+// robotLine is one alert inside a batched robot post.
+func (s *Service) robotLine(c Case, title, claim string) string {
+	comment := c.Comment
+	if comment == "" {
+		comment = "（未留言）"
+	}
+	line := fmt.Sprintf("**%s**\n> %d分 · %s · 客服 %s\n> %s", title, c.Score, s.storeName(c.Store), orDash(c.Agent), clip(comment, 120))
+	if claim != "" {
+		line += fmt.Sprintf("\n[认领](%s)", claim)
+	}
+	return line
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n]) + "…"
+}
+
+// TranscriptURL links the case's conversation in the console ("" without
+// alerts.console_url).
+func (s *Service) TranscriptURL(c Case) string {
+	if s.cfg.Alerts.ConsoleURL == "" || c.Conv == "" {
+		return ""
+	}
+	return strings.TrimRight(s.cfg.Alerts.ConsoleURL, "/") + "/console/conversations/" + url.PathEscape(string(c.Conv))
+}
+
+// ClaimURL is the one-tap claim link for manager who: a GET on the
+// manager handler's /surveys/claim, signed so it needs no login.
+func (s *Service) ClaimURL(caseID, who string) string {
+	if s.cfg.Alerts.ConsoleURL == "" {
+		return ""
+	}
+	exp := strconv.FormatInt(s.now().Add(s.cfg.Alerts.ClaimTTL).Unix(), 10)
+	q := url.Values{"case": {caseID}, "who": {who}, "exp": {exp}, "sig": {s.claimSig(caseID, who, exp)}}
+	return strings.TrimRight(s.cfg.Alerts.ConsoleURL, "/") + "/surveys/claim?" + q.Encode()
+}
+
+func (s *Service) claimSig(caseID, who, exp string) string {
+	m := hmac.New(sha256.New, []byte(s.cfg.Alerts.ClaimSecret))
+	m.Write([]byte(caseID + "\n" + who + "\n" + exp))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// VerifyClaim checks a claim link's parameters.
+func (s *Service) VerifyClaim(caseID, who, exp, sig string) error {
+	if s.cfg.Alerts.ClaimSecret == "" {
+		return fmt.Errorf("%w: claim links are not configured", conv.ErrForbidden)
+	}
+	if !hmac.Equal([]byte(sig), []byte(s.claimSig(caseID, who, exp))) {
+		return fmt.Errorf("%w: bad claim signature", conv.ErrForbidden)
+	}
+	e, err := strconv.ParseInt(exp, 10, 64)
+	if err != nil || s.now().Unix() > e {
+		return fmt.Errorf("%w: claim link expired", conv.ErrForbidden)
+	}
+	return nil
+}
+
+// queueRobot adds an alert line to a robot's pending batch and arms its
+// flush timer. The sender limits each robot to 20 posts a minute; lines
+// that pile up meanwhile go out together as one markdown message.
+func (s *Service) queueRobot(ctx context.Context, key, id, line string) error {
+	h := shortHash(key)
+	member := id + "\x00" + line
+	if err := s.eng.ZAdd(ctx, keyRobotQ+h, engine.ZItem{Member: member, Score: float64(s.now().UnixMilli())}); err != nil {
+		return err
+	}
+	return s.enqueue(ctx, "robot:"+h, s.now(), robotJob{Key: key})
+}
+
+type robotJob struct {
+	Key string `json:"key"`
+}
+
+// robotDue flushes a robot's pending lines in batches of ≤ robotMaxBytes.
+func (s *Service) robotDue(ctx context.Context, h string, j engine.Job) (bool, error) {
+	var rj robotJob
+	if err := json.Unmarshal(j.Data, &rj); err != nil || rj.Key == "" {
+		return true, nil
+	}
+	// One flush per robot per RobotBatchEvery across instances.
+	if s.cfg.Alerts.RobotBatchEvery > 0 {
+		ok, err := s.eng.SetNX(ctx, keyRobotL+h, []byte("1"), s.cfg.Alerts.RobotBatchEvery)
+		if err != nil {
+			return false, err
+		}
+		if !ok {
+			return false, s.enqueue(ctx, j.ID, s.now().Add(s.cfg.Alerts.RobotBatchEvery), rj)
+		}
+	}
+	items, err := s.eng.ZRangeByScore(ctx, keyRobotQ+h, 0, 1e18, 50)
+	if err != nil && !errors.Is(err, engine.ErrNotFound) {
+		return false, err
+	}
+	if len(items) == 0 {
+		return true, nil
+	}
+	var ids, lines, members []string
+	size := 0
+	for _, it := range items {
+		id, line, _ := strings.Cut(it.Member, "\x00")
+		if size+len(line) > robotMaxBytes && len(lines) > 0 {
+			break
+		}
+		ids, lines, members = append(ids, id), append(lines, line), append(members, it.Member)
+		size += len(line) + 2
+	}
+	sort.Strings(ids)
+	text := strings.Join(lines, "\n\n")
+	if len(lines) > 1 {
+		text = fmt.Sprintf("**%d 条差评提醒**\n\n", len(lines)) + text
+	}
+	// The ID derives from the batch's content, so two instances flushing the
+	// same batch send it once.
+	out := conv.Outbound{ID: "robot:" + h + ":" + shortHash(strings.Join(ids, ",")), Kind: conv.OutRobot, To: rj.Key,
+		Reply: conv.Reply{Kind: conv.ReplyMarkdown, Text: text}, Source: "alert"}
+	if err := s.sender.Send(ctx, out); err != nil {
+		return false, err
+	}
+	if _, err := s.eng.ZRem(ctx, keyRobotQ+h, members...); err != nil {
+		return false, err
+	}
+	if len(items) > len(lines) {
+		return false, s.enqueue(ctx, j.ID, s.now().Add(s.cfg.Alerts.RobotBatchEvery), rj)
+	}
+	return true, nil
+}
+
+// webhookDelivery is one generic webhook post, retried by its timer.
+type webhookDelivery struct {
+	ID      string          `json:"id"`
+	URL     string          `json:"url"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// WebhookAlert is the JSON body of a generic webhook alert. Receivers
+// verify X-Kefu-Signature = hex(HMAC-SHA256(secret, timestamp + "." + body))
+// with X-Kefu-Timestamp, and dedupe on X-Kefu-Delivery.
+type WebhookAlert struct {
+	Kind       string       `json:"kind"` // open, rem0…, esc1…
+	Case       string       `json:"case"`
+	Store      conv.StoreID `json:"store"`
+	StoreName  string       `json:"store_name"`
+	Recipient  string       `json:"recipient"`
+	Score      int          `json:"score"`
+	Comment    string       `json:"comment,omitempty"`
+	Agent      string       `json:"agent,omitempty"`
+	Channel    string       `json:"channel"`
+	Deadline   time.Time    `json:"deadline"`
+	Transcript string       `json:"transcript_url,omitempty"`
+	Claim      string       `json:"claim_url,omitempty"`
+}
+
+func (s *Service) webhookPayload(c Case, kind string, node conv.StoreID, m conv.Manager, claim string) json.RawMessage {
+	b, _ := json.Marshal(WebhookAlert{Kind: kind, Case: c.ID, Store: c.Store, StoreName: s.storeName(c.Store), Recipient: m.Name, Score: c.Score,
+		Comment: c.Comment, Agent: c.Agent, Channel: c.Channel, Deadline: c.Deadline, Transcript: s.TranscriptURL(c), Claim: claim})
+	_ = node
+	return b
+}
+
+// SignWebhook returns the signature header value for body sent at ts.
+func SignWebhook(secret, ts string, body []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(ts + "."))
+	m.Write(body)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// hookDue posts a webhook, retrying with backoff until WebhookAttempts.
+func (s *Service) hookDue(ctx context.Context, j engine.Job) (bool, error) {
+	var d webhookDelivery
+	if err := json.Unmarshal(j.Data, &d); err != nil {
+		return true, nil
+	}
+	if ok, _ := s.exists(ctx, keyHookDone+d.ID); ok {
+		return true, nil
+	}
+	err := s.postWebhook(ctx, d)
+	if err == nil {
+		_ = s.eng.Set(ctx, keyHookDone+d.ID, []byte("1"), 7*24*time.Hour)
+		return true, nil
+	}
+	caseID := strings.SplitN(d.ID, ":", 3)[1]
+	if j.Attempts >= s.cfg.Alerts.WebhookAttempts {
+		s.noteCase(ctx, caseID, "system", "alert_failed", "webhook: "+err.Error())
+		return true, nil
+	}
+	delay := time.Duration(1<<min(j.Attempts, 10)) * time.Second
+	s.log.Warn("webhook failed; will retry", "delivery", d.ID, "attempt", j.Attempts, "in", delay, "err", err)
+	// Re-enqueue under the same ID: the attempt counter carries over.
+	return false, s.eng.Enqueue(ctx, queueTimers, engine.Job{ID: j.ID, Data: j.Data, Due: s.now().Add(delay), Attempts: j.Attempts})
+}
+
+func (s *Service) postWebhook(ctx context.Context, d webhookDelivery) error {
+	ts := strconv.FormatInt(s.now().Unix(), 10)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URL, bytes.NewReader(d.Payload))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Kefu-Timestamp", ts)
+	req.Header.Set("X-Kefu-Delivery", d.ID)
+	req.Header.Set("X-Kefu-Signature", SignWebhook(s.cfg.Alerts.WebhookSecret, ts, d.Payload))
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("webhook answered %s", resp.Status)
+	}
+	return nil
+}
+
+func jsonBytes(v any) ([]byte, error) { return json.Marshal(v) }

@@ -1,0 +1,344 @@
+package surveys
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"kefu/conv"
+	"kefu/engine"
+)
+
+// Route is the router stage for survey answers (app.Stage). While a
+// survey waits for this customer it takes the score, the reason and
+// opt-outs; a clear new question releases the survey and returns
+// handled=false so the bot answers it. Without a pending survey it only
+// takes an exact opt-out word.
+func (s *Service) Route(ctx context.Context, msg conv.Message) (replies []conv.Reply, handled bool, err error) {
+	text := msg.Text
+	if msg.Kind != conv.MsgText && !(msg.Kind == conv.MsgVoice && strings.TrimSpace(text) != "") {
+		return nil, false, nil
+	}
+	raw, err := s.eng.Get(ctx, keyPending+string(msg.Customer))
+	if errors.Is(err, engine.ErrNotFound) {
+		if ParseReply(text, s.cfg.OptOutWords).Kind == ReplyOptOut {
+			if err := s.optOut(ctx, msg.Customer, ""); err != nil {
+				return nil, false, err
+			}
+			return []conv.Reply{conv.Text(s.cfg.Question.OptOutAck)}, true, nil
+		}
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	id := string(raw)
+	sv, err := s.loadSurvey(ctx, id)
+	if errors.Is(err, engine.ErrNotFound) {
+		_, _ = s.eng.CompareAndDelete(ctx, keyPending+string(msg.Customer), raw)
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if msg.ID != "" && sv.LastMsgID == msg.ID {
+		// A redelivered answer: same reply, nothing recorded twice.
+		if sv.LastReply == "" {
+			return nil, sv.State != StateUnanswered, nil
+		}
+		return []conv.Reply{conv.Text(sv.LastReply)}, true, nil
+	}
+	switch sv.State {
+	case StateAsked, StateSending:
+		return s.onScoreReply(ctx, sv, msg)
+	case StateWhy:
+		return s.onReason(ctx, sv, msg)
+	}
+	_, _ = s.eng.CompareAndDelete(ctx, keyPending+string(msg.Customer), raw)
+	return nil, false, nil
+}
+
+// menuScore reads a msgmenu click ("nps_8").
+func menuScore(menuID string) (int, bool) {
+	v, ok := strings.CutPrefix(menuID, "nps_")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(v)
+	return n, err == nil && n >= 0 && n <= 10
+}
+
+func (s *Service) onScoreReply(ctx context.Context, sv Survey, msg conv.Message) ([]conv.Reply, bool, error) {
+	p := ParseReply(msg.Text, s.cfg.OptOutWords)
+	if n, ok := menuScore(msg.MenuID); ok {
+		p = Parsed{Kind: ReplyScore, Score: n}
+	}
+	now := s.now()
+	switch p.Kind {
+	case ReplyScore:
+		return s.onScore(ctx, sv, msg, p, now)
+	case ReplyOptOut:
+		if err := s.finishUnanswered(ctx, sv, msg, "opted_out", s.cfg.Question.OptOutAck); err != nil {
+			return nil, false, err
+		}
+		if err := s.optOut(ctx, msg.Customer, sv.ID); err != nil {
+			return nil, false, err
+		}
+		return []conv.Reply{conv.Text(s.cfg.Question.OptOutAck)}, true, nil
+	case ReplyQuestion:
+		// The customer moved on: the survey lets go, the bot answers.
+		return nil, false, s.finishUnanswered(ctx, sv, msg, "reopened", "")
+	}
+	if !sv.Reprompted {
+		_, err := s.updateSurvey(ctx, sv.ID, func(v *Survey) error {
+			if v.State != StateAsked && v.State != StateSending {
+				return errNoChange
+			}
+			v.Reprompted, v.LastMsgID, v.LastReply = true, msg.ID, s.cfg.Question.Reprompt
+			return nil
+		})
+		if errors.Is(err, errNoChange) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		return []conv.Reply{conv.Text(s.cfg.Question.Reprompt)}, true, nil
+	}
+	// Asked twice without a score: stop asking, let the bot have it.
+	return nil, false, s.finishUnanswered(ctx, sv, msg, "unparseable", "")
+}
+
+// finishUnanswered ends a survey without a score and releases the customer.
+func (s *Service) finishUnanswered(ctx context.Context, sv Survey, msg conv.Message, reason, reply string) error {
+	sv, err := s.updateSurvey(ctx, sv.ID, func(v *Survey) error {
+		if v.State != StateAsked && v.State != StateSending {
+			return errNoChange
+		}
+		v.State, v.Reason, v.LastMsgID, v.LastReply = StateUnanswered, reason, msg.ID, reply
+		return nil
+	})
+	if errors.Is(err, errNoChange) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, _ = s.eng.CompareAndDelete(ctx, keyPending+string(msg.Customer), []byte(sv.ID))
+	_ = s.eng.Ack(ctx, queueTimers, "exp:"+sv.ID)
+	return s.unanswered(ctx, sv)
+}
+
+func (s *Service) onScore(ctx context.Context, sv Survey, msg conv.Message, p Parsed, now time.Time) ([]conv.Reply, bool, error) {
+	var reply string
+	handled := true
+	switch {
+	case p.RestIsQuestion:
+		handled = false // the question after the score goes to the bot
+	case p.Comment != "":
+		reply = s.cfg.Question.Thanks
+	default:
+		reply = s.cfg.Question.FollowUp
+	}
+	score := p.Score
+	sv, err := s.updateSurvey(ctx, sv.ID, func(v *Survey) error {
+		if v.State != StateAsked && v.State != StateSending {
+			return errNoChange
+		}
+		v.Score, v.AnsweredAt, v.Comment = &score, now, p.Comment
+		v.LastMsgID, v.LastReply = msg.ID, reply
+		v.State = StateDone
+		if reply == s.cfg.Question.FollowUp {
+			v.State = StateWhy
+		}
+		return nil
+	})
+	if errors.Is(err, errNoChange) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if sv.State == StateDone {
+		_, _ = s.eng.CompareAndDelete(ctx, keyPending+string(msg.Customer), []byte(sv.ID))
+		_ = s.eng.Ack(ctx, queueTimers, "exp:"+sv.ID)
+	}
+	if err := s.appendRecord(ctx, s.record("answered", sv)); err != nil {
+		return nil, false, err
+	}
+	ce := sv.Contact
+	s.emit(conv.Event{Type: conv.EvSurveyAnswered, Conv: ce.Conv, Customer: ce.Customer, Store: sv.Attribution.Store, Channel: ce.Channel, Agent: ce.Agent,
+		Data: map[string]string{"survey": sv.ID, "kind": sv.Kind, "score": strconv.Itoa(score), "band": Classify(score), "version": sv.Version, "has_comment": strconv.FormatBool(sv.Comment != "")}})
+	switch {
+	case sv.Kind == KindReSurvey:
+		if err := s.recordRecovery(ctx, sv, score); err != nil {
+			return nil, false, err
+		}
+	case score <= s.cfg.DetractorMax:
+		if _, err := s.OnDetractor(ctx, sv); err != nil {
+			return nil, false, err
+		}
+	}
+	if reply == "" {
+		return nil, handled, nil
+	}
+	return []conv.Reply{conv.Text(reply)}, handled, nil
+}
+
+// onReason takes the answer to "why?": any text is the comment.
+func (s *Service) onReason(ctx context.Context, sv Survey, msg conv.Message) ([]conv.Reply, bool, error) {
+	if ParseReply(msg.Text, s.cfg.OptOutWords).Kind == ReplyOptOut {
+		if _, err := s.updateSurvey(ctx, sv.ID, func(v *Survey) error { v.State = StateDone; return nil }); err != nil {
+			return nil, false, err
+		}
+		_, _ = s.eng.CompareAndDelete(ctx, keyPending+string(msg.Customer), []byte(sv.ID))
+		if err := s.optOut(ctx, msg.Customer, sv.ID); err != nil {
+			return nil, false, err
+		}
+		return []conv.Reply{conv.Text(s.cfg.Question.OptOutAck)}, true, nil
+	}
+	comment := strings.TrimSpace(msg.Text)
+	sv, err := s.updateSurvey(ctx, sv.ID, func(v *Survey) error {
+		if v.State != StateWhy {
+			return errNoChange
+		}
+		v.State, v.Comment, v.LastMsgID, v.LastReply = StateDone, comment, msg.ID, s.cfg.Question.Thanks
+		return nil
+	})
+	if errors.Is(err, errNoChange) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	_, _ = s.eng.CompareAndDelete(ctx, keyPending+string(msg.Customer), []byte(sv.ID))
+	_ = s.eng.Ack(ctx, queueTimers, "exp:"+sv.ID)
+	if err := s.appendRecord(ctx, s.record("comment", sv)); err != nil {
+		return nil, false, err
+	}
+	if sv.Score != nil && *sv.Score <= s.cfg.DetractorMax && sv.Kind == KindNPS {
+		s.caseComment(ctx, sv)
+	}
+	return []conv.Reply{conv.Text(s.cfg.Question.Thanks)}, true, nil
+}
+
+// optOut records that the customer's brand-wide identity wants no surveys.
+func (s *Service) optOut(ctx context.Context, c conv.CustomerID, surveyID string) error {
+	identity := s.opts.Identity(c)
+	if err := s.eng.Set(ctx, keyOptOut+identity, []byte(s.now().UTC().Format(time.RFC3339)), 0); err != nil {
+		return err
+	}
+	s.emit(conv.Event{Type: conv.EvSurveyNotSent, Customer: c, Reason: "opted_out", Data: map[string]string{"survey": surveyID, "action": "opt_out"}})
+	return nil
+}
+
+// OptedOut reports whether the customer's identity opted out of surveys.
+func (s *Service) OptedOut(ctx context.Context, c conv.CustomerID) (bool, error) {
+	return s.exists(ctx, keyOptOut+s.opts.Identity(c))
+}
+
+// ForgetCustomer deletes the customer's survey state (WeChat requires
+// deleting personal data on unsubscribe; wire it to Router.OnUnsubscribe).
+// Aggregated report records keep no more than the customer id.
+func (s *Service) ForgetCustomer(ctx context.Context, c conv.CustomerID) error {
+	id := s.opts.Identity(c)
+	return s.eng.Del(ctx, keyPending+string(c), keyBot+string(c), keyThrottle+id)
+}
+
+// botContact is the state of a bot-only contact between bot turns.
+type botContact struct {
+	Conv         conv.ConvID      `json:"conv"`
+	Customer     conv.CustomerID  `json:"customer"`
+	Channel      string           `json:"channel"`
+	ChannelType  conv.ChannelType `json:"channel_type"`
+	ExternalUser string           `json:"external_user"`
+	Account      string           `json:"account,omitempty"`
+	Store        conv.StoreID     `json:"store"`
+	Entries      []string         `json:"entries,omitempty"`
+	StartedAt    time.Time        `json:"started_at"`
+	LastTurnAt   time.Time        `json:"last_turn_at"`
+	LastMsgAt    time.Time        `json:"last_msg_at"`
+}
+
+// NoteBotTurn records a bot answer to msg (entryID: the KB entry that
+// answered, "" for none) and re-arms the customer's idle timer. A bot
+// contact counts as ended, with outcome "bot_idle", when BotIdle passes
+// without another bot turn and without a handoff.
+func (s *Service) NoteBotTurn(ctx context.Context, msg conv.Message, entryID string) error {
+	now := s.now()
+	msgAt := msg.CreatedAt
+	if msgAt.IsZero() {
+		msgAt = now
+	}
+	_, err := updateJSON(ctx, s.eng, keyBot+string(msg.Customer), s.cfg.BotIdle+24*time.Hour, func(b *botContact, created bool) error {
+		if created {
+			*b = botContact{Conv: conv.ConvID("bot:" + string(msg.Customer) + ":" + strconv.FormatInt(now.UnixMilli(), 10)), Customer: msg.Customer,
+				Channel: msg.Channel, ChannelType: msg.ChannelType, ExternalUser: msg.ExternalUser, Account: msg.Account, Store: msg.Store, StartedAt: msgAt}
+		}
+		if entryID != "" && !slices.Contains(b.Entries, entryID) {
+			b.Entries = append(b.Entries, entryID)
+		}
+		if msg.Store != "" {
+			b.Store = msg.Store
+		}
+		b.LastTurnAt = now
+		if msgAt.After(b.LastMsgAt) {
+			b.LastMsgAt = msgAt
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.enqueue(ctx, "idle:"+string(msg.Customer), now.Add(s.cfg.BotIdle), nil)
+}
+
+// NoteHandoff cancels the bot idle timer: a human takes over, and the
+// agent's close will end the contact instead.
+func (s *Service) NoteHandoff(ctx context.Context, c conv.CustomerID) error {
+	if err := s.eng.Del(ctx, keyBot+string(c)); err != nil {
+		return err
+	}
+	return s.eng.Ack(ctx, queueTimers, "idle:"+string(c))
+}
+
+// idleDue ends a bot contact whose idle timer fired.
+func (s *Service) idleDue(ctx context.Context, customer string) (bool, error) {
+	key := keyBot + customer
+	for range 10 {
+		var b botContact
+		raw, err := getJSON(ctx, s.eng, key, &b)
+		if errors.Is(err, engine.ErrNotFound) {
+			return true, nil // handed off, or already ended
+		}
+		if err != nil {
+			return false, err
+		}
+		if end := b.LastTurnAt.Add(s.cfg.BotIdle); s.now().Before(end) {
+			return false, s.enqueue(ctx, "idle:"+customer, end, nil)
+		}
+		// Only the instance that deletes the state ends the contact.
+		ok, err := s.eng.CompareAndDelete(ctx, key, raw)
+		if err != nil {
+			return false, err
+		}
+		if !ok {
+			continue
+		}
+		ce := conv.ContactEnded{Conv: b.Conv, Customer: b.Customer, Channel: b.Channel, ChannelType: b.ChannelType, ExternalUser: b.ExternalUser,
+			Account: b.Account, Store: b.Store, Entries: b.Entries, Outcome: "bot_idle", Resolved: true, StartedAt: b.StartedAt, EndedAt: b.LastTurnAt,
+			LastCustomerMsgAt: b.LastMsgAt}
+		if err := s.Schedule(ctx, ce); err != nil {
+			// Put the state back so the retry can end the contact.
+			if raw != nil {
+				_, _ = s.eng.CompareAndSwap(ctx, key, nil, raw, s.cfg.BotIdle+24*time.Hour)
+			}
+			return false, err
+		}
+		return true, nil
+	}
+	return false, engine.ErrTxConflict
+}
