@@ -2,8 +2,10 @@ package handoff
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -155,6 +157,24 @@ func TestService_HandoffIsIdempotent(t *testing.T) {
 		}
 		if d.rec.count(conv.EvQueued) != 1 {
 			t.Fatalf("queued events = %d", d.rec.count(conv.EvQueued))
+		}
+		// Different messages of one customer racing: still one conversation.
+		var wg sync.WaitGroup
+		for i := 0; i < 8; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m := d.customerMsg("racer", "s1", "人工")
+				m.ID = fmt.Sprintf("race-%d", i)
+				if err := d.Handoff(ctx, m, "explicit_request"); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		q, _ = d.Queue(ctx, principal("sam"))
+		if len(q) != 2 {
+			t.Fatalf("queue after racing handoffs = %d, want 2", len(q))
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -232,12 +233,11 @@ func principal(name string) conv.Principal {
 	return conv.Principal{User: name, Role: conv.RoleAgent, Stores: []conv.StoreID{"nowhere"}}
 }
 
-var msgSeq int
+var msgSeq atomic.Int64
 
 // customerMsg is an OA text message from user at store.
 func (d *desk) customerMsg(user string, store conv.StoreID, text string) conv.Message {
-	msgSeq++
-	return conv.Message{ID: fmt.Sprintf("m%d-%s", msgSeq, user), Channel: "oa", ChannelType: conv.ChannelWeChatOA,
+	return conv.Message{ID: fmt.Sprintf("m%d-%s", msgSeq.Add(1), user), Channel: "oa", ChannelType: conv.ChannelWeChatOA,
 		Account: "gh_test", Customer: conv.NewCustomerID("oa", user), ExternalUser: user, Store: store,
 		Kind: conv.MsgText, Text: text, CreatedAt: d.clock.Now()}
 }

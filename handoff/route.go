@@ -52,26 +52,28 @@ func (s *Service) Handoff(ctx context.Context, msg conv.Message, reason string) 
 		Account: msg.Account, ExternalUser: msg.ExternalUser, Store: msg.Store, Skill: skill, State: conv.StateQueued,
 		Reason: reason, Version: 1, StartedAt: now, QueuedAt: now, LastCustomerMsgAt: msgTime(msg, now), LastNoticeAt: now}
 	created := false
+	var other conv.ConvID
 	err = s.eng.Update(ctx, []string{activeKey(msg.Customer), convKey(id)}, func(tx engine.Tx) error {
-		created = false
+		created, other = false, ""
 		if cur, ok, err := getJSON[conv.Conversation](tx, convKey(id)); err != nil {
 			return err
 		} else if ok {
 			c = cur
 			return nil
 		}
-		if b, err := tx.Get(activeKey(msg.Customer)); err == nil {
-			if other, ok, err := getJSON[conv.Conversation](tx, convKey(conv.ConvID(b))); err == nil && ok && !other.State.Terminal() {
-				c = other
-				return nil
-			}
+		// end() deletes the pointer in the same Update that ends a
+		// conversation, so an existing pointer means a live conversation
+		// (a concurrent handoff of the same customer won the race).
+		if b, err := tx.Get(activeKey(msg.Customer)); err == nil && string(b) != string(id) {
+			other = conv.ConvID(b)
+			return nil
 		}
 		setJSON(tx, convKey(id), c, 0)
 		tx.Set(activeKey(msg.Customer), []byte(id), 0)
 		created = true
 		return nil
 	})
-	if err != nil {
+	if err != nil || other != "" {
 		return err
 	}
 	if c.State != conv.StateQueued {
@@ -90,7 +92,7 @@ func (s *Service) Handoff(ctx context.Context, msg conv.Message, reason string) 
 		_ = s.Transcripts.Append(ctx, c.Customer, conv.Turn{At: now, Role: conv.TurnSystem, Text: "转人工：" + reason, Conv: c.ID, State: conv.StateQueued})
 		s.convEvent(conv.EvQueued, &c, "bot", reason)
 	}
-	pos, wait := s.position(ctx, &c)
+	pos, wait := s.position(ctx, &c, created)
 	text := render(s.cfg.Messages.Queued, "{position}", strconv.Itoa(pos), "{wait}", waitText(wait))
 	if err := s.queueNotice(ctx, &c, msg, text, created); err != nil {
 		s.log.Warn("queue notice failed", "conv_id", c.ID, "err", err)
@@ -128,10 +130,15 @@ func (s *Service) queueNotice(ctx context.Context, c *conv.Conversation, msg con
 
 // position returns how many are ahead of c in its queue and an expected
 // wait from the number of online agents who can take it.
-func (s *Service) position(ctx context.Context, c *conv.Conversation) (int, time.Duration) {
-	ahead, err := s.eng.ZRangeByScore(ctx, queueKey(c.Store, c.Skill), math.Inf(-1), float64(c.QueuedAt.UnixMilli()), 0)
+// A conversation just queued is last, so its position is the queue's
+// length; later ones scan the queue up to their own entry.
+func (s *Service) position(ctx context.Context, c *conv.Conversation, justQueued bool) (int, time.Duration) {
 	pos := 0
-	if err == nil {
+	if justQueued {
+		if n, err := s.eng.ZCard(ctx, queueKey(c.Store, c.Skill)); err == nil && n > 0 {
+			pos = int(n - 1)
+		}
+	} else if ahead, err := s.eng.ZRangeByScore(ctx, queueKey(c.Store, c.Skill), math.Inf(-1), float64(c.QueuedAt.UnixMilli()), 0); err == nil {
 		for _, it := range ahead {
 			if it.Member != string(c.ID) {
 				pos++
@@ -231,7 +238,7 @@ func (s *Service) Route(ctx context.Context, msg conv.Message) ([]conv.Reply, bo
 	if !notice {
 		return nil, true, nil
 	}
-	pos, wait := s.position(ctx, &c)
+	pos, wait := s.position(ctx, &c, false)
 	return []conv.Reply{conv.Text(render(s.cfg.Messages.StillQueued, "{position}", strconv.Itoa(pos), "{wait}", waitText(wait)))}, true, nil
 }
 
