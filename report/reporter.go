@@ -46,6 +46,10 @@ type Options struct {
 	Now func() time.Time
 	// Log is the engine log to read; default EventLog.
 	Log string
+	// ReadOnly never takes the lease and never writes: the state persisted
+	// by the serving instances is loaded and newer events are folded in
+	// memory only (the CLI).
+	ReadOnly bool
 }
 
 // Reporter folds the event log into KPI counters, persists them with a
@@ -67,7 +71,9 @@ type Reporter struct {
 	f         *fold
 
 	token      string
+	readOnly   bool
 	leader     bool
+	isLeader   atomic.Bool // leader, readable without refreshMu (metrics)
 	needLoad   bool // reload the persisted state before folding again
 	needWipe   bool // parameters changed: the persisted state must be replaced
 	lastOK     atomic.Int64
@@ -96,7 +102,7 @@ func New(ctx context.Context, e engine.Engine, tree *conv.StoreTree, cfg Config,
 	r := &Reporter{
 		eng: e, tree: tree, cfg: cfg, defs: Definitions(cfg),
 		log: opts.Logger.With("component", "report"), now: opts.Now, name: opts.Log,
-		fp: paramsFingerprint(cfg), f: newFold(cfg), loc: cfg.location(), token: hex.EncodeToString(tok[:]),
+		fp: paramsFingerprint(cfg), f: newFold(cfg), loc: cfg.location(), readOnly: opts.ReadOnly, token: hex.EncodeToString(tok[:]),
 	}
 	if err := r.load(ctx); err != nil {
 		return nil, err
@@ -129,6 +135,9 @@ func (r *Reporter) storeDefinitions(ctx context.Context) error {
 		} else if !errors.Is(err, engine.ErrNotFound) {
 			return fmt.Errorf("report: reading definitions: %w", err)
 		}
+		if r.readOnly {
+			continue
+		}
 		d.Since = r.now().UTC().Truncate(time.Second)
 		r.defs[i].Since = d.Since
 		nb, _ := json.Marshal(d)
@@ -142,13 +151,19 @@ func (r *Reporter) storeDefinitions(ctx context.Context) error {
 // DefinitionHistory returns every definition ever stored, oldest first.
 func (r *Reporter) DefinitionHistory(ctx context.Context) ([]Definition, error) {
 	m, err := r.eng.HGetAll(ctx, DefsKey)
-	if err != nil {
+	if err != nil && !errors.Is(err, engine.ErrNotFound) {
 		return nil, err
 	}
 	out := make([]Definition, 0, len(m))
 	for _, b := range m {
 		var d Definition
 		if json.Unmarshal(b, &d) == nil {
+			out = append(out, d)
+		}
+	}
+	// A read-only reporter does not store its definitions; list them anyway.
+	for _, d := range r.defs {
+		if _, ok := m[d.Hash]; !ok {
 			out = append(out, d)
 		}
 	}
@@ -267,6 +282,7 @@ func (r *Reporter) release(ctx context.Context) {
 	if r.leader {
 		_, _ = r.eng.CompareAndDelete(ctx, LockKey, []byte(r.token))
 		r.leader = false
+		r.isLeader.Store(false)
 	}
 }
 
@@ -292,9 +308,14 @@ func (r *Reporter) refresh(ctx context.Context) (int, error) {
 		}
 		r.needLoad = false
 	}
-	leader, err := r.acquire(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("report: lease: %w", err)
+	leader := false
+	if !r.readOnly {
+		var err error
+		leader, err = r.acquire(ctx)
+		r.isLeader.Store(leader)
+		if err != nil {
+			return 0, fmt.Errorf("report: lease: %w", err)
+		}
 	}
 	if leader && r.needWipe {
 		if err := r.eng.Del(ctx, StateKey); err != nil {
