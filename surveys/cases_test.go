@@ -1,0 +1,320 @@
+package surveys
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"kefu/conv"
+)
+
+// detractor runs a survey for ext at store and answers it with text.
+func (h *harness) detractor(ext string, store conv.StoreID, text string) conv.ContactEnded {
+	h.t.Helper()
+	ce := h.oaContact(ext)
+	ce.Store = store
+	h.schedule(ce)
+	h.advance(DefaultDelay)
+	h.reply(ce, "m-"+ext, text)
+	h.run()
+	return ce
+}
+
+func TestCase_OpenAlertRemindEscalateClose(t *testing.T) {
+	h := newHarness(t, func(c *Config, o *Options) {
+		c.Cases.Deadline = time.Hour
+		c.Cases.Reminders = []time.Duration{10 * time.Minute}
+	})
+	ctx := context.Background()
+	var hooked []Case
+	h.svc.opts.OnDetractor = func(_ context.Context, c Case) { hooked = append(hooked, c) }
+	ce := h.detractor("d1", "store-001", "3分，等太久了")
+	cases, err := h.svc.Cases(ctx, CaseFilter{})
+	if err != nil || len(cases) != 1 {
+		t.Fatalf("cases = %+v, %v", cases, err)
+	}
+	c := cases[0]
+	if c.State != CaseOpen || c.Score != 3 || c.Comment != "等太久了" || c.Store != "store-001" || c.Agent != "agent-7" || c.Conv != ce.Conv || len(hooked) != 1 {
+		t.Fatalf("case = %+v (hook %d)", c, len(hooked))
+	}
+	// The comment came with the score: the alert goes out at once.
+	alerts := h.out.byPrefix("alert:" + c.ID + ":open:")
+	if len(alerts) != 1 || alerts[0].Kind != conv.OutWeComApp || alerts[0].To != "mgr-001" || alerts[0].Channel != "mgr" {
+		t.Fatalf("open alerts = %+v", alerts)
+	}
+	body := alerts[0].Reply.Text
+	for _, want := range []string{"3</font> 分", "等太久了", "南京路店", "agent-7", "/console/conversations/", "/surveys/claim?", "sig="} {
+		if !strings.Contains(body, want) {
+			t.Errorf("alert lacks %q:\n%s", want, body)
+		}
+	}
+	// The store's robot gets the same alert.
+	if r := h.out.byPrefix("robot:"); len(r) != 1 || r[0].To != "robot-key-1" || !strings.Contains(r[0].Reply.Text, "等太久了") {
+		t.Fatalf("robot = %+v", r)
+	}
+	h.advance(50 * time.Minute)
+	if rem := h.out.byPrefix("alert:" + c.ID + ":rem0:"); len(rem) != 1 || rem[0].To != "mgr-001" {
+		t.Fatalf("reminder = %+v", rem)
+	}
+	h.advance(11 * time.Minute) // deadline passed: region
+	if esc := h.out.byPrefix("alert:" + c.ID + ":esc1:"); len(esc) != 1 || esc[0].To != "region-mgr" {
+		t.Fatalf("escalation 1 = %+v", esc)
+	}
+	h.advance(time.Hour) // another deadline: HQ
+	if esc := h.out.byPrefix("alert:" + c.ID + ":esc2:"); len(esc) != 1 || esc[0].To != "hq-boss" {
+		t.Fatalf("escalation 2 = %+v", esc)
+	}
+	h.advance(5 * time.Hour) // nothing above HQ
+	if n := len(h.ev.of(conv.EvCaseEscalated)); n != 2 {
+		t.Fatalf("escalations = %d", n)
+	}
+	if _, err := h.svc.UpdateCase(ctx, c.ID, "wang", CaseUpdate{Action: "close", Outcome: DefaultOutcomes[0]}); !errors.Is(err, ErrNeedRootCause) {
+		t.Fatalf("close without root cause: %v", err)
+	}
+	if _, err := h.svc.UpdateCase(ctx, c.ID, "wang", CaseUpdate{Action: "close", RootCause: "天气", Outcome: DefaultOutcomes[0]}); !errors.Is(err, ErrNeedRootCause) {
+		t.Fatalf("close with an unlisted root cause: %v", err)
+	}
+	if _, err := h.svc.UpdateCase(ctx, c.ID, "wang", CaseUpdate{Action: "contacted", Note: "电话已联系"}); err != nil {
+		t.Fatal(err)
+	}
+	closed, err := h.svc.UpdateCase(ctx, c.ID, "wang", CaseUpdate{Action: "close", RootCause: "等待时间长", Outcome: DefaultOutcomes[0], Note: "赠送优惠券"})
+	if err != nil || closed.State != CaseClosed || closed.RootCause != "等待时间长" || closed.Owner != "wang" {
+		t.Fatalf("closed = %+v, %v", closed, err)
+	}
+	if ev := h.ev.of(conv.EvCaseClosed); len(ev) != 1 || ev[0].Data["within_deadline"] != "false" || ev[0].Actor != "wang" {
+		t.Fatalf("closed events = %+v", ev)
+	}
+	if _, err := h.svc.UpdateCase(ctx, c.ID, "wang", CaseUpdate{Action: "contacted"}); !errors.Is(err, conv.ErrConflict) {
+		t.Fatalf("contacted after close: %v", err)
+	}
+}
+
+func TestCase_BareScoreWaitsForReasonThenAlerts(t *testing.T) {
+	h := newHarness(t)
+	ce := h.oaContact("d2")
+	h.schedule(ce)
+	h.advance(DefaultDelay)
+	replies, _ := h.reply(ce, "s1", "2")
+	if len(replies) != 1 || replies[0].Text != DefaultFollowUp {
+		t.Fatalf("replies = %v", texts(replies))
+	}
+	h.run()
+	if n := len(h.out.byPrefix("alert:")); n != 0 {
+		t.Fatal("alert sent before the hold, without the reason")
+	}
+	h.clock.Advance(5 * time.Second)
+	h.reply(ce, "s2", "店员态度差")
+	h.run()
+	alerts := h.out.byPrefix("alert:")
+	if len(alerts) != 1 || !strings.Contains(alerts[0].Reply.Text, "店员态度差") {
+		t.Fatalf("alerts = %+v", alerts)
+	}
+	// Without a reason the alert still goes out after the hold.
+	ce3 := h.oaContact("d3")
+	h.schedule(ce3)
+	h.advance(DefaultDelay)
+	h.reply(ce3, "t1", "0分")
+	h.advance(DefaultAlertHold)
+	if n := len(h.out.byPrefix("alert:")); n != 2 {
+		t.Fatalf("alerts after hold = %d", n)
+	}
+}
+
+func TestCase_RobotAlertsBatchedIntoOneMarkdown(t *testing.T) {
+	h := newHarness(t, func(c *Config, o *Options) { c.ThrottleDays = 0 })
+	// Three detractors within the batch interval: one post, three lines.
+	for i := range 3 {
+		ce := h.oaContact(fmt.Sprintf("r%d", i))
+		h.schedule(ce)
+	}
+	h.advance(DefaultDelay)
+	for i := range 3 {
+		ce := h.oaContact(fmt.Sprintf("r%d", i))
+		ce.Conv = "" // reply only needs the customer
+		h.reply(ce, fmt.Sprintf("rm%d", i), fmt.Sprintf("%d分，问题%d", i+1, i))
+	}
+	h.run()
+	first := h.out.byPrefix("robot:")
+	h.advance(DefaultRobotBatchEvery)
+	posts := h.out.byPrefix("robot:")
+	lines := 0
+	for _, p := range posts {
+		lines += strings.Count(p.Reply.Text, "问题")
+	}
+	if lines != 3 || len(posts) > 2 || len(posts) == 3 {
+		t.Fatalf("robot posts = %d (first flush %d), alert lines = %d", len(posts), len(first), lines)
+	}
+	if last := posts[len(posts)-1]; len(posts) == 2 && !strings.Contains(last.Reply.Text, "条差评提醒") {
+		t.Fatalf("second post is not a batch:\n%s", last.Reply.Text)
+	}
+}
+
+func TestCase_WebhookSignedAndRetried(t *testing.T) {
+	const secret = "hook-secret-123456"
+	var mu sync.Mutex
+	var got []WebhookAlert
+	fails := 2
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if SignWebhook(secret, r.Header.Get("X-Kefu-Timestamp"), body) != r.Header.Get("X-Kefu-Signature") || r.Header.Get("X-Kefu-Delivery") == "" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if fails > 0 {
+			fails--
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		var a WebhookAlert
+		_ = json.Unmarshal(body, &a)
+		got = append(got, a)
+	}))
+	defer srv.Close()
+	h := newHarness(t, func(c *Config, o *Options) {
+		c.Alerts.WebhookSecret = secret
+		c.Stores.Children[0].Children[1].Managers[0].Webhook = srv.URL + "/hook"
+	})
+	h.detractor("w1", "store-002", "1分，东西坏了")
+	for range 6 {
+		h.advance(5 * time.Second)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0].Score != 1 || got[0].Comment != "东西坏了" || got[0].Store != "store-002" || got[0].Claim == "" {
+		t.Fatalf("webhook deliveries = %+v (fails left %d)", got, fails)
+	}
+}
+
+func TestHandler_ManagersSeeOnlyTheirStores(t *testing.T) {
+	h := newHarness(t, func(c *Config, o *Options) { c.ThrottleDays = 0 })
+	h.detractor("h1", "store-001", "2分，慢")
+	h.detractor("h2", "store-002", "4分，贵")
+	srv := h.svc.Handler()
+	do := func(p *conv.Principal, method, path, body string) (int, map[string]any) {
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		if p != nil {
+			req = req.WithContext(conv.WithPrincipal(req.Context(), *p))
+		}
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		var m map[string]any
+		_ = json.Unmarshal(rec.Body.Bytes(), &m)
+		return rec.Code, m
+	}
+	wang := &conv.Principal{User: "wang", Role: conv.RoleStoreManager, Stores: []conv.StoreID{"store-001"}}
+	region := &conv.Principal{User: "region", Role: conv.RoleStoreManager, Stores: []conv.StoreID{"east"}}
+	if code, _ := do(nil, "GET", "/surveys/api/cases", ""); code != http.StatusUnauthorized {
+		t.Fatalf("no principal: %d", code)
+	}
+	_, m := do(wang, "GET", "/surveys/api/cases", "")
+	cs := m["cases"].([]any)
+	if len(cs) != 1 || cs[0].(map[string]any)["store"] != "store-001" || cs[0].(map[string]any)["identity"] != nil {
+		t.Fatalf("wang sees %v", cs)
+	}
+	other := ""
+	_, m = do(region, "GET", "/surveys/api/cases", "")
+	for _, c := range m["cases"].([]any) {
+		if c.(map[string]any)["store"] == "store-002" {
+			other = c.(map[string]any)["id"].(string)
+		}
+	}
+	if len(m["cases"].([]any)) != 2 || other == "" {
+		t.Fatalf("region sees %v", m["cases"])
+	}
+	if code, _ := do(wang, "GET", "/surveys/api/cases/"+other, ""); code != http.StatusNotFound {
+		t.Fatalf("wang reads another store's case: %d", code)
+	}
+	if code, _ := do(wang, "POST", "/surveys/api/cases/"+other, `{"action":"contacted"}`); code != http.StatusNotFound {
+		t.Fatalf("wang updates another store's case: %d", code)
+	}
+	if code, m := do(region, "POST", "/surveys/api/cases/"+other, `{"action":"close","root_cause":"价格","outcome":"未联系上"}`); code != 200 || m["state"] != "closed" {
+		t.Fatalf("region closes: %d %v", code, m)
+	}
+	_, m = do(wang, "GET", "/surveys/api/nps?by=store", "")
+	for _, r := range m["rows"].([]any) {
+		if k := r.(map[string]any)["key"]; k != "store-001" {
+			t.Fatalf("wang's NPS shows %v", k)
+		}
+	}
+	code, _ := do(wang, "GET", "/surveys/", "")
+	if code != 200 || !bytes.Contains(managerPage, []byte("api/cases")) || bytes.Contains(managerPage, []byte("http://")) || bytes.Contains(managerPage, []byte("https://")) {
+		t.Fatalf("page: %d (must be served and load nothing from a CDN)", code)
+	}
+}
+
+func TestClaimLink(t *testing.T) {
+	h := newHarness(t)
+	h.detractor("c1", "store-001", "3分，排队太久")
+	cases, _ := h.svc.Cases(context.Background(), CaseFilter{})
+	link := h.svc.ClaimURL(cases[0].ID, "wang")
+	u, _ := url.Parse(link)
+	srv := h.svc.Handler()
+	get := func(q url.Values) int {
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, httptest.NewRequest("GET", "/surveys/claim?"+q.Encode(), nil))
+		return rec.Code
+	}
+	forged := u.Query()
+	forged.Set("who", "mallory")
+	if code := get(forged); code != http.StatusForbidden {
+		t.Fatalf("forged claim: %d", code)
+	}
+	if code := get(u.Query()); code != 200 {
+		t.Fatalf("claim: %d", code)
+	}
+	c, _ := h.svc.LoadCase(context.Background(), cases[0].ID)
+	if c.Owner != "wang" {
+		t.Fatalf("owner = %q", c.Owner)
+	}
+	h.clock.Advance(8 * 24 * time.Hour)
+	if code := get(u.Query()); code != http.StatusForbidden {
+		t.Fatalf("expired claim: %d", code)
+	}
+}
+
+func TestReSurvey_CountsRecoveredDetractor(t *testing.T) {
+	h := newHarness(t, func(c *Config, o *Options) {
+		c.Cases.ReSurvey = true
+		c.Cases.ReSurveyDelay = time.Hour
+	})
+	ce := h.detractor("rs", "store-001", "2分，很失望")
+	cases, _ := h.svc.Cases(context.Background(), CaseFilter{})
+	// The manager calls back; the customer writes again, which reopens the window.
+	h.reply(ce, "again", "你们店长给我打电话了") // not pending: goes to the bot
+	if _, err := h.svc.UpdateCase(context.Background(), cases[0].ID, "wang", CaseUpdate{Action: "resolved"}); err != nil {
+		t.Fatal(err)
+	}
+	h.advance(time.Hour)
+	rs := h.out.byPrefix("survey:r")
+	if len(rs) != 1 {
+		t.Fatalf("re-survey = %+v (reasons %v)", rs, h.ev.reasons())
+	}
+	h.reply(ce, "rs1", "9分")
+	c, _ := h.svc.LoadCase(context.Background(), cases[0].ID)
+	if c.RecoveryScore == nil || *c.RecoveryScore != 9 || !c.Recovered {
+		t.Fatalf("case after re-survey = %+v", c)
+	}
+	if n := len(h.svc.mustCases(t)); n != 1 {
+		t.Fatalf("a recovered promoter opened %d cases", n)
+	}
+}
+
+func (s *Service) mustCases(t *testing.T) []Case {
+	cs, err := s.Cases(context.Background(), CaseFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
