@@ -8,7 +8,7 @@ import (
 )
 
 // newRedisEngine starts a real redis-server for the test.
-func newRedisEngine(t *testing.T) engine.Engine {
+func newRedisEngine(t testing.TB) engine.Engine {
 	srv := testredis.Start(t)
 	return engine.NewRedis(srv.Client(), "kefu:")
 }

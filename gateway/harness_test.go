@@ -36,7 +36,7 @@ const (
 // env is one gateway under test: a real fasthttp server on loopback, a
 // real engine, the WeChat API simulator and a scripted handler.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	gw   *Gateway
 	eng  engine.Engine
 	sim  *wxsim.API
@@ -99,7 +99,7 @@ func forEachEngine(t *testing.T, f func(t *testing.T, kind engineKind)) {
 	t.Run("redis", func(t *testing.T) { f(t, redisEngine) })
 }
 
-func openEngine(t *testing.T, kind engineKind) engine.Engine {
+func openEngine(t testing.TB, kind engineKind) engine.Engine {
 	t.Helper()
 	switch kind {
 	case redisEngine:
@@ -122,7 +122,7 @@ func testLogger() *slog.Logger {
 }
 
 // newEnv starts a gateway on kind with all four channel types.
-func newEnv(t *testing.T, kind engineKind, tune ...func(*Config)) *env {
+func newEnv(t testing.TB, kind engineKind, tune ...func(*Config)) *env {
 	t.Helper()
 	sim := wxsim.NewAPI(wxsim.APIOptions{
 		OA:     []wxsim.OAApp{{AppID: testAppID, Secret: "oa-secret"}},
@@ -135,7 +135,7 @@ func newEnv(t *testing.T, kind engineKind, tune ...func(*Config)) *env {
 	return newEnvWith(t, openEngine(t, kind), sim, base, tune...)
 }
 
-func newEnvWith(t *testing.T, eng engine.Engine, sim *wxsim.API, base string, tune ...func(*Config)) *env {
+func newEnvWith(t testing.TB, eng engine.Engine, sim *wxsim.API, base string, tune ...func(*Config)) *env {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.APIBase, cfg.WeComAPIBase = base, base
