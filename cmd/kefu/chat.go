@@ -30,7 +30,7 @@ func cmdChat(args []string, stdout, stderr io.Writer) int {
 	cfgPath := fs.String("c", "configs/kefu.yaml", "config file (YAML)")
 	chName := fs.String("channel", "", "channel name (wechat_oa or json)")
 	user := fs.String("user", "o_chat_demo_user", "customer id (OpenID)")
-	wait := fs.Duration("wait", 4*time.Second, "how long to watch for messages sent through the API")
+	wait := fs.Duration("wait", 2*time.Second, "how long to watch for messages sent through the API")
 	event := fs.String("event", "", "send an event instead of text (subscribe, unsubscribe, CLICK…)")
 	if err := fs.Parse(reorder(args)); err != nil {
 		return 2
