@@ -2,6 +2,7 @@
 # Installs the external binaries kefu's tests need (Debian/Ubuntu):
 #   redis-server, redis-cli  -> engine and store tests (internal/testredis)
 #   chromium, chromedriver   -> console browser tests
+#   nginx                    -> `nginx -t` on deployments/nginx.conf
 # Idempotent: packages already on PATH are left alone. Uses sudo only when
 # not running as root.
 set -euo pipefail
@@ -17,6 +18,9 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
 fi
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
 	missing+=(chromium chromium-driver)
+fi
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+	missing+=(nginx-light)
 fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
