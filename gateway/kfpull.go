@@ -166,6 +166,10 @@ func (g *Gateway) pullKF(ctx context.Context, ch *channel, job kfSyncJob) error 
 		if resp.HasMore != 1 {
 			return nil
 		}
+		// A long backlog must not outlive the lease: renew it per page.
+		if ok, err := g.eng.CompareAndSwap(ctx, lease, []byte(owner), []byte(owner), kfPullLease); err != nil || !ok {
+			return fmt.Errorf("lost the pull lease of %s", job.OpenKfID)
+		}
 	}
 	return fmt.Errorf("sync_msg still has_more after 1000 pages")
 }

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"kefu/conv"
@@ -145,16 +146,45 @@ func (s *Sender) Run(ctx context.Context) error {
 
 // SendDue sends one batch of due messages and returns how many it handled.
 func (s *Sender) SendDue(ctx context.Context) int {
-	jobs, err := s.g.eng.Claim(ctx, outQueue, s.g.now(), outLease, 32)
+	jobs, err := s.g.eng.Claim(ctx, outQueue, s.g.now(), outLease, 64)
 	if err != nil {
 		s.log.Warn("outbox claim failed", "err", err)
 		return 0
 	}
+	// One recipient's messages go out in order; different recipients in
+	// parallel, so one slow API call does not hold up everyone.
+	groups := map[string][]engine.Job{}
+	var order []string
 	for _, j := range jobs {
-		s.handle(ctx, j)
+		var head struct {
+			Channel string `json:"channel"`
+			To      string `json:"to"`
+		}
+		_ = json.Unmarshal(j.Data, &head)
+		k := head.Channel + "\x00" + head.To
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], j)
 	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, sendParallelism)
+	for _, k := range order {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(js []engine.Job) {
+			defer func() { <-sem; wg.Done() }()
+			for _, j := range js {
+				s.handle(ctx, j)
+			}
+		}(groups[k])
+	}
+	wg.Wait()
 	return len(jobs)
 }
+
+// sendParallelism bounds concurrent API calls per instance.
+const sendParallelism = 16
 
 func (s *Sender) handle(ctx context.Context, j engine.Job) {
 	var job conv.Outbound
