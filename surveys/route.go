@@ -45,11 +45,7 @@ func (s *Service) Route(ctx context.Context, msg conv.Message) (replies []conv.R
 		return nil, false, err
 	}
 	if msg.ID != "" && sv.LastMsgID == msg.ID {
-		// A redelivered answer: same reply, nothing recorded twice.
-		if sv.LastReply == "" {
-			return nil, sv.State != StateUnanswered, nil
-		}
-		return []conv.Reply{conv.Text(sv.LastReply)}, true, nil
+		return repeatAnswer(sv)
 	}
 	switch sv.State {
 	case StateAsked, StateSending:
@@ -58,6 +54,29 @@ func (s *Service) Route(ctx context.Context, msg conv.Message) (replies []conv.R
 		return s.onReason(ctx, sv, msg)
 	}
 	_, _ = s.eng.CompareAndDelete(ctx, keyPending+string(msg.Customer), raw)
+	return nil, false, nil
+}
+
+// repeatAnswer answers a redelivered message the way its first delivery
+// was answered: same reply, nothing recorded twice.
+func repeatAnswer(sv Survey) ([]conv.Reply, bool, error) {
+	if sv.LastReply == "" {
+		return nil, false, nil // it went to the bot the first time
+	}
+	return []conv.Reply{conv.Text(sv.LastReply)}, true, nil
+}
+
+// lostRace handles a transition another worker made first: if that worker
+// handled this very message, answer as it did; otherwise the message is
+// not the survey's.
+func (s *Service) lostRace(ctx context.Context, id string, msg conv.Message) ([]conv.Reply, bool, error) {
+	sv, err := s.loadSurvey(ctx, id)
+	if err != nil {
+		return nil, false, err
+	}
+	if msg.ID != "" && sv.LastMsgID == msg.ID {
+		return repeatAnswer(sv)
+	}
 	return nil, false, nil
 }
 
@@ -101,7 +120,7 @@ func (s *Service) onScoreReply(ctx context.Context, sv Survey, msg conv.Message)
 			return nil
 		})
 		if errors.Is(err, errNoChange) {
-			return nil, false, nil
+			return s.lostRace(ctx, sv.ID, msg)
 		}
 		if err != nil {
 			return nil, false, err
@@ -157,7 +176,7 @@ func (s *Service) onScore(ctx context.Context, sv Survey, msg conv.Message, p Pa
 		return nil
 	})
 	if errors.Is(err, errNoChange) {
-		return nil, false, nil
+		return s.lostRace(ctx, sv.ID, msg)
 	}
 	if err != nil {
 		return nil, false, err
@@ -209,7 +228,7 @@ func (s *Service) onReason(ctx context.Context, sv Survey, msg conv.Message) ([]
 		return nil
 	})
 	if errors.Is(err, errNoChange) {
-		return nil, false, nil
+		return s.lostRace(ctx, sv.ID, msg)
 	}
 	if err != nil {
 		return nil, false, err
