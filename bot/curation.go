@@ -16,9 +16,9 @@ import (
 // the customer answered with "none of them").
 type MissGroup struct {
 	// Questions are the distinct texts, most frequent first.
-	Questions []string `json:"questions"`
-	Count     int      `json:"count"`
-	Stores    []string `json:"stores,omitempty"`
+	Questions []string  `json:"questions"`
+	Count     int       `json:"count"`
+	Stores    []string  `json:"stores,omitempty"`
 	Last      time.Time `json:"last"`
 	// Candidates are the best entries seen for the group's first question.
 	Candidates []Candidate `json:"candidates,omitempty"`

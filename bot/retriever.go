@@ -45,7 +45,6 @@ type retriever struct {
 // every vector, so they are part of the index fingerprint.
 var lexicalOptions = embed.LexicalOptions{MaxN: 2, Weights: []float64{1.2, 1}, K1: 0.8, B: 0.5}
 
-
 // kbTexts returns the questions of every entry (normalised fitting corpus).
 func kbTexts(entries []kb.Entry) []string {
 	var out []string

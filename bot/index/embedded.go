@@ -18,6 +18,10 @@ import (
 // Embedded is the default vector store: an in-memory inverted index for
 // sparse vectors plus brute-force dense vectors, persisted to one file.
 // Search holds a read lock only, so it runs concurrently with other searches.
+//
+// Memory: a document costs its postings (8 bytes per term) plus a 32-byte
+// slot; sparse vectors are not kept twice but rebuilt from the postings when
+// needed (Save, compaction, Docs). Filter metadata is stored once per entry.
 type Embedded struct {
 	mu sync.RWMutex
 	// docs are slots; a removed doc keeps its slot (alive=false) until
@@ -32,16 +36,18 @@ type Embedded struct {
 }
 
 type slot struct {
-	doc   Doc
-	alive bool
 	ent   int32 // index into ents
+	seq   int32
+	alive bool
+	dense []float32
 }
 
-// entRec is one entry's slot: documents of an entry share it so that
+// entRec is one entry's record: documents of an entry share it so that
 // searches pool and filter by integer, not by map lookups on strings.
 type entRec struct {
 	id    string
 	alive bool
+	meta  Meta
 }
 
 type posting struct {
@@ -75,25 +81,30 @@ func (x *Embedded) Upsert(_ context.Context, docs []Doc) error {
 		}
 	}
 	for _, d := range docs {
-		if d.Dense != nil {
-			d.Dense = unit(d.Dense)
-		}
-		id := int32(len(x.docs))
-		en, ok := x.entNum[d.Entry]
-		if !ok {
-			en = int32(len(x.ents))
-			x.entNum[d.Entry] = en
-			x.ents = append(x.ents, entRec{id: d.Entry})
-		}
-		x.ents[en].alive = true
-		x.docs = append(x.docs, slot{doc: d, alive: true, ent: en})
-		x.byEntry[d.Entry] = append(x.byEntry[d.Entry], id)
-		for i, t := range d.Sparse.Idx {
-			x.post[t] = append(x.post[t], posting{id, d.Sparse.Val[i]})
-		}
+		x.addLocked(d)
 	}
 	x.maybeCompactLocked()
 	return nil
+}
+
+func (x *Embedded) addLocked(d Doc) {
+	id := int32(len(x.docs))
+	en, ok := x.entNum[d.Entry]
+	if !ok {
+		en = int32(len(x.ents))
+		x.entNum[d.Entry] = en
+		x.ents = append(x.ents, entRec{id: d.Entry})
+	}
+	x.ents[en].alive, x.ents[en].meta = true, d.Meta
+	var dense []float32
+	if d.Dense != nil {
+		dense = unit(d.Dense)
+	}
+	x.docs = append(x.docs, slot{ent: en, seq: int32(d.Seq), alive: true, dense: dense})
+	x.byEntry[d.Entry] = append(x.byEntry[d.Entry], id)
+	for i, t := range d.Sparse.Idx {
+		x.post[t] = append(x.post[t], posting{id, d.Sparse.Val[i]})
+	}
 }
 
 // Delete implements Index.
@@ -110,8 +121,7 @@ func (x *Embedded) Delete(_ context.Context, entries []string) error {
 func (x *Embedded) removeLocked(entry string) {
 	for _, id := range x.byEntry[entry] {
 		if x.docs[id].alive {
-			x.docs[id].alive = false
-			x.docs[id].doc.Sparse, x.docs[id].doc.Dense = embed.Sparse{}, nil
+			x.docs[id].alive, x.docs[id].dense = false, nil
 			x.dead++
 		}
 	}
@@ -121,36 +131,54 @@ func (x *Embedded) removeLocked(entry string) {
 	}
 }
 
+// sparseLocked rebuilds the sparse vectors of live documents from the
+// postings (ids in ascending order within each vector, as Sparse requires).
+func (x *Embedded) sparseLocked() []embed.Sparse {
+	out := make([]embed.Sparse, len(x.docs))
+	terms := make([]uint32, 0, len(x.post))
+	for t := range x.post {
+		terms = append(terms, t)
+	}
+	sort.Slice(terms, func(i, j int) bool { return terms[i] < terms[j] })
+	for _, t := range terms {
+		for _, p := range x.post[t] {
+			if x.docs[p.doc].alive {
+				v := &out[p.doc]
+				v.Idx, v.Val = append(v.Idx, t), append(v.Val, p.w)
+			}
+		}
+	}
+	return out
+}
+
 // maybeCompactLocked rebuilds slots and postings when a quarter is dead, so
 // memory and scan cost stay proportional to live documents.
 func (x *Embedded) maybeCompactLocked() {
 	if x.dead == 0 || x.dead*4 < len(x.docs) {
 		return
 	}
-	old := x.docs
-	x.docs = make([]slot, 0, len(old)-x.dead)
+	docs := x.liveDocsLocked()
+	x.docs, x.ents = nil, nil
+	x.entNum = make(map[string]int32, len(x.entNum))
 	x.byEntry = make(map[string][]int32, len(x.byEntry))
-	x.ents, x.entNum = x.ents[:0:0], make(map[string]int32, len(x.entNum))
 	x.post = make(map[uint32][]posting, len(x.post))
 	x.dead = 0
-	for _, s := range old {
-		if !s.alive {
-			continue
-		}
-		id := int32(len(x.docs))
-		en, ok := x.entNum[s.doc.Entry]
-		if !ok {
-			en = int32(len(x.ents))
-			x.entNum[s.doc.Entry] = en
-			x.ents = append(x.ents, entRec{id: s.doc.Entry, alive: true})
-		}
-		s.ent = en
-		x.docs = append(x.docs, s)
-		x.byEntry[s.doc.Entry] = append(x.byEntry[s.doc.Entry], id)
-		for i, t := range s.doc.Sparse.Idx {
-			x.post[t] = append(x.post[t], posting{id, s.doc.Sparse.Val[i]})
+	for _, d := range docs {
+		x.addLocked(d)
+	}
+}
+
+// liveDocsLocked reconstructs the live documents.
+func (x *Embedded) liveDocsLocked() []Doc {
+	vecs := x.sparseLocked()
+	out := make([]Doc, 0, len(x.docs)-x.dead)
+	for i, s := range x.docs {
+		if s.alive {
+			e := &x.ents[s.ent]
+			out = append(out, Doc{Entry: e.id, Seq: int(s.seq), Sparse: vecs[i], Dense: s.dense, Meta: e.meta})
 		}
 	}
+	return out
 }
 
 func unit(v []float32) []float32 {
@@ -226,12 +254,12 @@ func (x *Embedded) searchSparse(qv embed.Sparse, f *Filter, k int, wide bool) []
 	sc.touched, sc.ents = sc.touched[:0], sc.ents[:0]
 	acc := sc.acc
 	// Two phases keep latency flat as the KB grows: rare terms first, then
-	// common terms (in more than 1/20 of the documents: "的", "么", "怎么")
+	// common terms (in more than 1% of the documents: "的", "么", "怎么")
 	// only add to documents a rare term already reached. A document sharing
 	// nothing but common characters with the query cannot rank among the
 	// best when anything shares a rarer term; if nothing does, common
 	// terms run in full.
-	common := max(256, len(x.docs)/20)
+	common := max(256, len(x.docs)/100)
 	for pass := 0; pass < 2; pass++ {
 		for i, t := range qv.Idx {
 			pl := x.post[t]
@@ -266,7 +294,7 @@ func (x *Embedded) searchSparse(qv embed.Sparse, f *Filter, k int, wide bool) []
 		switch sc.verdict[en] {
 		case 0:
 			sc.ents = append(sc.ents, en)
-			if f.Match(&sl.doc.Meta) {
+			if f.Match(&x.ents[en].meta) {
 				sc.verdict[en] = 1
 			} else {
 				sc.verdict[en] = 2
@@ -275,7 +303,7 @@ func (x *Embedded) searchSparse(qv embed.Sparse, f *Filter, k int, wide bool) []
 		case 2:
 			continue
 		}
-		sc.pool[en].add(sl.doc.Seq, float64(s))
+		sc.pool[en].add(int(sl.seq), float64(s))
 	}
 	hits := make([]Hit, 0, len(sc.ents))
 	for _, en := range sc.ents {
@@ -298,19 +326,19 @@ func (x *Embedded) searchDense(qv []float32, f *Filter, k int, wide bool) []Hit 
 	metaOK := map[string]bool{}
 	for i := range x.docs {
 		sl := &x.docs[i]
-		if !sl.alive || sl.doc.Dense == nil {
+		if !sl.alive || sl.dense == nil {
 			continue
 		}
-		e := sl.doc.Entry
+		e := x.ents[sl.ent].id
 		ok, seen := metaOK[e]
 		if !seen {
-			ok = f.Match(&sl.doc.Meta)
+			ok = f.Match(&x.ents[sl.ent].meta)
 			metaOK[e] = ok
 		}
 		if !ok {
 			continue
 		}
-		s := dot(qv, sl.doc.Dense)
+		s := dot(qv, sl.dense)
 		if j, dup := best[e]; dup {
 			if s > hits[j].Score {
 				hits[j].Score, hits[j].Dense = s, s
@@ -394,8 +422,10 @@ func (x *Embedded) Docs(entry string) []Doc {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	var out []Doc
-	for _, id := range x.byEntry[entry] {
-		out = append(out, x.docs[id].doc)
+	for _, d := range x.liveDocsLocked() {
+		if d.Entry == entry {
+			out = append(out, d)
+		}
 	}
 	return out
 }
@@ -428,12 +458,7 @@ type snapshot struct {
 // caller's fingerprint of what produced the vectors).
 func (x *Embedded) Save(path, tag string) error {
 	x.mu.RLock()
-	snap := snapshot{Version: snapshotVersion, Tag: tag, Docs: make([]Doc, 0, len(x.docs)-x.dead)}
-	for _, s := range x.docs {
-		if s.alive {
-			snap.Docs = append(snap.Docs, s.doc)
-		}
-	}
+	snap := snapshot{Version: snapshotVersion, Tag: tag, Docs: x.liveDocsLocked()}
 	x.mu.RUnlock()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
@@ -482,7 +507,7 @@ func (x *Embedded) Load(path string) (string, error) {
 		return "", err
 	}
 	x.mu.Lock()
-	x.docs, x.byEntry, x.post, x.dead = fresh.docs, fresh.byEntry, fresh.post, 0
+	x.docs, x.ents, x.entNum, x.byEntry, x.post, x.dead = fresh.docs, fresh.ents, fresh.entNum, fresh.byEntry, fresh.post, 0
 	x.mu.Unlock()
 	return snap.Tag, nil
 }
