@@ -125,7 +125,9 @@ func (r *Reporter) KPIs(q Query) Table {
 			add(string(k.Store), c)
 			if r.tree != nil {
 				for _, a := range r.tree.Ancestors(k.Store) {
-					if q.Store == "" || r.within(a, q.Store) {
+					// A region row sums only what the viewer may see, and only
+					// when the viewer may see the region itself.
+					if (q.Store == "" || r.within(a, q.Store)) && (q.Scope == nil || q.Scope(a)) {
 						add(string(a), c)
 					}
 				}

@@ -74,8 +74,8 @@ type Reporter struct {
 	readOnly   bool
 	leader     bool
 	isLeader   atomic.Bool // leader, readable without refreshMu (metrics)
-	needLoad   bool // reload the persisted state before folding again
-	needWipe   bool // parameters changed: the persisted state must be replaced
+	needLoad   bool        // reload the persisted state before folding again
+	needWipe   bool        // parameters changed: the persisted state must be replaced
 	lastOK     atomic.Int64
 	refreshErr atomic.Int64
 	folded     atomic.Int64
