@@ -80,14 +80,17 @@ func (s *Service) lostRace(ctx context.Context, id string, msg conv.Message) ([]
 	return nil, false, nil
 }
 
-// menuScore reads a msgmenu click ("nps_8").
+// menuBase is added to a score to make its msgmenu item id: OA reports
+// the tap as a numeric bizmsgmenuid, so ids are 900–910.
+const menuBase = 900
+
+// menuScore reads a msgmenu tap ("908" → 8).
 func menuScore(menuID string) (int, bool) {
-	v, ok := strings.CutPrefix(menuID, "nps_")
-	if !ok {
+	n, err := strconv.Atoi(menuID)
+	if err != nil || n < menuBase || n > menuBase+10 {
 		return 0, false
 	}
-	n, err := strconv.Atoi(v)
-	return n, err == nil && n >= 0 && n <= 10
+	return n - menuBase, true
 }
 
 func (s *Service) onScoreReply(ctx context.Context, sv Survey, msg conv.Message) ([]conv.Reply, bool, error) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -448,7 +449,7 @@ func (s *Service) questionOutbound(sv Survey) conv.Outbound {
 	if s.cfg.Question.Style == "menu" && ce.ChannelType == conv.ChannelWeChatOA {
 		items := make([]conv.MenuItem, 0, 11)
 		for i := 10; i >= 0; i-- {
-			items = append(items, conv.MenuItem{ID: fmt.Sprintf("nps_%d", i), Content: fmt.Sprintf("%d分", i)})
+			items = append(items, conv.MenuItem{ID: strconv.Itoa(menuBase + i), Content: fmt.Sprintf("%d分", i)})
 		}
 		out.Reply = conv.Reply{Kind: conv.ReplyMenu, Head: s.cfg.Question.Text, Menu: items, Tail: "也可直接回复数字"}
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"kefu/conv"
 )
 
@@ -410,5 +412,55 @@ func TestConfig_Validate(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want it to contain %q", c.name, err, c.want)
 		}
+	}
+}
+
+func TestConfig_YAML(t *testing.T) {
+	src := `
+enabled: true
+delay: 90s
+bot_idle: 15m
+throttle_days: 14
+quiet_start: "22:00"
+quiet_end: "08:30"
+question:
+  version: nps-zh-2
+  text: 您愿意把我们推荐给朋友吗？请回复0-10。
+  follow_up: 为什么？
+  thanks: 谢谢
+cases:
+  deadline: 12h
+  reminders: [2h]
+  root_causes: [等待时间长]
+  outcomes: [已解决]
+alerts:
+  wecom_app_channel: mgr
+  hold: 15s
+stores:
+  id: brand
+  name: 总部
+  children:
+    - id: s1
+      name: 一店
+      opening: "10:00"
+      managers:
+        - {name: 王, wecom_userid: wang, login: wang}
+`
+	cfg := DefaultConfig()
+	dec := yaml.NewDecoder(strings.NewReader(src))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Delay != 90*time.Second || cfg.Cases.Reminders[0] != 2*time.Hour || cfg.Stores.Children[0].Managers[0].WeComUserID != "wang" || cfg.Question.Reprompt != DefaultReprompt {
+		t.Fatalf("decoded %+v", cfg)
+	}
+	dec = yaml.NewDecoder(strings.NewReader("delya: 1m\n"))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err == nil {
+		t.Fatal("unknown key accepted")
 	}
 }
