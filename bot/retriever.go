@@ -196,6 +196,10 @@ func (r *retriever) search(ctx context.Context, text string, f index.Filter, k i
 		return nil, n, nil
 	}
 	q := index.Query{Sparse: r.lex.EmbedQuery(n, r.expansion), Fusion: r.fusion}
+	if s, ok := r.idx.(interface{ IDFOnServer() bool }); ok && s.IDFOnServer() {
+		// Qdrant's IDF modifier applies the idf itself.
+		q.Sparse = r.lex.QueryTF(n)
+	}
 	if r.dense != nil {
 		dctx := ctx
 		if r.queryTO > 0 {
