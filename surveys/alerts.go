@@ -64,7 +64,7 @@ func (s *Service) managersFor(node conv.StoreID) (conv.StoreID, []conv.Manager) 
 // managers of node on every configured route. Outbound IDs derive from
 // case, kind and recipient, so a timer fired twice alerts once.
 func (s *Service) alert(ctx context.Context, c Case, kind string, node conv.StoreID, escalation bool) error {
-	owner, managers := s.managersFor(node)
+	_, managers := s.managersFor(node)
 	if len(managers) == 0 {
 		s.log.Warn("no manager to alert", "case", c.ID, "store", node)
 		s.noteCase(ctx, c.ID, "system", "alert_failed", "no manager configured for "+string(node))
@@ -104,7 +104,7 @@ func (s *Service) alert(ctx context.Context, c Case, kind string, node conv.Stor
 			}
 		}
 		if m.Webhook != "" && s.cfg.Alerts.WebhookSecret != "" {
-			d := webhookDelivery{ID: fmt.Sprintf("%s:h:%d", base, i), URL: m.Webhook, Payload: s.webhookPayload(c, kind, owner, m, claim)}
+			d := webhookDelivery{ID: fmt.Sprintf("%s:h:%d", base, i), URL: m.Webhook, Payload: s.webhookPayload(c, kind, m, claim)}
 			if err := s.enqueue(ctx, "hook:"+d.ID, s.now(), d); err != nil {
 				return err
 			}
@@ -321,10 +321,9 @@ type WebhookAlert struct {
 	Claim      string       `json:"claim_url,omitempty"`
 }
 
-func (s *Service) webhookPayload(c Case, kind string, node conv.StoreID, m conv.Manager, claim string) json.RawMessage {
+func (s *Service) webhookPayload(c Case, kind string, m conv.Manager, claim string) json.RawMessage {
 	b, _ := json.Marshal(WebhookAlert{Kind: kind, Case: c.ID, Store: c.Store, StoreName: s.storeName(c.Store), Recipient: m.Name, Score: c.Score,
 		Comment: c.Comment, Agent: c.Agent, Channel: c.Channel, Deadline: c.Deadline, Transcript: s.TranscriptURL(c), Claim: claim})
-	_ = node
 	return b
 }
 
@@ -381,5 +380,3 @@ func (s *Service) postWebhook(ctx context.Context, d webhookDelivery) error {
 	}
 	return nil
 }
-
-func jsonBytes(v any) ([]byte, error) { return json.Marshal(v) }

@@ -2,6 +2,7 @@ package surveys
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -110,7 +111,7 @@ func (s *Service) OnDetractor(ctx context.Context, sv Survey) (Case, error) {
 		Store: store, Channel: ce.Channel, Agent: ce.Agent, HandedOff: ce.HandedOff, Score: *sv.Score, Comment: sv.Comment,
 		Version: sv.Version, State: CaseOpen, OpenedAt: now, Deadline: now.Add(s.cfg.Cases.Deadline),
 		History: []CaseEvent{{At: now, Actor: "system", Action: "opened", Note: "score " + strconv.Itoa(*sv.Score)}}}
-	b, err := jsonBytes(c)
+	b, err := json.Marshal(c)
 	if err != nil {
 		return c, err
 	}

@@ -253,7 +253,7 @@ func (s *Service) optOut(ctx context.Context, c conv.CustomerID, surveyID string
 	if err := s.eng.Set(ctx, keyOptOut+identity, []byte(s.now().UTC().Format(time.RFC3339)), 0); err != nil {
 		return err
 	}
-	s.emit(conv.Event{Type: conv.EvSurveyNotSent, Customer: c, Reason: "opted_out", Data: map[string]string{"survey": surveyID, "action": "opt_out"}})
+	s.emit(conv.Event{Type: EvSurveyOptOut, Customer: c, Data: map[string]string{"survey": surveyID}})
 	return nil
 }
 

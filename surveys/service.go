@@ -146,6 +146,9 @@ func (s *Service) Schedule(ctx context.Context, ce conv.ContactEnded) error {
 }
 
 func (s *Service) schedule(ctx context.Context, ce conv.ContactEnded, kind, caseID string) error {
+	if ce.Customer == "" || ce.Channel == "" || ce.ExternalUser == "" || !ce.ChannelType.Valid() {
+		return fmt.Errorf("%w: a contact needs customer, channel, channel_type and external_user to be surveyed", conv.ErrBadInput)
+	}
 	now := s.now()
 	sv := Survey{ID: surveyID(ce), Kind: kind, CaseID: caseID, State: StateScheduled, Version: s.cfg.Question.Version,
 		Identity: s.opts.Identity(ce.Customer), Contact: ce, ScheduledAt: now}
@@ -562,6 +565,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
+// maxTimerAttempts bounds retries of a failing timer (≈ 25 min of leases).
+const maxTimerAttempts = 50
+
 // timerLease is how long a claimed timer stays invisible to other instances.
 const timerLease = 30 * time.Second
 
@@ -576,6 +582,12 @@ func (s *Service) RunDue(ctx context.Context) int {
 	}
 	for _, j := range jobs {
 		ack, err := s.fire(ctx, j)
+		if err != nil && j.Attempts >= maxTimerAttempts {
+			// A timer failing this often is broken, not unlucky: drop it
+			// loudly rather than spin on it forever.
+			s.log.Error("timer dropped after repeated failures", "timer", j.ID, "attempts", j.Attempts, "err", err)
+			ack, err = true, nil
+		}
 		if err != nil {
 			// The lease brings the timer back; nothing is lost.
 			s.log.Warn("timer failed; will retry", "timer", j.ID, "attempt", j.Attempts, "err", err)

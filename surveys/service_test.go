@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"kefu/conv"
+	"kefu/engine"
 )
 
 func TestSchedule_OASurveyAfterDelayWithAttribution(t *testing.T) {
@@ -221,7 +222,7 @@ func TestGovernance_OptOutAndOpenCase(t *testing.T) {
 	}
 	h.schedule(ce)
 	h.advance(DefaultDelay)
-	if n := len(h.out.all()); n != 0 || !slices.Equal(h.ev.reasons(), []string{"opted_out", "opted_out"}) {
+	if n := len(h.out.all()); n != 0 || !slices.Equal(h.ev.reasons(), []string{"opted_out"}) || len(h.ev.of(EvSurveyOptOut)) != 1 {
 		t.Fatalf("sent=%d reasons=%v", n, h.ev.reasons())
 	}
 
@@ -462,5 +463,40 @@ stores:
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err == nil {
 		t.Fatal("unknown key accepted")
+	}
+}
+
+// Timers are durable: a survey scheduled before a restart is sent after it.
+func TestSchedule_SurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	c := &clock{t: noon}
+	out := &fakeSender{}
+	open := func() (*Service, func()) {
+		eng, err := engine.OpenEmbedded(dir, engine.EmbeddedOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc, err := New(testConfig(), eng, out, Options{Now: c.Now, Logger: testLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return svc, func() { _ = eng.Close() }
+	}
+	svc, closeEng := open()
+	h := &harness{t: t, clock: c}
+	if err := svc.Schedule(context.Background(), h.oaContact("restart")); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Schedule(context.Background(), conv.ContactEnded{Customer: "x"}); !errors.Is(err, conv.ErrBadInput) {
+		t.Fatalf("incomplete contact: %v", err)
+	}
+	closeEng()
+	c.Advance(DefaultDelay)
+	svc, closeEng = open()
+	defer closeEng()
+	for svc.RunDue(context.Background()) > 0 {
+	}
+	if n := len(out.byPrefix("survey:")); n != 1 {
+		t.Fatalf("after restart: %d surveys", n)
 	}
 }

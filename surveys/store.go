@@ -57,6 +57,10 @@ const (
 // it; report reads it from the same log.
 const EvSurveyUnanswered conv.EventType = "survey_unanswered"
 
+// EvSurveyOptOut records a customer's "退订": surveys that would have
+// reached them later are reported as not sent with reason opted_out.
+const EvSurveyOptOut conv.EventType = "survey_opt_out"
+
 // Attribution is stamped on a survey when it is sent and copied to its
 // response, so later changes (an agent leaving, a store moving region)
 // never rewrite history.
