@@ -28,8 +28,8 @@ func LineChart(id, title string, series []Series, yMin, yMax float64, target *fl
 			left, left+pw, y(v), y(v), left-6, y(v)+4, v, html.EscapeString(unit))
 	}
 	if target != nil {
-		fmt.Fprintf(&b, `<line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" class="target"/><text x="%.0f" y="%.1f" class="ax">target</text>`,
-			left, left+pw, y(*target), y(*target), left+pw+4, y(*target)+4)
+		fmt.Fprintf(&b, `<line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" class="target"/><text x="%.0f" y="%.1f" class="ax">target %.0f%s</text>`,
+			left, left+pw, y(*target), y(*target), left+4, y(*target)-4, *target, html.EscapeString(unit))
 	}
 	n := 0
 	if len(series) > 0 {
