@@ -21,6 +21,7 @@
 package bench
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -28,9 +29,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"kefu/internal/testredis"
 	"kefu/wxsim"
@@ -95,6 +99,13 @@ type Result struct {
 	OtherCPU float64 `json:"other_cpu_cores"`
 	// GenCPUPerReq is the generator's CPU time per request in µs.
 	GenCPUPerReq float64 `json:"gen_cpu_us_per_req"`
+	// WALFramesPerReq, FsyncsPerS and FramesPerFsync describe the embedded
+	// engine's write-ahead log over the window (kefu-embedded only).
+	WALFramesPerReq float64 `json:"wal_frames_per_req,omitempty"`
+	FsyncsPerS      float64 `json:"fsyncs_per_s,omitempty"`
+	FramesPerFsync  float64 `json:"frames_per_fsync,omitempty"`
+	// RedisCmdsPerReq is Redis commands processed per request (kefu-redis).
+	RedisCmdsPerReq float64 `json:"redis_cmds_per_req,omitempty"`
 	// RSS is the target's resident memory at the end of the window and
 	// PeakRSS its high-water mark (VmHWM) over its whole life.
 	RSS     int64   `json:"rss_bytes"`
@@ -292,19 +303,43 @@ func runTarget(t string, o options, work, kb, simURL string, sim *wxsim.API, poo
 	}()
 	pid := c.cmd.Process.Pid
 	var cpu0, mach0 time.Duration
+	var wal0 walStats
+	var haveWAL bool
+	var redisCmds0 int64
+	var rc *redis.Client
+	if redisAddr != "" {
+		rc = redis.NewClient(&redis.Options{Addr: redisAddr})
+		defer rc.Close()
+	}
 	spec := loadSpec{
 		addr: c.addr, conns: o.conns, warmup: o.warmup, duration: o.duration,
 		wrap:        kind != "kefu",
 		copies:      copies,
 		keep:        o.dup,
 		sampleEvery: 997,
-		onRecord:    func() { cpu0, mach0 = procCPU(pid), machineCPU() },
+		onRecord: func() {
+			cpu0, mach0 = procCPU(pid), machineCPU()
+			if t == TargetKefuEmbedded {
+				wal0, haveWAL = c.walStats()
+			}
+			if rc != nil {
+				redisCmds0 = redisCommands(rc)
+			}
+		},
 	}
 	lr, err := runLoad(pool, spec)
 	if err != nil {
 		return nil, err
 	}
 	cpu1, mach1 := procCPU(pid), machineCPU()
+	var wal1 walStats
+	if haveWAL {
+		wal1, haveWAL = c.walStats()
+	}
+	var redisCmds1 int64
+	if rc != nil {
+		redisCmds1 = redisCommands(rc)
+	}
 	rss, hwm := procMem(pid)
 	res := &Result{
 		Target: t, Requests: lr.Requests, Seconds: lr.Elapsed.Seconds(),
@@ -323,6 +358,20 @@ func runTarget(t string, o options, work, kb, simURL string, sim *wxsim.API, poo
 		res.GenCPUPerReq = float64(lr.GenCPU.Microseconds()) / float64(lr.Requests)
 	}
 	res.Sampled, res.BadReplies = checkSamples(pool, lr.samples)
+	// The window's counters include the work of requests that started
+	// before it and exclude that of requests still in flight at its end;
+	// over thousands of requests the difference is noise.
+	if haveWAL && lr.Requests > 0 {
+		res.WALFramesPerReq = float64(wal1.frames-wal0.frames) / float64(lr.Requests)
+		res.FsyncsPerS = float64(wal1.syncs-wal0.syncs) / lr.Elapsed.Seconds()
+		if n := wal1.syncs - wal0.syncs; n > 0 {
+			res.FramesPerFsync = float64(wal1.frames-wal0.frames) / float64(n)
+		}
+	}
+	if rc != nil && lr.Requests > 0 && redisCmds1 > redisCmds0 {
+		// Minus the INFO call itself.
+		res.RedisCmdsPerReq = float64(redisCmds1-redisCmds0-1) / float64(lr.Requests)
+	}
 	if o.dup && kind == "kefu" {
 		// Let answers that went through the API arrive, then stop kefu so
 		// its event log is flushed before we read it.
@@ -369,6 +418,23 @@ log:
   level: info
   format: json
 `, dir, redisAddr, prefix, simURL, simURL, oaAppID, oaSecret, oaToken, oaAESKey, kb)
+}
+
+// redisCommands reads total_commands_processed from INFO stats.
+func redisCommands(rc *redis.Client) int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	info, err := rc.Info(ctx, "stats").Result()
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_commands_processed:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // findFile resolves path, also looking in parent directories (tests run in
@@ -432,6 +498,12 @@ func report(w io.Writer, o options, rs []Result) {
 	for _, r := range rs {
 		if r.Exhausted {
 			fmt.Fprintf(w, "note: %s used up the request pool after %.1fs (raise -pool)\n", r.Target, r.Seconds)
+		}
+		if r.FsyncsPerS > 0 {
+			fmt.Fprintf(w, "%s engine: %.1f WAL records per request, %.0f fsyncs/s, %.1f records per fsync (group commit)\n", r.Target, r.WALFramesPerReq, r.FsyncsPerS, r.FramesPerFsync)
+		}
+		if r.RedisCmdsPerReq > 0 {
+			fmt.Fprintf(w, "%s engine: %.1f Redis commands per request\n", r.Target, r.RedisCmdsPerReq)
 		}
 		if r.FirstError != "" {
 			fmt.Fprintf(w, "note: first error on %s: %s\n", r.Target, r.FirstError)

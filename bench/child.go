@@ -15,6 +15,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"kefu/app"
+	"kefu/engine"
 )
 
 // Every target runs in its own child process (this binary re-executed as
@@ -77,6 +79,20 @@ func runChild(kind, cfgPath, listen, cpuprofile, memprofile string, stdout, stde
 			_ = f.Close()
 		}()
 	}
+	// SIGUSR1 makes a kefu child on the embedded engine print its WAL
+	// counters, so the parent can tell what a measured window cost in
+	// records and fsyncs. Every child installs the handler, so a stray
+	// SIGUSR1 never kills one.
+	usr := make(chan os.Signal, 1)
+	signal.Notify(usr, syscall.SIGUSR1)
+	defer signal.Stop(usr)
+	go func() {
+		for range usr {
+			if f := statsFn.Load(); f != nil {
+				(*f)()
+			}
+		}
+	}()
 	if listen == "" {
 		listen = "127.0.0.1:0"
 	}
@@ -92,7 +108,7 @@ func runChild(kind, cfgPath, listen, cpuprofile, memprofile string, stdout, stde
 	case "silenceper":
 		err = serveSilenceper(ctx, ln, announce)
 	case "kefu":
-		err = serveKefu(ctx, ln, cfgPath, announce)
+		err = serveKefu(context.WithValue(ctx, stdoutKey{}, stdout), ln, cfgPath, announce)
 	default:
 		err = fmt.Errorf("unknown child kind %q", kind)
 	}
@@ -166,8 +182,29 @@ func serveKefu(ctx context.Context, ln net.Listener, cfgPath string, announce fu
 		return err
 	}
 	defer a.Close()
+	if e, ok := a.Engine.(*engine.Embedded); ok {
+		w := stdoutOf(ctx)
+		f := func() {
+			st := e.Stats()
+			fmt.Fprintf(w, "STATS %d %d %d %d\n", st.Frames, st.Batches, st.Syncs, st.WALBytes)
+		}
+		statsFn.Store(&f)
+	}
 	announce()
 	return a.Serve(ctx, ln)
+}
+
+// statsFn prints the engine's counters (set by serveKefu).
+var statsFn atomic.Pointer[func()]
+
+type stdoutKey struct{}
+
+// stdoutOf is where the child announces things to the parent.
+func stdoutOf(ctx context.Context) io.Writer {
+	if w, ok := ctx.Value(stdoutKey{}).(io.Writer); ok {
+		return w
+	}
+	return os.Stdout
 }
 
 // child is a running target process.
@@ -175,6 +212,22 @@ type child struct {
 	cmd    *exec.Cmd
 	addr   string
 	exited chan struct{}
+	stats  chan walStats
+}
+
+// walStats are the embedded engine's WAL counters of a kefu child.
+type walStats struct{ frames, batches, syncs, bytes uint64 }
+
+// walStats asks a kefu child on the embedded engine for its WAL counters
+// (false for other targets, or if it does not answer).
+func (c *child) walStats() (walStats, bool) {
+	_ = c.cmd.Process.Signal(syscall.SIGUSR1)
+	select {
+	case s := <-c.stats:
+		return s, true
+	case <-time.After(500 * time.Millisecond):
+		return walStats{}, false
+	}
 }
 
 // childCommand re-executes this binary in child mode. It is a variable so
@@ -216,7 +269,7 @@ func startChild(kind, cfgPath, cpuprofile, memprofile, logPath string) (*child, 
 		logf.Close()
 		return nil, err
 	}
-	c := &child{cmd: cmd, exited: make(chan struct{})}
+	c := &child{cmd: cmd, exited: make(chan struct{}), stats: make(chan walStats, 1)}
 	go func() { _ = cmd.Wait(); logf.Close(); close(c.exited) }()
 	lines := make(chan string, 1)
 	go func() {
@@ -224,6 +277,15 @@ func startChild(kind, cfgPath, cpuprofile, memprofile, logPath string) (*child, 
 		for sc.Scan() {
 			if a, ok := strings.CutPrefix(sc.Text(), "LISTEN "); ok {
 				lines <- a
+			}
+			if a, ok := strings.CutPrefix(sc.Text(), "STATS "); ok {
+				var s walStats
+				if _, err := fmt.Sscan(a, &s.frames, &s.batches, &s.syncs, &s.bytes); err == nil {
+					select {
+					case c.stats <- s:
+					default:
+					}
+				}
 			}
 		}
 		_, _ = io.Copy(io.Discard, out)
