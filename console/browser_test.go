@@ -1,0 +1,168 @@
+package console
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"kefu/conv"
+)
+
+const chromiumPath = "/usr/bin/chromium"
+
+// browser starts a headless Chromium with an empty profile.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("KEFU_REQUIRE_BROWSER") != "" {
+			t.Fatalf("%s not found and KEFU_REQUIRE_BROWSER is set: run scripts/install-test-deps.sh", chromiumPath)
+		}
+		t.Skipf("%s not found (run scripts/install-test-deps.sh; set KEFU_REQUIRE_BROWSER=1 to make this a failure)", chromiumPath)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1400, 900),
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	t.Cleanup(cancelAlloc)
+	// Any uncaught exception in the page fails the test.
+	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithListener(func(ev any) {
+		if e, ok := ev.(*runtime.EventExceptionThrown); ok {
+			t.Errorf("page exception: %s %+v", e.ExceptionDetails.Text, e.ExceptionDetails.Exception)
+		}
+	}))
+	t.Cleanup(cancelBrowser)
+	return bctx
+}
+
+// artifacts is where screenshots go: $KEFU_ARTIFACTS or the test's temp dir.
+func artifacts(t *testing.T) string {
+	dir := os.Getenv("KEFU_ARTIFACTS")
+	if dir == "" {
+		return t.TempDir()
+	}
+	dir = filepath.Join(dir, t.Name())
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func shot(t *testing.T, ctx context.Context, dir, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	p := filepath.Join(dir, name+".png")
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot %s", p)
+}
+
+// poll waits until the JavaScript predicate holds in the page.
+func poll(t *testing.T, ctx context.Context, what, js string) {
+	t.Helper()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](js, chromedp.WithPollingTimeout(15*time.Second), chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
+func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// TestBrowser_AgentHandlesHandoff drives the console in a real headless
+// Chromium against the real gateway and WeChat simulator: a customer asks
+// the bot, then for a human; the chat appears in the agent's queue live;
+// the agent goes online, accepts, sees the bot transcript with the KB entry
+// and the messages written while queued, inserts a suggested answer,
+// replies (delivered by the simulated custom/send), and closes with a
+// disposition; the closed hook fires.
+func TestBrowser_AgentHandlesHandoff(t *testing.T) {
+	ctx := browser(t)
+	dir := artifacts(t)
+	s := newStack(t, stackOpts{kb: testKB})
+
+	do(t, ctx, "open login page",
+		chromedp.Navigate(s.url),
+		chromedp.WaitVisible(chromedp.ID("login-user")),
+		chromedp.SendKeys(chromedp.ID("login-user"), "alice"),
+		chromedp.SendKeys(chromedp.ID("login-pass"), testPass),
+		chromedp.Click(chromedp.ID("login-btn")),
+		chromedp.WaitVisible(chromedp.ID("app-view")),
+	)
+	poll(t, ctx, "live updates connected", `document.getElementById("live").dataset.ready === "1"`)
+	shot(t, ctx, dir, "01-logged-in")
+
+	// The customer talks to the bot, then asks for a human; alice is
+	// offline, so the chat waits in the queue — and shows up there live.
+	s.customerSays("openid-web", "怎么退货")
+	s.customerSays("openid-web", "转人工")
+	poll(t, ctx, "chat in the queue", `document.querySelectorAll("#queue li").length === 1`)
+	s.customerSays("openid-web", "有人吗？") // written while queued
+	shot(t, ctx, dir, "02-queued")
+
+	// Going online assigns it to her.
+	do(t, ctx, "go online", chromedp.Evaluate[chromedp.Void](`(() => { const s = document.getElementById("status"); s.value = "online"; s.dispatchEvent(new Event("change")); })()`))
+	poll(t, ctx, "chat in my chats", `document.querySelectorAll("#mine li").length === 1 && document.querySelectorAll("#queue li").length === 0`)
+	do(t, ctx, "open chat", chromedp.Click(chromedp.CSS("#mine li")), chromedp.WaitVisible(chromedp.ID("accept")))
+	do(t, ctx, "accept", chromedp.Click(chromedp.ID("accept")))
+	poll(t, ctx, "accepted", `document.getElementById("accept").classList.contains("hidden") && !document.getElementById("reply-send").disabled`)
+
+	// The whole bot transcript, the entry that answered, the queued message.
+	poll(t, ctx, "bot transcript", `[...document.querySelectorAll("#transcript .turn.bot")].some(e => e.textContent.includes("7天无理由退货") && e.textContent.includes("faq-return"))`)
+	poll(t, ctx, "message written while queued", `[...document.querySelectorAll("#transcript .turn.customer.queued")].some(e => e.textContent.includes("有人吗"))`)
+	poll(t, ctx, "greeting with number", `[...document.querySelectorAll("#transcript .turn.agent")].some(e => e.textContent.includes("1001"))`)
+	poll(t, ctx, "quota shown", `document.getElementById("quota").textContent.includes("剩余可发送")`)
+	shot(t, ctx, dir, "03-chat")
+
+	// One-click insert of the suggested answer, then send.
+	do(t, ctx, "insert suggestion", chromedp.Click(chromedp.CSS("#suggestions button.insert")))
+	poll(t, ctx, "reply box filled", `document.getElementById("reply-text").value.includes("7天无理由退货")`)
+	do(t, ctx, "send", chromedp.Click(chromedp.ID("reply-send")))
+	waitFor(t, 10*time.Second, "customer receives the agent's reply", func() bool {
+		for _, m := range s.received("openid-web") {
+			if strings.Contains(m, "请保留小票") {
+				return true
+			}
+		}
+		return false
+	})
+	poll(t, ctx, "reply in transcript", `[...document.querySelectorAll("#transcript .turn.agent")].some(e => e.textContent.includes("请保留小票"))`)
+	shot(t, ctx, dir, "04-replied")
+
+	// Close with a disposition.
+	do(t, ctx, "choose disposition", chromedp.Evaluate[chromedp.Void](`document.getElementById("disposition").value = "服务申请"`))
+	do(t, ctx, "close", chromedp.Click(chromedp.ID("close-btn")))
+	var ended conv.ContactEnded
+	select {
+	case ended = <-s.closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("closed hook did not fire")
+	}
+	if ended.Agent != "alice" || ended.Disposition != "服务申请" || !ended.Resolved || ended.Outcome != "closed" {
+		t.Fatalf("ContactEnded = %+v", ended)
+	}
+	poll(t, ctx, "chat shown closed", `document.getElementById("chat-state").textContent === "已结束" && document.querySelectorAll("#mine li").length === 0`)
+	shot(t, ctx, dir, "05-closed")
+}
