@@ -73,6 +73,7 @@ type options struct {
 	kb               string
 	redisAddr        string
 	keep             bool
+	encrypt          bool
 }
 
 // Result is one target's measurement (the -json output is a list of them).
@@ -145,6 +146,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.pool, "pool", 0, "pre-built pushes (0: enough for 30k req/s)")
 	fs.StringVar(&o.kb, "kb", "configs/kb.sample.jsonl", "knowledge base for kefu's bot")
 	fs.StringVar(&o.redisAddr, "redis-addr", "", "use this Redis for kefu-redis instead of starting redis-server (keys go under a fresh prefix)")
+	fs.BoolVar(&o.encrypt, "encrypt", false, "build (encrypt, sign) every push while sending instead of from the pre-built pool: a costlier generator, as in the issue's reference numbers")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, logs, data)")
 	// Internal: the child-process side of a target.
 	childKind := fs.String("child", "", "internal: serve one target (ceiling, silenceper, kefu) in this process")
@@ -166,6 +168,10 @@ func Run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		o.targets = append(o.targets, t)
+	}
+	if o.encrypt && o.dup {
+		fmt.Fprintln(stderr, "kefu bench: -encrypt and -dup do not combine (the duplicate check resends pooled pushes)")
+		return 2
 	}
 	if len(o.targets) == 0 || o.conns < 1 || o.duration <= 0 || o.warmup < 0 || o.users < 1 {
 		fmt.Fprintln(stderr, "kefu bench: need targets, -conns ≥ 1, -duration > 0, -warmup ≥ 0, -users ≥ 1")
@@ -220,7 +226,9 @@ func run(o options, logw io.Writer) ([]Result, error) {
 		copies = 4
 	}
 	n := o.pool
-	if n <= 0 {
+	if o.encrypt {
+		n = 1 // unused: pushes are built while sending
+	} else if n <= 0 {
 		n = int((o.warmup+o.duration).Seconds()*30000) / copies
 	}
 	users := o.users
@@ -317,6 +325,7 @@ func runTarget(t string, o options, work, kb, simURL string, sim *wxsim.API, poo
 		copies:      copies,
 		keep:        o.dup,
 		sampleEvery: 997,
+		encrypt:     o.encrypt, users: o.users,
 		onRecord: func() {
 			cpu0, mach0 = procCPU(pid), machineCPU()
 			if t == TargetKefuEmbedded {
@@ -357,7 +366,7 @@ func runTarget(t string, o options, work, kb, simURL string, sim *wxsim.API, poo
 	if lr.Requests > 0 {
 		res.GenCPUPerReq = float64(lr.GenCPU.Microseconds()) / float64(lr.Requests)
 	}
-	res.Sampled, res.BadReplies = checkSamples(pool, lr.samples)
+	res.Sampled, res.BadReplies = checkSamples(lr.samples)
 	// The window's counters include the work of requests that started
 	// before it and exclude that of requests still in flight at its end;
 	// over thousands of requests the difference is noise.
@@ -459,11 +468,11 @@ func findFile(path string) (string, error) {
 }
 
 // checkSamples decodes sampled response bodies as WeChat would.
-func checkSamples(pool []callback, samples []sample) (n, bad int) {
+func checkSamples(samples []sample) (n, bad int) {
 	c := oaClient("http://bench.invalid" + oaPath)
 	for _, s := range samples {
 		n++
-		if _, err := c.DecodeReply(pool[s.idx].openID, s.body); err != nil {
+		if _, err := c.DecodeReply(s.openID, s.body); err != nil {
 			bad++
 		}
 	}
@@ -482,7 +491,10 @@ func waitQuiet(sim *wxsim.API, quiet time.Duration) {
 }
 
 func report(w io.Writer, o options, rs []Result) {
-	mode := "unique MsgIds"
+	mode := "unique MsgIds, pre-built"
+	if o.encrypt {
+		mode = "unique MsgIds, encrypted while sending (-encrypt)"
+	}
 	if o.dup {
 		mode = "each MsgId sent 4× (duplicate check)"
 	}

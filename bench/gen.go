@@ -103,6 +103,11 @@ type loadSpec struct {
 	sampleEvery int
 	// onRecord is called once when the measured window starts.
 	onRecord func()
+	// encrypt builds every push while sending (AES, signatures, unique
+	// MsgId) instead of taking it from the pool, like a generator that
+	// encrypts on the fly; users spreads its customers.
+	encrypt bool
+	users   int
 }
 
 // loadResult is what the generator measured.
@@ -123,8 +128,8 @@ type loadResult struct {
 }
 
 type sample struct {
-	idx  int
-	body []byte
+	openID string
+	body   []byte
 }
 
 // errPoolExhausted stops a run that would otherwise resend MsgIds.
@@ -157,6 +162,10 @@ func runLoad(pool []callback, spec loadSpec) (*loadResult, error) {
 	var next atomic.Int64
 	next.Store(-1)
 	var exhausted atomic.Bool
+	var enc *wxsim.OAClient
+	if spec.encrypt {
+		enc = oaClient("http://bench.invalid" + oaPath)
+	}
 	start := time.Now()
 	recordFrom := start.Add(spec.warmup)
 	end := recordFrom.Add(spec.duration)
@@ -182,12 +191,23 @@ func runLoad(pool []callback, spec loadSpec) (*loadResult, error) {
 					return
 				}
 				i := int(next.Add(1))
-				if i >= len(pool) {
+				var cb *callback
+				if enc != nil {
+					u := openIDOf(i % spec.users)
+					r, err := enc.BuildOARequest(&wxsim.Message{FromUserName: u, MsgType: "text", Content: questions[i%len(questions)]})
+					if err != nil {
+						panic(err) // static, valid inputs
+					}
+					cb = &callback{uri: []byte(r.URL[len("http://bench.invalid"):]), body: r.Body, openID: u}
+				} else if i >= len(pool) {
 					if !spec.wrap {
 						exhausted.Store(true)
 						return
 					}
 					i %= len(pool)
+				}
+				if cb == nil {
+					cb = &pool[i]
 				}
 				recording := !t0.Before(recordFrom)
 				if recording {
@@ -198,7 +218,6 @@ func runLoad(pool []callback, spec loadSpec) (*loadResult, error) {
 						}
 					})
 				}
-				cb := &pool[i]
 				fill := func(r *fasthttp.Request) {
 					r.Header.SetMethod(fasthttp.MethodPost)
 					r.SetRequestURIBytes(cb.uri)
@@ -241,7 +260,7 @@ func runLoad(pool []callback, spec loadSpec) (*loadResult, error) {
 					out.n++
 					out.classify(err, status, body)
 					if spec.sampleEvery > 0 && i%spec.sampleEvery == 0 && err == nil {
-						out.samples = append(out.samples, sample{idx: i, body: append([]byte(nil), body...)})
+						out.samples = append(out.samples, sample{openID: cb.openID, body: append([]byte(nil), body...)})
 					}
 				}
 				if spec.copies > 1 {
@@ -298,7 +317,9 @@ func runLoad(pool []callback, spec loadSpec) (*loadResult, error) {
 		}
 	}
 	res.sent = int(next.Load()) + 1
-	if res.sent > len(pool) {
+	if enc != nil {
+		res.sent = 0
+	} else if res.sent > len(pool) {
 		res.sent = len(pool)
 	}
 	if res.Exhausted && res.Requests == 0 {
