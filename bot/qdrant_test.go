@@ -12,10 +12,10 @@ import (
 	"github.com/qdrant/go-client/qdrant"
 
 	"kefu/bot/embed"
-	"kefu/bot/kb"
-	"kefu/conv"
 	"kefu/bot/index"
 	"kefu/bot/index/qdranttest"
+	"kefu/bot/kb"
+	"kefu/conv"
 )
 
 // qdrantTargets returns the Qdrant servers to test against: always the
