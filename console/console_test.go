@@ -13,6 +13,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"kefu/conv"
+	"kefu/engine"
+	"kefu/internal/testredis"
 )
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
@@ -379,5 +381,54 @@ func TestHashPassword(t *testing.T) {
 	}
 	if cost, _ := bcrypt.Cost([]byte(h)); cost != PasswordCost {
 		t.Errorf("cost %d", cost)
+	}
+}
+
+// TestConsole_TwoInstancesOnOneRedis: a login made on one instance works
+// on the other (sessions live in the engine), and a change made through
+// one instance reaches the live stream of the other (engine pub/sub).
+func TestConsole_TwoInstancesOnOneRedis(t *testing.T) {
+	srv := testredis.Start(t)
+	a := newStack(t, stackOpts{eng: engine.NewRedis(srv.Client(), "kefu:")})
+	b := newStack(t, stackOpts{eng: engine.NewRedis(srv.Client(), "kefu:")})
+	sam := a.login("sam")
+	onB := *sam
+	onB.base = b.url // same host: the cookie jar sends the session along
+	var me struct {
+		User string `json:"user"`
+	}
+	if st := onB.do("GET", "/api/me", "", &me); st != 200 || me.User != "sam" {
+		t.Fatalf("session from A on B: %d %+v", st, me)
+	}
+	req, _ := http.NewRequest("GET", b.url+"/api/events", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	resp, err := onB.http.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			got <- sc.Text()
+		}
+	}()
+	deadline := time.After(10 * time.Second)
+	hello := false
+	for {
+		select {
+		case l := <-got:
+			if l == "event: hello" && !hello {
+				hello = true
+				a.customerSays("openid-x", "转人工") // through instance A
+			}
+			if strings.HasPrefix(l, "data: ") && strings.Contains(l, `"state":"queued"`) {
+				return
+			}
+		case <-deadline:
+			t.Fatal("B's live stream did not see A's handoff")
+		}
 	}
 }

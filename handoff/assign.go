@@ -106,52 +106,66 @@ func (s *Service) dispatchOnce(ctx context.Context) (int, error) {
 		}
 		agents[name] = a
 	}
-	n := 0
+	// Oldest first across all queues, FIFO within each: an agent serving
+	// several stores takes the customer who has waited longest.
+	type entry struct {
+		queue string
+		item  engine.ZItem
+	}
+	var all []entry
 	for _, q := range queues {
 		items, err := s.eng.ZRangeByScore(ctx, q.Member, math.Inf(-1), math.Inf(1), 200)
 		if err != nil {
-			return n, err
+			return 0, err
 		}
 		for _, it := range items {
-			c, err := s.Conversation(ctx, conv.ConvID(it.Member))
-			if errors.Is(err, conv.ErrNotFound) {
-				_, _ = s.eng.ZRem(ctx, q.Member, it.Member)
+			all = append(all, entry{q.Member, it})
+		}
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].item.Score < all[j].item.Score })
+	blocked := map[string]bool{}
+	n := 0
+	for _, e := range all {
+		if blocked[e.queue] {
+			continue
+		}
+		c, err := s.Conversation(ctx, conv.ConvID(e.item.Member))
+		if errors.Is(err, conv.ErrNotFound) {
+			_, _ = s.eng.ZRem(ctx, e.queue, e.item.Member)
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if c.State != conv.StateQueued {
+			// An index entry left behind by a crash between steps.
+			if c.State != conv.StateBot || s.now().Sub(c.QueuedAt) > staleGrace {
+				_, _ = s.eng.ZRem(ctx, e.queue, e.item.Member)
+			}
+			continue
+		}
+		assigned := false
+		for _, name := range s.candidates(&c, agents) {
+			a, err := s.assign(ctx, c.ID, c.Version, name, "dispatch", modeDispatch)
+			if errors.Is(err, errBusy) {
+				if fresh, ferr := s.agent(ctx, name); ferr == nil {
+					agents[name] = fresh
+				}
 				continue
+			}
+			if errors.Is(err, errStale) {
+				break
 			}
 			if err != nil {
 				return n, err
 			}
-			if c.State != conv.StateQueued {
-				// An index entry left behind by a crash between steps.
-				if c.State != conv.StateBot || s.now().Sub(c.QueuedAt) > staleGrace {
-					_, _ = s.eng.ZRem(ctx, q.Member, it.Member)
-				}
-				continue
-			}
-			assigned := false
-			for _, name := range s.candidates(&c, agents) {
-				a, err := s.assign(ctx, c.ID, c.Version, name, "dispatch", modeDispatch)
-				if errors.Is(err, errBusy) {
-					fresh, ferr := s.agent(ctx, name)
-					if ferr == nil {
-						agents[name] = fresh
-					}
-					continue
-				}
-				if errors.Is(err, errStale) {
-					break
-				}
-				if err != nil {
-					return n, err
-				}
-				agents[name] = a
-				assigned = true
-				n++
-				break
-			}
-			if !assigned && len(s.candidates(&c, agents)) == 0 {
-				break // FIFO: nobody can take the head of this queue now
-			}
+			agents[name] = a
+			assigned = true
+			n++
+			break
+		}
+		if !assigned && len(s.candidates(&c, agents)) == 0 {
+			blocked[e.queue] = true // FIFO: nobody can take this queue's head now
 		}
 	}
 	return n, nil

@@ -578,3 +578,22 @@ func TestConfig_Validate(t *testing.T) {
 		}
 	}
 }
+
+func TestService_DispatchOldestFirstAcrossQueues(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, eng engine.Engine) {
+		d := newDesk(t, eng)
+		first := d.handoff(t, "q-s2", "s2")
+		d.clock.Advance(time.Second)
+		second := d.handoff(t, "q-s1a", "s1")
+		d.clock.Advance(time.Second)
+		third := d.handoff(t, "q-s1b", "s1")
+		d.online(t, "alice") // serves s1 and s2, cap 2
+		d.dispatch(t)
+		if mustConv(t, d, first.ID).Agent != "alice" || mustConv(t, d, second.ID).Agent != "alice" {
+			t.Fatalf("the two longest waiting were not served first")
+		}
+		if c := mustConv(t, d, third.ID); c.State != conv.StateQueued {
+			t.Fatalf("newest: %s", c.State)
+		}
+	})
+}

@@ -16,10 +16,9 @@ import (
 // engine.Update so concurrent appends from several instances never lose a
 // turn.
 type Transcripts struct {
-	eng  engine.Engine
-	max  int
-	ttl  time.Duration
-	hook func(ctx context.Context, customer conv.CustomerID, t conv.Turn)
+	eng engine.Engine
+	max int
+	ttl time.Duration
 }
 
 // NewTranscripts returns a store keeping at most max turns per customer
@@ -40,7 +39,7 @@ func (s *Transcripts) Append(ctx context.Context, customer conv.CustomerID, t co
 		t.At = time.Now()
 	}
 	key := transcriptKey(customer)
-	err := s.eng.Update(ctx, []string{key}, func(tx engine.Tx) error {
+	return s.eng.Update(ctx, []string{key}, func(tx engine.Tx) error {
 		var turns []conv.Turn
 		if b, err := tx.Get(key); err == nil {
 			if err := json.Unmarshal(b, &turns); err != nil {
@@ -57,10 +56,6 @@ func (s *Transcripts) Append(ctx context.Context, customer conv.CustomerID, t co
 		tx.Set(key, b, s.ttl)
 		return nil
 	})
-	if err == nil && s.hook != nil {
-		s.hook(ctx, customer, t)
-	}
-	return err
 }
 
 // Read returns customer's turns, oldest first.
