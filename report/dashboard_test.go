@@ -178,7 +178,7 @@ func TestDashboard_Pages(t *testing.T) {
 		"/funnel":                      {"Detractor called back within deadline", `data-stage="called_back"`},
 		"/drill?by=store&key=s-02":     {`class="conv">cv-`},
 		"/cases":                       {`id="case-table"`},
-		"/definitions":                 {"threshold_s=20", "repeat_window=24h0m0s"},
+		"/definitions":                 {"threshold_s=20", "repeat_window=24h"},
 		"/kpi?by=week&from=2026-10-01": {"2026-W44", "2026-W45"},
 	} {
 		rec := get(t, h, &admin, path)

@@ -69,7 +69,7 @@ ul.convs{columns:4;font-family:ui-monospace,Menlo,monospace;font-size:12px}
 {{define "funneltable"}}<table id="funnel-table"><thead><tr><th>Stage</th><th>Count</th><th>Conversion</th><th>Drop-offs</th></tr></thead><tbody>
 {{range .Funnel.Stages}}<tr data-stage="{{.Name}}"><td><a href="{{link "drill" $.Params "filter" .Filter}}">{{.Label}}</a></td><td>{{.Count}}</td>
 <td>{{if .Parent}}{{pct .Conversion}} <small>of {{.Parent}}</small>{{end}}</td>
-<td style="text-align:left">{{range $i, $d := .Drops}}{{if $i}}, {{end}}{{$d.Reason}} <b>{{$d.Count}}</b>{{end}}</td></tr>{{end}}
+<td style="text-align:left;white-space:normal">{{range $i, $d := .Drops}}{{if $i}}, {{end}}{{$d.Reason}} <b>{{$d.Count}}</b>{{end}}</td></tr>{{end}}
 </tbody></table>{{end}}
 
 {{define "overview"}}{{template "head" .}}{{template "filters" .}}

@@ -164,10 +164,10 @@ func Definitions(cfg Config) []Definition {
 			Formula: "handoffs ended before pickup (customer left, timeout) ÷ (picked up + abandoned)"},
 		{Name: KPIFCR, Version: 1, Title: "FCR", Unit: UnitPercent,
 			Formula: "ended contacts with no new contact from the same customer within repeat_window of their end ÷ ended contacts (provisional until the window has passed)",
-			Params:  map[string]string{"repeat_window": cfg.RepeatWindow.String()}},
+			Params:  map[string]string{"repeat_window": fmtDur(cfg.RepeatWindow)}},
 		{Name: KPIContainment, Version: 1, Title: "Bot containment", Unit: UnitPercent,
 			Formula: "ended contacts with a bot answer and no handoff ÷ ended contacts",
-			Params:  map[string]string{"contact_idle": cfg.ContactIdle.String()}},
+			Params:  map[string]string{"contact_idle": fmtDur(cfg.ContactIdle)}},
 		{Name: KPIFRT, Version: 1, Title: "First response", Unit: UnitSeconds,
 			Formula: "mean(first customer message → first bot answer/clarify/fallback, handoff notice or agent reply)"},
 		{Name: KPINPS, Version: 1, Title: "NPS", Unit: UnitNPS,
@@ -182,7 +182,7 @@ func Definitions(cfg Config) []Definition {
 			Formula: "mean(case opened → first callback) over called-back cases"},
 		{Name: KPICallbackWithin, Version: 1, Title: "Callback within deadline", Unit: UnitPercent,
 			Formula: "cases called back by their deadline ÷ cases that were called back or are past their deadline",
-			Params:  map[string]string{"default_deadline": cfg.CaseDeadline.String()}},
+			Params:  map[string]string{"default_deadline": fmtDur(cfg.CaseDeadline)}},
 		{Name: KPICloseTime, Version: 1, Title: "Case time to close", Unit: UnitHours,
 			Formula: "mean(case opened → case closed) over closed cases"},
 	}
@@ -190,6 +190,17 @@ func Definitions(cfg Config) []Definition {
 		defs[i].Hash = defHash(defs[i])
 	}
 	return defs
+}
+
+// fmtDur prints whole hours or minutes the way people write them ("24h", "30m").
+func fmtDur(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
+	case d%time.Minute == 0:
+		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
+	}
+	return d.String()
 }
 
 func defHash(d Definition) string {

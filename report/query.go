@@ -273,7 +273,7 @@ func buildFunnel(q Query, c *Counts, cfg Config) Funnel {
 	}
 	lateCalled := c.CaseCalled - c.CallbackIn
 	overdueOpen := pos(c.CaseOverdue - lateCalled)
-	window := cfg.RepeatWindow.String()
+	window := fmtDur(cfg.RepeatWindow)
 	st := []Stage{
 		{Name: "contacts", Label: "Contacts", Count: c.Contacts, Filter: ""},
 		{Name: "bot_answered", Label: "Bot-answered (contained)", Count: c.BotContained, Parent: "contacts", Filter: "contained",

@@ -97,7 +97,7 @@ func testDay(t testing.TB) []conv.Event {
 // smallDay keeps the tests that need several passes quick on a Redis that
 // fsyncs every write.
 func smallDay(t testing.TB) []conv.Event {
-	return GenerateDay(11, t0, shanghai, GenOptions{Contacts: 400})
+	return GenerateDay(11, t0, shanghai, GenOptions{Contacts: 250})
 }
 
 func TestReporter_ReplayDaySameOnBothEngines(t *testing.T) {
