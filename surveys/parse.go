@@ -84,6 +84,12 @@ var (
 	reNumber = regexp.MustCompile(`-?[0-9]+(?:\.[0-9]+)?`)
 	// Words around a score that belong to it, not to the comment.
 	reLead  = regexp.MustCompile(`(我|就)?(给|打|评|选)?(个|了)?\s*$`)
+	// Hedges before a score are not a comment ("我觉得7分吧").
+	reHedge = regexp.MustCompile(`^\s*(我|那)?(觉得|感觉|认为|想|大概|可能|应该|估计|就|那就|的话|嗯|额|呃|有)*\s*$`)
+	// A comment that only repeats the score ("8分8分", "10分满分").
+	reEcho = regexp.MustCompile(`^(满分|[0-9]+\s*分?|\s)+$`)
+	// "一分都不想给", "不给分": a refusal, not a score.
+	reRefuse = regexp.MustCompile(`分(都|也)不|不(想)?给分|负分`)
 	reTrail = regexp.MustCompile(`^\s*(分)?(吧|啊|呀|哦|啦|了)*`)
 	// WeChat emoji codes: [微笑], /::) and friends.
 	reEmojiCode = regexp.MustCompile(`\[[\p{Han}a-zA-Z]{1,6}\]|/:[^\s]{1,6}`)
@@ -267,17 +273,19 @@ func ParseReply(text string, optOut []string) Parsed {
 	if m := reOutOf.FindStringSubmatchIndex(s); m != nil {
 		return scoreFrom(s, s[m[2]:m[3]], m[0], m[1])
 	}
-	if reTwo.MatchString(s) {
+	if reTwo.MatchString(s) || reRefuse.MatchString(s) {
 		return ambiguous(s)
 	}
 	var cands [][]int
+	values := map[string]bool{}
 	for _, m := range reNumFen.FindAllStringSubmatchIndex(s, -1) {
 		if m[6] < 0 { // no disqualifying suffix (分钟, 分店…)
 			cands = append(cands, m)
+			values[s[m[4]:m[5]]] = true
 		}
 	}
 	switch {
-	case len(cands) > 1:
+	case len(values) > 1:
 		return ambiguous(s)
 	case len(cands) == 1:
 		m := cands[0]
@@ -351,6 +359,9 @@ func scoreFrom(s, num string, start, end int) Parsed {
 		return Parsed{Kind: ReplyOutOfRange}
 	}
 	before := reLead.ReplaceAllString(s[:start], "")
+	if reHedge.MatchString(before) {
+		before = ""
+	}
 	after := reTrail.ReplaceAllString(s[end:], "")
 	return withRest(v, before+" "+after)
 }
@@ -359,7 +370,7 @@ func scoreFrom(s, num string, start, end int) Parsed {
 func withRest(v int, rest string) Parsed {
 	p := Parsed{Kind: ReplyScore, Score: v}
 	c := cleanComment(rest)
-	if c == "" || onlyFillers(c) {
+	if c == "" || onlyFillers(c) || reEcho.MatchString(c) {
 		return p
 	}
 	if isQuestion(c) && !strings.ContainsAny(c, "慢久差烂糟失望不满") {
