@@ -83,14 +83,14 @@ var (
 	reOutOf  = regexp.MustCompile(`(-?[0-9]+(?:\.[0-9]+)?)\s*分?\s*(?:/|out of|of)\s*10\s*分?`)
 	reNumber = regexp.MustCompile(`-?[0-9]+(?:\.[0-9]+)?`)
 	// Words around a score that belong to it, not to the comment.
-	reLead  = regexp.MustCompile(`(我|就)?(给|打|评|选)?(个|了)?\s*$`)
+	reLead = regexp.MustCompile(`(我|就)?(给|打|评|选)?(个|了)?\s*$`)
 	// Hedges before a score are not a comment ("我觉得7分吧").
 	reHedge = regexp.MustCompile(`^\s*(我|那)?(觉得|感觉|认为|想|大概|可能|应该|估计|就|那就|的话|嗯|额|呃|有)*\s*$`)
 	// A comment that only repeats the score ("8分8分", "10分满分").
 	reEcho = regexp.MustCompile(`^(满分|[0-9]+\s*分?|\s)+$`)
 	// "一分都不想给", "不给分": a refusal, not a score.
 	reRefuse = regexp.MustCompile(`分(都|也)不|不(想)?给分|负分`)
-	reTrail = regexp.MustCompile(`^\s*(分)?(吧|啊|呀|哦|啦|了)*`)
+	reTrail  = regexp.MustCompile(`^\s*(分)?(吧|啊|呀|哦|啦|了)*`)
 	// WeChat emoji codes: [微笑], /::) and friends.
 	reEmojiCode = regexp.MustCompile(`\[[\p{Han}a-zA-Z]{1,6}\]|/:[^\s]{1,6}`)
 	// 满分10分 / 满分是十分 describes the scale, not a score.
