@@ -1,11 +1,3 @@
-// Package console is the agent console: a web page served by the binary on
-// its own net/http listener (assets embedded, no CDN) and its JSON API,
-// with live updates over server-sent events. Logins come from
-// console.users (bcrypt hashes), sessions live in the engine so any
-// instance serves them, every state-changing request carries a CSRF token,
-// and roles (agent, supervisor, store_manager, admin) limit what a user
-// sees and does. Other packages mount their pages behind the same login
-// with Mount.
 package console
 
 import (
@@ -21,6 +13,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -173,6 +166,50 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Close stops the live-update subscription.
 func (c *Console) Close() { c.hub.close() }
+
+// shutdownTimeout bounds draining the console on shutdown.
+const shutdownTimeout = 5 * time.Second
+
+// Run serves the console on cfg.Listen until ctx ends (a Service for the
+// app's errgroup; nothing to do when console.listen is empty).
+func (c *Console) Run(ctx context.Context) error {
+	if c.cfg.Listen == "" {
+		<-ctx.Done()
+		return nil
+	}
+	ln, err := net.Listen("tcp", c.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("console.listen: %w", err)
+	}
+	return c.Serve(ctx, ln)
+}
+
+// Serve is Run on an existing listener.
+func (c *Console) Serve(ctx context.Context, ln net.Listener) error {
+	// Requests inherit a context that ends with ctx, so open event
+	// streams end and Shutdown does not wait for them.
+	base, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	srv := &http.Server{Handler: c, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, IdleTimeout: 60 * time.Second,
+		MaxHeaderBytes: 16 << 10, BaseContext: func(net.Listener) context.Context { return base }}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	c.log.Info("console listening", "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	cancel()
+	sctx, stop := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer stop()
+	err := srv.Shutdown(sctx)
+	c.Close()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
 
 // Mount serves h under prefix (e.g. "/surveys/") behind the console login:
 // the request reaches h only with a valid session whose role is in roles

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -430,5 +431,41 @@ func TestConsole_TwoInstancesOnOneRedis(t *testing.T) {
 		case <-deadline:
 			t.Fatal("B's live stream did not see A's handoff")
 		}
+	}
+}
+
+// TestConsole_ServeShutsDownWithOpenStreams: the console's own listener
+// serves the page and stops promptly even with a live stream open.
+func TestConsole_ServeShutsDownWithOpenStreams(t *testing.T) {
+	s := newStack(t, stackOpts{})
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.console.Serve(ctx, ln) }()
+	c := s.login("sam")
+	c.base = "http://" + ln.Addr().String()
+	st, page := c.raw("GET", "/", "", "", false)
+	if st != 200 || !strings.Contains(string(page), "坐席工作台") {
+		t.Fatalf("page: %d", st)
+	}
+	if st, js := c.raw("GET", "/static/app.js", "", "", false); st != 200 || !strings.Contains(string(js), "EventSource") {
+		t.Fatalf("app.js: %d", st)
+	}
+	resp, err := c.http.Get(c.base + "/api/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Serve did not return with a stream open")
 	}
 }
