@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -204,6 +205,9 @@ func (b *Bot) modelTag() string {
 func (b *Bot) Publish(ctx context.Context, entries []kb.Entry, progress func(done, total int)) error {
 	b.pubMu.Lock()
 	defer b.pubMu.Unlock()
+	// Own a copy: validation normalises in place, and the caller may keep
+	// using (or editing) its slice while this KB is live.
+	entries = slices.Clone(entries)
 	if err := kb.ValidateAll(entries, nil, kb.ValidateOptions{AllowEmptyAnswer: true}); err != nil {
 		return err
 	}
