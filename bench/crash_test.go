@@ -32,6 +32,9 @@ const (
 	// crashOutboxLease mirrors gateway's outLease: an outbox job the killed
 	// process had claimed is invisible to the restarted one for this long.
 	crashOutboxLease = time.Minute
+	// crashOutboxBatch mirrors the sender's claim size: the most sends the
+	// killed process can have had in flight.
+	crashOutboxBatch = 64
 )
 
 // TestCrash_KillDashNineLosesNoAckedMessage builds the kefu binary, runs
@@ -221,10 +224,13 @@ log:
 				nAckedBeforeKillAnsweredAfter++
 			}
 		default:
-			// The one tolerated duplicate: the first copy reached WeChat
-			// before the kill (the process died before marking it sent),
-			// the second was the restarted sender's retry.
-			if len(inbox) == 2 && !inbox[0].At.After(killedAt) && inbox[1].At.After(restartedAt) {
+			// The one tolerated duplicate: the first copy was sent by the
+			// killed process (it reached WeChat, but the process died
+			// before recording it as sent), the second by the restarted
+			// one. No gateway can avoid it: custom/send has no idempotency
+			// key. The sender sends a claimed batch in parallel, so up to a
+			// batch of sends can be in flight at the kill.
+			if len(inbox) == 2 && inbox[0].At.Before(restartedAt) && !inbox[1].At.Before(restartedAt) {
 				inFlightDup++
 				nAPI++
 				continue
@@ -238,8 +244,8 @@ log:
 	if len(failures) > 0 {
 		t.Errorf("%d problems:\n  %s\nkefu log after restart:\n%s", len(failures), strings.Join(failures, "\n  "), tail(filepath.Join(dir, "kefu-2.log")))
 	}
-	if inFlightDup > 1 {
-		t.Errorf("%d in-flight duplicates; at most one send can be in flight (the sender is sequential)", inFlightDup)
+	if inFlightDup > crashOutboxBatch {
+		t.Errorf("%d in-flight duplicates; at most one claimed outbox batch (%d) can be in flight", inFlightDup, crashOutboxBatch)
 	}
 	if nAckedBeforeKillAnsweredAfter == 0 {
 		t.Logf("note: no acked message was left unanswered by the kill this time; the recovery path was not exercised")
