@@ -365,6 +365,13 @@ func TestService_QueueTimeoutAbandonsWithTicket(t *testing.T) {
 		if len(d.rec.endedList()) != 1 {
 			t.Fatal("abandoned twice")
 		}
+		// An instance that died between ending and acking its hook timer:
+		// the safety net runs the hooks again (at least once).
+		d.schedule(ctx, tEnded, &c, d.clock.Now())
+		d.FireTimers(ctx)
+		if e := d.rec.endedList(); len(e) != 2 || e[1].Conv != c.ID || e[1].Outcome != "abandoned" {
+			t.Fatalf("safety-net hooks: %+v", e)
+		}
 	})
 }
 

@@ -125,14 +125,31 @@ func (s *Service) afterEnd(ctx context.Context, c *conv.Conversation, spec endSp
 		}
 	}
 	_ = s.Transcripts.Append(ctx, c.Customer, conv.Turn{Role: conv.TurnSystem, Text: "会话结束：" + spec.reason + " " + spec.disposition, Conv: c.ID, State: c.State})
-	ev := conv.EvClosed
-	outcome := "closed"
+	ev, outcome := conv.EvClosed, outcomeOf(c.State)
 	if c.State == conv.StateAbandoned {
-		ev, outcome = conv.EvAbandoned, "abandoned"
+		ev = conv.EvAbandoned
 	}
 	s.emit(conv.Event{Type: ev, Conv: c.ID, Customer: c.Customer, Store: c.Store, Channel: c.Channel, Agent: c.Agent,
 		Actor: spec.actor, Reason: spec.reason, Data: map[string]string{"disposition": c.Disposition, "resolved": boolStr(c.Resolved)}})
 	s.remember(ctx, *c)
+	// The hooks are at least once: a safety-net timer fires them on any
+	// instance if this one dies before acking it (ContactEnded.Conv is the
+	// idempotency key for hook implementations).
+	s.schedule(ctx, tEnded, c, s.now().Add(hookRetry))
+	s.runHooks(ctx, c, outcome)
+	s.cancel(ctx, []string{tEnded}, c.ID)
+	s.publishConv(ctx, c)
+	if c.Agent != "" {
+		s.publish(ctx, conv.DeskUpdate{Kind: "agent", Agent: c.Agent})
+	}
+	s.kick() // a seat is free
+}
+
+// hookRetry is when the safety-net timer re-runs the OnClosed hooks of a
+// conversation whose instance died before running them.
+const hookRetry = time.Minute
+
+func (s *Service) runHooks(ctx context.Context, c *conv.Conversation, outcome string) {
 	ended := conv.ContactEnded{Conv: c.ID, Customer: c.Customer, Channel: c.Channel, ChannelType: c.ChannelType,
 		ExternalUser: c.ExternalUser, Account: c.Account, Store: c.Store, Agent: c.Agent, HandedOff: true,
 		Entries: s.entries(ctx, c), Disposition: c.Disposition, Resolved: c.Resolved, Outcome: outcome,
@@ -143,11 +160,13 @@ func (s *Service) afterEnd(ctx context.Context, c *conv.Conversation, spec endSp
 	for _, h := range hooks {
 		h(ctx, ended)
 	}
-	s.publishConv(ctx, c)
-	if c.Agent != "" {
-		s.publish(ctx, conv.DeskUpdate{Kind: "agent", Agent: c.Agent})
+}
+
+func outcomeOf(st conv.ConvState) string {
+	if st == conv.StateAbandoned {
+		return "abandoned"
 	}
-	s.kick() // a seat is free
+	return "closed"
 }
 
 func boolStr(b bool) string {
@@ -270,6 +289,11 @@ func (s *Service) fire(ctx context.Context, t timer) error {
 		}
 		s.emit(conv.Event{Type: conv.EvNoReplyWarning, Conv: c.ID, Customer: c.Customer, Store: c.Store, Channel: c.Channel, Agent: c.Agent, Actor: "timer"})
 		s.publish(ctx, conv.DeskUpdate{Kind: "reminder", Conv: c.ID, Store: c.Store, Agent: c.Agent, State: c.State})
+		return nil
+	case tEnded:
+		if c.State.Terminal() {
+			s.runHooks(ctx, &c, outcomeOf(c.State))
+		}
 		return nil
 	case tIdle:
 		if c.State != conv.StateAssigned {

@@ -330,6 +330,7 @@ const (
 	tAcceptTimeout = "at"
 	tNoReply       = "nr"
 	tIdle          = "ic"
+	tEnded         = "ce" // OnClosed hooks (safety net)
 )
 
 func (s *Service) schedule(ctx context.Context, kind string, c *conv.Conversation, due time.Time) {
