@@ -17,6 +17,7 @@
 //		Identity    func(conv.CustomerID) string                       // brand-wide identity (default: the id)
 //		HasOpenCase func(ctx context.Context, c conv.CustomerID) (bool, error) // complaint work orders kept elsewhere
 //		OnDetractor func(ctx context.Context, c Case)                  // told after a case opens
+//		KFServiceState func(ctx context.Context, channel, openKfID, externalUser string) (int, string, error) // gw.KFServiceState
 //		HTTPClient  *http.Client                                       // generic webhooks
 //	}
 //
@@ -36,7 +37,7 @@
 //
 // In app.Build, roughly:
 //
-//	sv, err := surveys.New(cfg.Surveys, eng, gw.Sender, surveys.Options{Emit: a.events.emit, Logger: log})
+//	sv, err := surveys.New(cfg.Surveys, eng, gw.Sender, surveys.Options{Emit: a.events.emit, Logger: log, KFServiceState: gw.KFServiceState})
 //	prev := gw.Sender.OnResult
 //	gw.Sender.OnResult = func(j conv.Outbound, err error) { prev(j, err); sv.OutboundResult(j, err) }
 //	router.stages = []Stage{handoffStage, sv}            // PRODUCT.md §2 order
@@ -54,7 +55,9 @@
 // from the conversation id). The survey is due EndedAt + Delay, except on
 // WeChat KF with an end-of-session code (ContactEnded.KFCode): that code is
 // valid 20 s for one message, so the survey goes at once through
-// send_msg_on_event (conv.OutKFEvent). Without a code KF uses send_msg and
+// send_msg_on_event (conv.OutKFEvent); if the code cannot be used (expired,
+// quiet hours) and the session is in state 0/1 it falls back to send_msg.
+// Without a code KF uses send_msg and
 // OA uses custom/send (conv.OutCustomer, TriggerAt = LastCustomerMsgAt);
 // json and wecom_app channels use their callback / app message.
 //

@@ -24,7 +24,8 @@ func (s *Service) Route(ctx context.Context, msg conv.Message) (replies []conv.R
 	}
 	raw, err := s.eng.Get(ctx, keyPending+string(msg.Customer))
 	if errors.Is(err, engine.ErrNotFound) {
-		if ParseReply(text, s.cfg.OptOutWords).Kind == ReplyOptOut {
+		// Most messages land here: only an exact opt-out word is ours.
+		if len(text) <= 64 && ParseReply(text, s.cfg.OptOutWords).Kind == ReplyOptOut {
 			if err := s.optOut(ctx, msg.Customer, ""); err != nil {
 				return nil, false, err
 			}

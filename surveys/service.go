@@ -43,6 +43,11 @@ type Options struct {
 	// HasOpenCase reports complaint cases kept elsewhere (handoff work
 	// orders); surveys' own detractor cases are always checked.
 	HasOpenCase func(ctx context.Context, c conv.CustomerID) (bool, error)
+	// KFServiceState reads a KF session's state (wire
+	// gateway.Gateway.KFServiceState). With it, a KF survey whose
+	// end-of-session code cannot be used (expired, quiet hours) falls back
+	// to send_msg when the session allows API sending (state 0 or 1).
+	KFServiceState func(ctx context.Context, channel, openKfID, externalUser string) (state int, servicer string, err error)
 	// OnDetractor is told about every case opened for a detractor, after
 	// it is stored (the app may wire handoff or console notifications).
 	OnDetractor func(ctx context.Context, c Case)
@@ -188,7 +193,20 @@ func (s *Service) schedule(ctx context.Context, ce conv.ContactEnded, kind, case
 
 // kfCodeUsable reports whether the survey should use the KF end-of-session code.
 func (s *Service) kfCodeUsable(sv Survey) bool {
-	return sv.Kind == KindNPS && sv.Contact.ChannelType == conv.ChannelWeComKF && sv.Contact.KFCode != ""
+	return sv.Kind == KindNPS && sv.Contact.ChannelType == conv.ChannelWeComKF && sv.Contact.KFCode != "" && !sv.NoCode
+}
+
+// kfFallback reports whether a KF survey that cannot use its code may go
+// through send_msg instead: only while the session is in state 0 or 1.
+func (s *Service) kfFallback(ctx context.Context, sv Survey) (bool, error) {
+	if !s.kfCodeUsable(sv) || s.opts.KFServiceState == nil {
+		return false, nil
+	}
+	st, _, err := s.opts.KFServiceState(ctx, sv.Contact.Channel, sv.Contact.Account, sv.Contact.ExternalUser)
+	if err != nil {
+		return false, err
+	}
+	return st == 0 || st == 1, nil
 }
 
 // windowDeadline is the last moment the survey may be sent on its channel.
@@ -363,6 +381,16 @@ func (s *Service) sendDue(ctx context.Context, id string) (ack bool, err error) 
 		reason, deferTo, err := s.govern(ctx, sv, now)
 		if err != nil {
 			return false, err
+		}
+		if reason == "window_expired" || reason == "quiet_hours" {
+			if ok, err := s.kfFallback(ctx, sv); err != nil {
+				return false, err
+			} else if ok {
+				if _, err := s.updateSurvey(ctx, id, func(v *Survey) error { v.NoCode = true; return nil }); err != nil {
+					return false, err
+				}
+				return s.sendDue(ctx, id) // governed again as a send_msg survey
+			}
 		}
 		if reason != "" {
 			return true, s.notSent(ctx, id, reason)

@@ -500,3 +500,29 @@ func TestSchedule_SurvivesRestart(t *testing.T) {
 		t.Fatalf("after restart: %d surveys", n)
 	}
 }
+
+// A KF code that expired falls back to send_msg when the session still
+// allows API sending, and only then.
+func TestSchedule_KFCodeExpiredFallsBackToSendMsg(t *testing.T) {
+	state := 1
+	h := newHarness(t, func(c *Config, o *Options) {
+		o.KFServiceState = func(context.Context, string, string, string) (int, string, error) { return state, "", nil }
+	})
+	now := h.clock.Now()
+	kf := func(id string) conv.ContactEnded {
+		return conv.ContactEnded{Conv: conv.ConvID("kf-" + id), Customer: conv.CustomerID("kf:" + id), Channel: "kf", ChannelType: conv.ChannelWeComKF,
+			ExternalUser: id, Account: "wk1", Store: "store-001", EndedAt: now.Add(-time.Minute), LastCustomerMsgAt: now.Add(-2 * time.Minute), KFCode: "C"}
+	}
+	h.schedule(kf("a"))
+	h.run()
+	sent := h.out.byPrefix("survey:")
+	if len(sent) != 1 || sent[0].Kind != conv.OutCustomer || sent[0].Code != "" || !sent[0].TriggerAt.Equal(now.Add(-2*time.Minute)) {
+		t.Fatalf("fallback = %+v", sent)
+	}
+	state = 4 // 已结束: no API sending until the customer writes
+	h.schedule(kf("b"))
+	h.run()
+	if n := len(h.out.byPrefix("survey:")); n != 1 || !slices.Equal(h.ev.reasons(), []string{"window_expired"}) {
+		t.Fatalf("ended session: sent=%d reasons=%v", n, h.ev.reasons())
+	}
+}

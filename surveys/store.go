@@ -97,6 +97,8 @@ type Survey struct {
 	Score         *int        `json:"score,omitempty"`
 	Comment       string      `json:"comment,omitempty"`
 	Reprompted    bool        `json:"reprompted,omitempty"`
+	// NoCode switches a KF survey from its end-of-session code to send_msg.
+	NoCode bool `json:"no_code,omitempty"`
 	// LastMsgID and LastReply make a redelivered answer idempotent.
 	LastMsgID string `json:"last_msg_id,omitempty"`
 	LastReply string `json:"last_reply,omitempty"`
