@@ -318,3 +318,22 @@ func (s *Service) mustCases(t *testing.T) []Case {
 	}
 	return cs
 }
+
+func TestCase_TemplateAlertToManagerOpenID(t *testing.T) {
+	h := newHarness(t, func(c *Config, o *Options) {
+		c.Alerts.TemplateChannel, c.Alerts.TemplateID = "demo", "TPL-DETRACTOR"
+		c.Stores.Children[0].Children[1].Managers[0].OpenID = "oMgr002openid"
+	})
+	h.detractor("t1", "store-002", "5分，一般")
+	tpl := h.out.byPrefix("alert:")
+	var got *conv.Outbound
+	for i := range tpl {
+		if tpl[i].Kind == conv.OutTemplate {
+			got = &tpl[i]
+		}
+	}
+	if got == nil || got.To != "oMgr002openid" || got.Channel != "demo" || got.Template.TemplateID != "TPL-DETRACTOR" ||
+		got.Template.Data["keyword2"] != "5分" || got.Template.Data["keyword3"] != "一般" || !strings.Contains(got.Template.URL, "/surveys/claim?") {
+		t.Fatalf("template alert = %+v", got)
+	}
+}
