@@ -469,3 +469,82 @@ func TestConsole_ServeShutsDownWithOpenStreams(t *testing.T) {
 		t.Fatal("Serve did not return with a stream open")
 	}
 }
+
+// TestConsole_KFHandoffFollowsSessionStates runs a WeChat KF handoff
+// through the gateway and the simulator, which enforces the session state
+// rules: queue (state 2) with the queue notice sent by its msg_code,
+// accept moves the session to the agent (state 3), the agent answers in
+// the WeCom client (origin 5) and it shows in the transcript, close ends
+// the session (state 4) and hands the end-of-session code to the hook.
+func TestConsole_KFHandoffFollowsSessionStates(t *testing.T) {
+	s := newStack(t, stackOpts{})
+	ctx := context.Background()
+	alice := s.login("alice")
+	alice.do("POST", "/api/status", `{"status":"online"}`, nil)
+	if _, err := s.kf.CustomerSends(ctx, testKFID, "ext-1", "转人工"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "queue notice through send_msg_on_event", func() bool {
+		for _, m := range s.sim.Inbox("ext-1") {
+			if m.Channel == "kf_event" && strings.Contains(m.Content, "前面还有") {
+				return true
+			}
+		}
+		return false
+	})
+	if st, _, err := s.gw.KFServiceState(ctx, "kf", testKFID, "ext-1"); err != nil || st != 2 {
+		t.Fatalf("KF state after handoff = %d (%v), want 2", st, err)
+	}
+	var q queueView
+	waitFor(t, 5*time.Second, "assigned", func() bool { alice.do("GET", "/api/queue", "", &q); return len(q.Mine) == 1 })
+	id := string(q.Mine[0].ID)
+	if st := alice.do("POST", "/api/chats/"+id+"/accept", `{}`, nil); st != 200 {
+		t.Fatalf("accept: %d", st)
+	}
+	if st, servicer, err := s.gw.KFServiceState(ctx, "kf", testKFID, "ext-1"); err != nil || st != 3 || servicer != "agent1" {
+		t.Fatalf("KF state after accept = %d %q (%v), want 3 agent1", st, servicer, err)
+	}
+	var cv chatView
+	alice.do("GET", "/api/chats/"+id, "", &cv)
+	if cv.Quota.CanReply {
+		t.Fatalf("console offers replies in KF state 3: %+v", cv.Quota)
+	}
+	if st := alice.do("POST", "/api/chats/"+id+"/reply", `{"client_id":"k1","text":"hi"}`, nil); st != http.StatusConflict {
+		t.Fatalf("console reply in KF state 3: %d, want 409", st)
+	}
+	tok, err := s.sim.KFAgentSends(testKFID, "ext-1", "agent1", "您好，我来处理")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.kf.SendEvent(ctx, tok, testKFID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "WeCom client message in the transcript", func() bool {
+		alice.do("GET", "/api/chats/"+id, "", &cv)
+		for _, tr := range cv.Transcript {
+			if tr.Role == conv.TurnAgent && tr.Text == "您好，我来处理" {
+				return true
+			}
+		}
+		return false
+	})
+	if st := alice.do("POST", "/api/chats/"+id+"/close", `{"disposition":"故障报修","resolved":false}`, nil); st != 200 {
+		t.Fatalf("close: %d", st)
+	}
+	select {
+	case e := <-s.closed:
+		if e.KFCode == "" || e.ChannelType != conv.ChannelWeComKF || e.Disposition != "故障报修" || e.Resolved {
+			t.Fatalf("ContactEnded = %+v", e)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("closed hook did not fire")
+	}
+	if st, _, _ := s.gw.KFServiceState(ctx, "kf", testKFID, "ext-1"); st != 4 {
+		t.Fatalf("KF state after close = %d, want 4", st)
+	}
+	for _, c := range s.sim.Calls("/cgi-bin/kf/send_msg") {
+		if c.ErrCode != 0 {
+			t.Errorf("send_msg refused: %d %s", c.ErrCode, c.ErrMsg)
+		}
+	}
+}

@@ -28,9 +28,14 @@ import (
 // WeChat API simulator, a router in front of the handoff desk (the same
 // calls app.Router makes), the desk, and the console on its own listener.
 const (
-	testAppID   = "wx1234567890abcdef"
-	testOAToken = "oatoken"
-	testPass    = "correct horse battery"
+	testAppID    = "wx1234567890abcdef"
+	testOAToken  = "oatoken"
+	testPass     = "correct horse battery"
+	testCorpID   = "ww0011223344556677"
+	testKFToken  = "kftoken"
+	testKFKey    = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
+	testKFSecret = "kf-secret"
+	testKFID     = "wkTESTKF01"
 )
 
 func testLogger() *slog.Logger {
@@ -61,7 +66,7 @@ func passwordHash(t testing.TB) string {
 func testUsers(t testing.TB) []User {
 	h := passwordHash(t)
 	return []User{
-		{Name: "alice", PasswordHash: h, Role: conv.RoleAgent, Stores: []conv.StoreID{"s1"}, Display: "小爱", Number: "1001"},
+		{Name: "alice", PasswordHash: h, Role: conv.RoleAgent, Stores: []conv.StoreID{"s1"}, Display: "小爱", Number: "1001", WeComUserID: "agent1"},
 		{Name: "carol", PasswordHash: h, Role: conv.RoleAgent, Stores: []conv.StoreID{"s3"}, Number: "1003"},
 		{Name: "sam", PasswordHash: h, Role: conv.RoleSupervisor, Number: "9001"},
 		{Name: "mgr", PasswordHash: h, Role: conv.RoleStoreManager, Stores: []conv.StoreID{"s3"}},
@@ -76,6 +81,9 @@ type miniRouter struct {
 }
 
 func (r *miniRouter) Handle(ctx context.Context, msg conv.Message) ([]conv.Reply, error) {
+	if msg.ChannelType == conv.ChannelWeComKF && msg.Origin == 5 {
+		return nil, r.desk.AgentMessage(ctx, msg)
+	}
 	replies, handled, err := r.desk.Route(ctx, msg)
 	if err != nil || handled {
 		return replies, err
@@ -90,6 +98,9 @@ func (r *miniRouter) Handle(ctx context.Context, msg conv.Message) ([]conv.Reply
 		_ = tr.Append(ctx, msg.Customer, conv.Turn{Role: conv.TurnBot, Text: reply, Intent: "explicit_request"})
 		if err := r.desk.Handoff(ctx, msg, "explicit_request"); err != nil {
 			return nil, err
+		}
+		if handoff.QueueNoticeReplacesReply(msg) {
+			return nil, nil
 		}
 		return []conv.Reply{conv.Text(reply)}, nil
 	}
@@ -107,6 +118,7 @@ type stack struct {
 	console *Console
 	url     string // console base URL
 	oa      *wxsim.OAClient
+	kf      *wxsim.KFClient
 	closed  chan conv.ContactEnded
 }
 
@@ -129,7 +141,8 @@ func newStack(t testing.TB, o stackOpts) *stack {
 		t.Cleanup(func() { _ = e.Close() })
 		eng = e
 	}
-	sim := wxsim.NewAPI(wxsim.APIOptions{OA: []wxsim.OAApp{{AppID: testAppID, Secret: "oa-secret"}}})
+	sim := wxsim.NewAPI(wxsim.APIOptions{OA: []wxsim.OAApp{{AppID: testAppID, Secret: "oa-secret"}},
+		KF: []wxsim.KFCorp{{CorpID: testCorpID, Secret: testKFSecret, Accounts: []string{testKFID}, Servicers: []string{"agent1"}}}})
 	base := sim.Start()
 	t.Cleanup(sim.Close)
 
@@ -138,7 +151,10 @@ func newStack(t testing.TB, o stackOpts) *stack {
 	gcfg.PassiveBudget = time.Second
 	gcfg.Outbound.BaseBackoff = 50 * time.Millisecond
 	gcfg.Outbound.MaxBackoff = 200 * time.Millisecond
-	gcfg.Channels = []gateway.ChannelConfig{{Name: "oa", Type: conv.ChannelWeChatOA, AppID: testAppID, AppSecret: "oa-secret", Token: testOAToken, Store: "s1"}}
+	gcfg.Channels = []gateway.ChannelConfig{
+		{Name: "oa", Type: conv.ChannelWeChatOA, AppID: testAppID, AppSecret: "oa-secret", Token: testOAToken, Store: "s1"},
+		{Name: "kf", Type: conv.ChannelWeComKF, AppID: testCorpID, AppSecret: testKFSecret, Token: testKFToken, EncodingAESKey: testKFKey, Store: "s1"},
+	}
 	router := &miniRouter{}
 	gw, err := gateway.New(gcfg, eng, router, gateway.Options{Logger: testLogger()})
 	if err != nil {
@@ -175,8 +191,9 @@ func newStack(t testing.TB, o stackOpts) *stack {
 	go func() { _ = srv.Serve(ln) }()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); _ = gw.Sender.Run(ctx) }()
+	go func() { defer wg.Done(); _ = gw.RunKFPuller(ctx) }()
 	go func() { defer wg.Done(); _ = desk.Run(ctx) }()
 	hs := httptest.NewServer(con)
 	t.Cleanup(func() {
@@ -190,7 +207,9 @@ func newStack(t testing.TB, o stackOpts) *stack {
 	})
 	oa := &wxsim.OAClient{URL: "http://" + ln.Addr().String() + "/wechat/oa/oa", Token: testOAToken, AppID: testAppID,
 		OriginalID: "gh_test", Mode: wxsim.ModePlain, API: sim, Timeout: 5 * time.Second, RetryWait: -1}
-	return &stack{t: t, eng: eng, sim: sim, gw: gw, desk: desk, console: con, url: hs.URL, oa: oa, closed: closed}
+	kf := &wxsim.KFClient{URL: "http://" + ln.Addr().String() + "/wecom/kf/kf", Token: testKFToken, CorpID: testCorpID,
+		EncodingAESKey: testKFKey, API: sim, RetryWait: -1}
+	return &stack{t: t, eng: eng, sim: sim, gw: gw, desk: desk, console: con, url: hs.URL, oa: oa, kf: kf, closed: closed}
 }
 
 // customerSays sends text from openID through the simulator and the gateway.

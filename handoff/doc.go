@@ -29,7 +29,9 @@
 //	// 1. First router stage: customers with a queued or assigned
 //	//    conversation talk to the desk, not the bot.
 //	router.stages = append([]Stage{desk}, router.stages...)
-//	// 2. The bot's handoff decision queues the customer.
+//	// 2. The bot's handoff decision queues the customer. On WeChat KF the
+//	//    bot's own "transferring" reply must not be sent (send_msg is
+//	//    refused in state 2): skip it when handoff.QueueNoticeReplacesReply(msg).
 //	router.OnHandoff = func(ctx context.Context, msg conv.Message, d bot.Decision) error {
 //		return desk.Handoff(ctx, msg, d.Reason)
 //	}

@@ -102,6 +102,14 @@ func (s *Service) Handoff(ctx context.Context, msg conv.Message, reason string) 
 	return nil
 }
 
+// QueueNoticeReplacesReply reports whether the router must not send the
+// bot's own "transferring you" reply for msg's handoff: on WeChat KF the
+// session is in state 2 once Handoff returns, where send_msg is refused,
+// and the queue notice sent with the state-2 msg_code takes its place.
+func QueueNoticeReplacesReply(msg conv.Message) bool {
+	return msg.ChannelType == conv.ChannelWeComKF
+}
+
 func msgTime(msg conv.Message, now time.Time) time.Time {
 	if !msg.CreatedAt.IsZero() {
 		return msg.CreatedAt
