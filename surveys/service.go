@@ -574,12 +574,19 @@ func (s *Service) unanswered(ctx context.Context, sv Survey) error {
 func (s *Service) Run(ctx context.Context) error {
 	tick := time.NewTicker(s.cfg.PollInterval)
 	defer tick.Stop()
-	lastDigest := time.Time{}
+	lastDigest, lastTrim := time.Time{}, time.Time{}
 	for {
 		if s.cfg.Digest.Enabled && time.Since(lastDigest) > time.Minute {
 			lastDigest = time.Now()
 			if err := s.planDigests(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("digest planning failed", "err", err)
+			}
+		}
+		if time.Since(lastTrim) > time.Hour {
+			// Keep the report log as long as the records it describes.
+			lastTrim = time.Now()
+			if err := s.eng.TrimLog(ctx, logRecords, s.now().Add(-recordTTL)); err != nil && ctx.Err() == nil {
+				s.log.Warn("survey log retention failed", "err", err)
 			}
 		}
 		for s.RunDue(ctx) > 0 && ctx.Err() == nil {

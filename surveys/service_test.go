@@ -526,3 +526,24 @@ func TestSchedule_KFCodeExpiredFallsBackToSendMsg(t *testing.T) {
 		t.Fatalf("ended session: sent=%d reasons=%v", n, h.ev.reasons())
 	}
 }
+
+// The JSON channel has no platform window: the survey goes through its
+// callback and quiet hours defer it up to delay + max_defer.
+func TestSchedule_JSONChannelCallbackAndDeferral(t *testing.T) {
+	h := newHarness(t)
+	h.clock.Set(time.Date(2026, 11, 23, 20, 59, 0, 0, cst))
+	now := h.clock.Now()
+	ce := conv.ContactEnded{Conv: "web-1", Customer: "web:w1", Channel: "web", ChannelType: conv.ChannelJSON, ExternalUser: "w1", Store: "store-001",
+		Outcome: "closed", EndedAt: now}
+	h.schedule(ce)
+	h.advance(DefaultDelay) // 21:01: quiet
+	if n := len(h.out.all()); n != 0 {
+		t.Fatal("sent in quiet hours")
+	}
+	h.clock.Set(time.Date(2026, 11, 24, 9, 0, 0, 0, cst))
+	h.run()
+	sent := h.out.byPrefix("survey:")
+	if len(sent) != 1 || sent[0].Kind != conv.OutCustomer || sent[0].Channel != "web" || sent[0].To != "w1" {
+		t.Fatalf("json survey = %+v", sent)
+	}
+}
