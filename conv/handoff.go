@@ -77,8 +77,10 @@ type Conversation struct {
 	Declined  []string   `json:"declined,omitempty"`
 	Transfers []Transfer `json:"transfers,omitempty"`
 
-	StartedAt         time.Time `json:"started_at"`
-	QueuedAt          time.Time `json:"queued_at"`
+	StartedAt time.Time `json:"started_at"`
+	QueuedAt  time.Time `json:"queued_at"`
+	// QueueDeadline is when a queued conversation is abandoned (max wait).
+	QueueDeadline     time.Time `json:"queue_deadline,omitzero"`
 	AssignedAt        time.Time `json:"assigned_at,omitzero"`
 	AcceptedAt        time.Time `json:"accepted_at,omitzero"`
 	EndedAt           time.Time `json:"ended_at,omitzero"`

@@ -480,6 +480,7 @@ func (s *Service) requeue(ctx context.Context, c conv.Conversation, skill, actor
 		fa.Chats = slices.DeleteFunc(fa.Chats, func(x conv.ConvID) bool { return x == id })
 		cur.Transfers = append(cur.Transfers, conv.Transfer{From: from, To: "queue:" + skill, By: actor, Reason: reason, At: s.now()})
 		cur.State, cur.Agent, cur.Accepted, cur.Skill = conv.StateQueued, "", false, skill
+		cur.QueueDeadline = s.now().Add(s.cfg.MaxWait)
 		cur.Version++
 		c = cur
 		setJSON(tx, convKey(id), cur, 0)
@@ -492,13 +493,9 @@ func (s *Service) requeue(ctx context.Context, c conv.Conversation, skill, actor
 	_, _ = s.eng.ZRem(ctx, liveKey, string(id))
 	s.cancel(ctx, []string{tAcceptTimeout, tNoReply, tIdle}, id)
 	// The original queue time keeps the customer's place.
-	if err := s.eng.ZAdd(ctx, queueKey(c.Store, skill), engine.ZItem{Member: string(id), Score: float64(c.QueuedAt.UnixMilli())}); err != nil {
+	if err := s.ensureQueued(ctx, &c); err != nil {
 		return err
 	}
-	if err := s.eng.ZAdd(ctx, queuesKey, engine.ZItem{Member: queueKey(c.Store, skill)}); err != nil {
-		return err
-	}
-	s.schedule(ctx, tQueueTimeout, &c, s.now().Add(s.cfg.MaxWait))
 	s.convEvent(conv.EvTransferred, &c, actor, reason)
 	s.publishConv(ctx, &c)
 	s.publish(ctx, conv.DeskUpdate{Kind: "agent", Agent: from})

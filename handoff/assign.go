@@ -192,6 +192,13 @@ func (s *Service) assign(ctx context.Context, id conv.ConvID, version int64, nam
 	now := s.now()
 	var c conv.Conversation
 	var a agentState
+	if !accepted && version != 0 {
+		// Scheduled before the assignment with the version it will have, so
+		// a crash right after assigning cannot leave an offer nobody
+		// accepts; if the assignment fails the timer finds another version
+		// and does nothing.
+		s.schedule(ctx, tAcceptTimeout, &conv.Conversation{ID: id, Version: version + 1}, now.Add(s.cfg.AcceptTimeout))
+	}
 	err := s.eng.Update(ctx, []string{convKey(id), agentKey(name)}, func(tx engine.Tx) error {
 		cur, ok, err := getJSON[conv.Conversation](tx, convKey(id))
 		if err != nil {
@@ -226,7 +233,7 @@ func (s *Service) assign(ctx context.Context, id conv.ConvID, version int64, nam
 	_, _ = s.eng.ZRem(ctx, queueKey(c.Store, c.Skill), string(id))
 	_ = s.eng.ZAdd(ctx, liveKey, engine.ZItem{Member: string(id), Score: float64(now.UnixMilli())})
 	s.cancel(ctx, []string{tQueueTimeout}, id)
-	if !accepted {
+	if !accepted && version == 0 {
 		s.schedule(ctx, tAcceptTimeout, &c, now.Add(s.cfg.AcceptTimeout))
 	}
 	s.convEvent(conv.EvAssigned, &c, actor, "wait_ms="+strconv.FormatInt(now.Sub(c.QueuedAt).Milliseconds(), 10))

@@ -604,3 +604,46 @@ func TestService_DispatchOldestFirstAcrossQueues(t *testing.T) {
 		}
 	})
 }
+
+// TestService_RecoversFromCrashGaps simulates an instance dying between a
+// state change and the index/timer writes that follow it.
+func TestService_RecoversFromCrashGaps(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, eng engine.Engine) {
+		ctx := context.Background()
+		d := newDesk(t, eng)
+		// Died after creating the conversation, before queueing it: the
+		// queue timeout scheduled beforehand still frees the customer.
+		c := d.handoff(t, "crash1", "s3")
+		if _, err := eng.ZRem(ctx, queueKey(c.Store, c.Skill), string(c.ID)); err != nil {
+			t.Fatal(err)
+		}
+		d.clock.Advance(DefaultMaxWait + time.Second)
+		d.FireTimers(ctx)
+		if c = mustConv(t, d, c.ID); c.State != conv.StateAbandoned {
+			t.Fatalf("orphaned queued conversation: %s", c.State)
+		}
+		// Died in an offer timeout after requeueing, before the queue
+		// writes: the re-claimed offer timer finishes them.
+		d.online(t, "carol")
+		c = d.handoff(t, "crash2", "s3")
+		d.dispatch(t)
+		offered := mustConv(t, d, c.ID)
+		if err := d.offerTimedOut(ctx, offered); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = eng.ZRem(ctx, queueKey(c.Store, c.Skill), string(c.ID))
+		_ = eng.Ack(ctx, timerQueue, tQueueTimeout+":"+string(c.ID))
+		d.schedule(ctx, tAcceptTimeout, &offered, d.clock.Now())
+		d.FireTimers(ctx)
+		if _, err := eng.ZScore(ctx, queueKey(c.Store, c.Skill), string(c.ID)); err != nil {
+			t.Fatalf("not back in its queue: %v", err)
+		}
+		if n, _ := eng.QueueLen(ctx, timerQueue); n == 0 {
+			t.Fatal("queue timeout not rescheduled")
+		}
+		d.dispatch(t)
+		if c = mustConv(t, d, c.ID); c.State != conv.StateAssigned {
+			t.Fatalf("after repair: %s", c.State)
+		}
+	})
+}

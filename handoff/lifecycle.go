@@ -279,6 +279,11 @@ func (s *Service) fire(ctx context.Context, t timer) error {
 			ticket: true, notice: s.cfg.Messages.QueueTimeout})
 		return ignoreStale(err)
 	case tAcceptTimeout:
+		if c.State == conv.StateQueued && c.Version == t.Version+1 {
+			// Re-claimed after a crash in offerTimedOut between the state
+			// change and the queue writes: finish them.
+			return s.ensureQueued(ctx, &c)
+		}
 		if c.State != conv.StateAssigned || c.Accepted || c.Version != t.Version {
 			return nil
 		}
@@ -337,6 +342,11 @@ func (s *Service) offerTimedOut(ctx context.Context, c conv.Conversation) error 
 			cur.Declined = append(cur.Declined, agent)
 		}
 		cur.State, cur.Agent = conv.StateQueued, ""
+		// Waiting for an agent who never accepted must not use up the
+		// customer's whole wait: keep at least one more offer round.
+		if floor := s.now().Add(s.cfg.AcceptTimeout); cur.QueueDeadline.Before(floor) {
+			cur.QueueDeadline = floor
+		}
 		cur.Version++
 		c = cur
 		setJSON(tx, convKey(id), cur, 0)
@@ -347,11 +357,9 @@ func (s *Service) offerTimedOut(ctx context.Context, c conv.Conversation) error 
 		return err
 	}
 	_, _ = s.eng.ZRem(ctx, liveKey, string(id))
-	if err := s.eng.ZAdd(ctx, queueKey(c.Store, c.Skill), engine.ZItem{Member: string(id), Score: float64(c.QueuedAt.UnixMilli())}); err != nil {
+	if err := s.ensureQueued(ctx, &c); err != nil {
 		return err
 	}
-	_ = s.eng.ZAdd(ctx, queuesKey, engine.ZItem{Member: queueKey(c.Store, c.Skill)})
-	s.schedule(ctx, tQueueTimeout, &c, c.QueuedAt.Add(s.cfg.MaxWait))
 	s.emit(conv.Event{Type: conv.EvOfferTimeout, Conv: id, Customer: c.Customer, Store: c.Store, Channel: c.Channel, Agent: agent, Actor: "timer"})
 	s.publishConv(ctx, &c)
 	s.publish(ctx, conv.DeskUpdate{Kind: "agent", Agent: agent})

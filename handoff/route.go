@@ -50,7 +50,15 @@ func (s *Service) Handoff(ctx context.Context, msg conv.Message, reason string) 
 	}
 	c := conv.Conversation{ID: id, Customer: msg.Customer, Channel: msg.Channel, ChannelType: msg.ChannelType,
 		Account: msg.Account, ExternalUser: msg.ExternalUser, Store: msg.Store, Skill: skill, State: conv.StateQueued,
-		Reason: reason, Version: 1, StartedAt: now, QueuedAt: now, LastCustomerMsgAt: msgTime(msg, now), LastNoticeAt: now}
+		Reason: reason, Version: 1, StartedAt: now, QueuedAt: now, QueueDeadline: now.Add(s.cfg.MaxWait),
+		LastCustomerMsgAt: msgTime(msg, now), LastNoticeAt: now}
+	// The queue timeout is scheduled before the conversation exists: if
+	// this instance dies right after creating it, the timer still frees the
+	// customer (abandoned with a ticket) instead of leaving them queued
+	// outside every queue.
+	if _, err := s.eng.Get(ctx, convKey(id)); errors.Is(err, engine.ErrNotFound) {
+		s.schedule(ctx, tQueueTimeout, &c, c.QueueDeadline)
+	}
 	created := false
 	var other conv.ConvID
 	err = s.eng.Update(ctx, []string{activeKey(msg.Customer), convKey(id)}, func(tx engine.Tx) error {
@@ -79,15 +87,9 @@ func (s *Service) Handoff(ctx context.Context, msg conv.Message, reason string) 
 	if c.State != conv.StateQueued {
 		return nil
 	}
-	// Member first, then the queue index: the dispatcher never removes
-	// queue names, so a queued conversation is always reachable.
-	if err := s.eng.ZAdd(ctx, queueKey(c.Store, c.Skill), engine.ZItem{Member: string(c.ID), Score: float64(c.QueuedAt.UnixMilli())}); err != nil {
+	if err := s.ensureQueued(ctx, &c); err != nil {
 		return err
 	}
-	if err := s.eng.ZAdd(ctx, queuesKey, engine.ZItem{Member: queueKey(c.Store, c.Skill)}); err != nil {
-		return err
-	}
-	s.schedule(ctx, tQueueTimeout, &c, c.QueuedAt.Add(s.cfg.MaxWait))
 	if created {
 		_ = s.Transcripts.Append(ctx, c.Customer, conv.Turn{At: now, Role: conv.TurnSystem, Text: "转人工：" + reason, Conv: c.ID, State: conv.StateQueued})
 		s.convEvent(conv.EvQueued, &c, "bot", reason)

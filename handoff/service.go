@@ -341,6 +341,22 @@ func (s *Service) schedule(ctx context.Context, kind string, c *conv.Conversatio
 	}
 }
 
+// ensureQueued (re)puts a queued conversation in its queue index and
+// (re)schedules its queue timeout. Every step is idempotent, so it also
+// repairs what a crash between the state change and these writes left.
+func (s *Service) ensureQueued(ctx context.Context, c *conv.Conversation) error {
+	if err := s.eng.ZAdd(ctx, queueKey(c.Store, c.Skill), engine.ZItem{Member: string(c.ID), Score: float64(c.QueuedAt.UnixMilli())}); err != nil {
+		return err
+	}
+	// Member first, then the queue index: the dispatcher never removes
+	// queue names, so a queued conversation is always reachable.
+	if err := s.eng.ZAdd(ctx, queuesKey, engine.ZItem{Member: queueKey(c.Store, c.Skill)}); err != nil {
+		return err
+	}
+	s.schedule(ctx, tQueueTimeout, c, c.QueueDeadline)
+	return nil
+}
+
 func (s *Service) cancel(ctx context.Context, kinds []string, id conv.ConvID) {
 	for _, k := range kinds {
 		_ = s.eng.Ack(ctx, timerQueue, k+":"+string(id))
