@@ -647,3 +647,34 @@ func TestService_RecoversFromCrashGaps(t *testing.T) {
 		}
 	})
 }
+
+func TestService_JSONChannelHasNoQuota(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, eng engine.Engine) {
+		ctx := context.Background()
+		d := newDesk(t, eng)
+		m := conv.Message{ID: "w1", Channel: "web", ChannelType: conv.ChannelJSON, Customer: "web:v1", ExternalUser: "v1",
+			Store: "s3", Kind: conv.MsgText, Text: "人工", CreatedAt: d.clock.Now()}
+		if err := d.Handoff(ctx, m, "explicit_request"); err != nil {
+			t.Fatal(err)
+		}
+		d.online(t, "carol")
+		d.dispatch(t)
+		c, _, _ := d.Active(ctx, m.Customer)
+		carol := principal("carol")
+		if err := d.Accept(ctx, carol, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 8; i++ { // more than any WeChat allowance
+			if err := d.Reply(ctx, carol, c.ID, fmt.Sprintf("j%d", i), "ok"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		q, _ := d.Quota(ctx, carol, c.ID)
+		if q.Remaining != -1 || !q.CanReply {
+			t.Fatalf("quota = %+v", q)
+		}
+		if n := len(d.out.to("v1")); n != 10 { // queue notice, greeting, 8 replies
+			t.Fatalf("sent %d", n)
+		}
+	})
+}
