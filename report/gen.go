@@ -68,7 +68,7 @@ func GenerateDay(seed uint64, day time.Time, loc *time.Location, o GenOptions) [
 		start := midnight.Add(time.Duration(hour * float64(time.Hour))).Truncate(time.Millisecond)
 		ci := rng.IntN(customers)
 		st := o.Stores[ci%len(o.Stores)]
-		ch := o.Channels[ci%len(o.Channels)]
+		ch := o.Channels[(ci/len(o.Stores))%len(o.Channels)]
 		cu := conv.NewCustomerID(ch, fmt.Sprintf("user%05d", ci))
 		g.contact(fmt.Sprintf("cv-%d-%05d", seed, i), cu, st, ch, start, o.AgentsPerStore)
 	}
