@@ -124,6 +124,8 @@ func (s *Service) alertTitle(c Case, kind string, escalation bool) string {
 	switch {
 	case escalation:
 		return "【差评升级】" + s.storeName(c.Store) + " 的差评已超时未处理"
+	case kind == "when":
+		return "【差评补充】" + s.storeName(c.Store) + " 客户方便回访时间：" + clip(c.PreferredTime, 40)
 	case strings.HasPrefix(kind, "rem"):
 		return "【差评提醒】请尽快回访 " + s.storeName(c.Store) + " 的不满意客户"
 	}
@@ -141,6 +143,9 @@ func (s *Service) alertMarkdown(c Case, title, claim string) string {
 		comment = "（客户未留言）"
 	}
 	fmt.Fprintf(&b, "> 评价：%s\n", clip(comment, 300))
+	if c.PreferredTime != "" {
+		fmt.Fprintf(&b, "> 方便回访：%s\n", clip(c.PreferredTime, 100))
+	}
 	fmt.Fprintf(&b, "> 门店：%s\n", s.storeName(c.Store))
 	agent := c.Agent
 	if agent == "" {
@@ -307,23 +312,25 @@ type webhookDelivery struct {
 // verify X-Kefu-Signature = hex(HMAC-SHA256(secret, timestamp + "." + body))
 // with X-Kefu-Timestamp, and dedupe on X-Kefu-Delivery.
 type WebhookAlert struct {
-	Kind       string       `json:"kind"` // open, rem0…, esc1…
-	Case       string       `json:"case"`
-	Store      conv.StoreID `json:"store"`
-	StoreName  string       `json:"store_name"`
-	Recipient  string       `json:"recipient"`
-	Score      int          `json:"score"`
-	Comment    string       `json:"comment,omitempty"`
-	Agent      string       `json:"agent,omitempty"`
-	Channel    string       `json:"channel"`
-	Deadline   time.Time    `json:"deadline"`
-	Transcript string       `json:"transcript_url,omitempty"`
-	Claim      string       `json:"claim_url,omitempty"`
+	Kind      string       `json:"kind"` // open, rem0…, esc1…
+	Case      string       `json:"case"`
+	Store     conv.StoreID `json:"store"`
+	StoreName string       `json:"store_name"`
+	Recipient string       `json:"recipient"`
+	Score     int          `json:"score"`
+	Comment   string       `json:"comment,omitempty"`
+	// PreferredTime is the customer's call-back time, when given.
+	PreferredTime string    `json:"preferred_time,omitempty"`
+	Agent         string    `json:"agent,omitempty"`
+	Channel       string    `json:"channel"`
+	Deadline      time.Time `json:"deadline"`
+	Transcript    string    `json:"transcript_url,omitempty"`
+	Claim         string    `json:"claim_url,omitempty"`
 }
 
 func (s *Service) webhookPayload(c Case, kind string, m conv.Manager, claim string) json.RawMessage {
 	b, _ := json.Marshal(WebhookAlert{Kind: kind, Case: c.ID, Store: c.Store, StoreName: s.storeName(c.Store), Recipient: m.Name, Score: c.Score,
-		Comment: c.Comment, Agent: c.Agent, Channel: c.Channel, Deadline: c.Deadline, Transcript: s.TranscriptURL(c), Claim: claim})
+		Comment: c.Comment, PreferredTime: c.PreferredTime, Agent: c.Agent, Channel: c.Channel, Deadline: c.Deadline, Transcript: s.TranscriptURL(c), Claim: claim})
 	return b
 }
 

@@ -36,13 +36,15 @@ type Case struct {
 	HandedOff    bool            `json:"handed_off"`
 	Score        int             `json:"score"`
 	Comment      string          `json:"comment,omitempty"`
-	Version      string          `json:"version"`
-	State        string          `json:"state"`
-	OpenedAt     time.Time       `json:"opened_at"`
-	Deadline     time.Time       `json:"deadline"`
-	ContactedAt  time.Time       `json:"contacted_at,omitempty"`
-	ResolvedAt   time.Time       `json:"resolved_at,omitempty"`
-	ClosedAt     time.Time       `json:"closed_at,omitempty"`
+	// PreferredTime is when the customer would like the call-back.
+	PreferredTime string    `json:"preferred_time,omitempty"`
+	Version       string    `json:"version"`
+	State         string    `json:"state"`
+	OpenedAt      time.Time `json:"opened_at"`
+	Deadline      time.Time `json:"deadline"`
+	ContactedAt   time.Time `json:"contacted_at,omitempty"`
+	ResolvedAt    time.Time `json:"resolved_at,omitempty"`
+	ClosedAt      time.Time `json:"closed_at,omitempty"`
 	// Owner is the manager who claimed the case.
 	Owner     string    `json:"owner,omitempty"`
 	ClaimedAt time.Time `json:"claimed_at,omitempty"`
@@ -169,6 +171,31 @@ func (s *Service) caseComment(ctx context.Context, sv Survey) {
 	}
 	if c.AlertedAt.IsZero() {
 		_ = s.enqueue(ctx, "alert:"+id, s.now(), nil)
+	}
+}
+
+// casePreferredTime adds the customer's call-back time to the case; when
+// the alert already went out, the managers get a short update.
+func (s *Service) casePreferredTime(ctx context.Context, sv Survey) {
+	if sv.Score == nil || *sv.Score > s.cfg.DetractorMax || sv.Kind != KindNPS {
+		return
+	}
+	id := caseIDOf(sv.ID)
+	c, err := s.updateCase(ctx, id, func(c *Case) error {
+		c.PreferredTime = sv.PreferredTime
+		c.History = append(c.History, CaseEvent{At: s.now(), Actor: "customer", Action: "preferred_time", Note: sv.PreferredTime})
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("cannot add call-back time to case", "case", id, "err", err)
+		return
+	}
+	if c.AlertedAt.IsZero() {
+		_ = s.enqueue(ctx, "alert:"+id, s.now(), nil)
+		return
+	}
+	if err := s.alert(ctx, c, "when", c.Store, false); err != nil {
+		s.log.Warn("cannot send call-back time update", "case", id, "err", err)
 	}
 }
 

@@ -113,19 +113,39 @@ func TestCase_BareScoreWaitsForReasonThenAlerts(t *testing.T) {
 		t.Fatal("alert sent before the hold, without the reason")
 	}
 	h.clock.Advance(5 * time.Second)
-	h.reply(ce, "s2", "店员态度差")
+	replies, _ = h.reply(ce, "s2", "店员态度差")
+	if len(replies) != 1 || replies[0].Text != DefaultContactTime {
+		t.Fatalf("after the reason: %v", texts(replies))
+	}
 	h.run()
 	alerts := h.out.byPrefix("alert:")
 	if len(alerts) != 1 || !strings.Contains(alerts[0].Reply.Text, "店员态度差") {
 		t.Fatalf("alerts = %+v", alerts)
+	}
+	replies, _ = h.reply(ce, "s3", "周末都可以")
+	if len(replies) != 1 || replies[0].Text != DefaultThanks {
+		t.Fatalf("after the call-back time: %v", texts(replies))
+	}
+	h.run()
+	upd := h.out.byPrefix("alert:c" + surveyID(ce)[1:] + ":when:")
+	if len(upd) != 1 || !strings.Contains(upd[0].Reply.Text, "周末都可以") {
+		t.Fatalf("update = %+v", upd)
+	}
+	if c, _ := h.svc.LoadCase(context.Background(), caseIDOf(surveyID(ce))); c.PreferredTime != "周末都可以" {
+		t.Fatalf("case = %+v", c)
 	}
 	// Without a reason the alert still goes out after the hold.
 	ce3 := h.oaContact("d3")
 	h.schedule(ce3)
 	h.advance(DefaultDelay)
 	h.reply(ce3, "t1", "0分")
-	h.advance(DefaultAlertHold)
-	if n := len(h.out.byPrefix("alert:")); n != 2 {
+	id3 := "alert:" + caseIDOf(surveyID(ce3)) + ":open:"
+	h.advance(DefaultAlertHold - time.Second)
+	if n := len(h.out.byPrefix(id3)); n != 0 {
+		t.Fatal("alert before the hold ended")
+	}
+	h.advance(time.Second)
+	if n := len(h.out.byPrefix(id3)); n != 1 {
 		t.Fatalf("alerts after hold = %d", n)
 	}
 }

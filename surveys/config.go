@@ -34,6 +34,8 @@ const (
 	// DefaultFollowUp asks for the reason (PRODUCT.md §6).
 	DefaultFollowUp = "请问主要是什么原因让您给出这个分数？"
 	DefaultThanks   = "感谢您的反馈，我们会继续努力！"
+	// DefaultContactTime asks a detractor when the store manager may call.
+	DefaultContactTime = "为了尽快帮您解决，店长会亲自联系您。请问什么时间方便回访？（例如：今晚7点后）"
 	// DefaultReprompt answers a reply that is not a 0–10 score, once.
 	DefaultReprompt  = "抱歉没看明白，请回复0到10之间的一个数字（例如：8）。回复“退订”不再收到此类调查。"
 	DefaultOptOutAck = "已为您退订满意度调查，今后不再打扰。"
@@ -99,7 +101,10 @@ type QuestionConfig struct {
 	Text     string `yaml:"text" json:"text"`
 	FollowUp string `yaml:"follow_up" json:"follow_up"`
 	Thanks   string `yaml:"thanks" json:"thanks"`
-	Reprompt string `yaml:"reprompt" json:"reprompt"`
+	// ContactTime asks detractors for a call-back time after their reason
+	// ("" skips the question).
+	ContactTime string `yaml:"contact_time" json:"contact_time"`
+	Reprompt    string `yaml:"reprompt" json:"reprompt"`
 	// OptOutAck confirms an opt-out.
 	OptOutAck string `yaml:"opt_out_ack" json:"opt_out_ack"`
 	// Style is "text" (default) or "menu". A 0–10 scale has 11 choices; a
@@ -173,7 +178,7 @@ func DefaultConfig() Config {
 		QuietEnd:     DefaultQuietEnd,
 		Timezone:     DefaultTimezone,
 		Question: QuestionConfig{Version: "nps-zh-1", Text: DefaultQuestion, FollowUp: DefaultFollowUp, Thanks: DefaultThanks,
-			Reprompt: DefaultReprompt, OptOutAck: DefaultOptOutAck, Style: "text"},
+			ContactTime: DefaultContactTime, Reprompt: DefaultReprompt, OptOutAck: DefaultOptOutAck, Style: "text"},
 		OptOutWords:  append([]string(nil), DefaultOptOutWords...),
 		DetractorMax: DefaultDetractorMax,
 		Cases: CasesConfig{Deadline: DefaultCaseDeadline, Reminders: []time.Duration{4 * time.Hour, time.Hour},

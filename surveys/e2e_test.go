@@ -260,7 +260,14 @@ func TestE2E_KFSurveyDetractorCaseEscalationClose(t *testing.T) {
 	if alert.Channel != "wecom" || alert.MsgType != "markdown" {
 		t.Errorf("alert went as %s/%s", alert.Channel, alert.MsgType)
 	}
+	// A detractor is asked when the manager may call; the answer reaches
+	// the manager as an update and the customer is thanked.
+	waitFor(t, 10*time.Second, "call-back time question", func() bool { return inboxHas(sim, user, "什么时间方便回访") })
+	if _, err := kc.CustomerSends(ctx, kfID, user, "明天下午3点后"); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, 10*time.Second, "thanks", func() bool { return inboxHas(sim, user, surveys.DefaultThanks) })
+	waitFor(t, 10*time.Second, "call-back time update", func() bool { return inboxHas(sim, "mgr-001", "明天下午3点后") })
 	opened := in.events(conv.EvCaseOpened)
 	if len(opened) != 1 {
 		t.Fatalf("case_opened events: %+v", opened)

@@ -53,6 +53,8 @@ func (s *Service) Route(ctx context.Context, msg conv.Message) (replies []conv.R
 		return s.onScoreReply(ctx, sv, msg)
 	case StateWhy:
 		return s.onReason(ctx, sv, msg)
+	case StateWhen:
+		return s.onContactTime(ctx, sv, msg)
 	}
 	_, _ = s.eng.CompareAndDelete(ctx, keyPending+string(msg.Customer), raw)
 	return nil, false, nil
@@ -161,6 +163,8 @@ func (s *Service) onScore(ctx context.Context, sv Survey, msg conv.Message, p Pa
 	switch {
 	case p.RestIsQuestion:
 		handled = false // the question after the score goes to the bot
+	case p.Comment != "" && s.asksContactTime(sv, p.Score):
+		reply = s.cfg.Question.ContactTime
 	case p.Comment != "":
 		reply = s.cfg.Question.Thanks
 	default:
@@ -173,9 +177,13 @@ func (s *Service) onScore(ctx context.Context, sv Survey, msg conv.Message, p Pa
 		}
 		v.Score, v.AnsweredAt, v.Comment = &score, now, p.Comment
 		v.LastMsgID, v.LastReply = msg.ID, reply
-		v.State = StateDone
-		if reply == s.cfg.Question.FollowUp {
+		switch reply {
+		case s.cfg.Question.FollowUp:
 			v.State = StateWhy
+		case s.cfg.Question.ContactTime:
+			v.State = StateWhen
+		default:
+			v.State = StateDone
 		}
 		return nil
 	})
@@ -211,24 +219,75 @@ func (s *Service) onScore(ctx context.Context, sv Survey, msg conv.Message, p Pa
 	return []conv.Reply{conv.Text(reply)}, handled, nil
 }
 
+// asksContactTime reports whether a detractor is asked when the manager
+// may call back (PRODUCT.md §7: the alert carries it).
+func (s *Service) asksContactTime(sv Survey, score int) bool {
+	return s.cfg.Question.ContactTime != "" && sv.Kind == KindNPS && score <= s.cfg.DetractorMax
+}
+
+// optOutDuring ends a survey that already has its score when the customer
+// says 退订 to a follow-up question.
+func (s *Service) optOutDuring(ctx context.Context, sv Survey, msg conv.Message) ([]conv.Reply, bool, error) {
+	if _, err := s.updateSurvey(ctx, sv.ID, func(v *Survey) error {
+		v.State, v.LastMsgID, v.LastReply = StateDone, msg.ID, s.cfg.Question.OptOutAck
+		return nil
+	}); err != nil {
+		return nil, false, err
+	}
+	_, _ = s.eng.CompareAndDelete(ctx, keyPending+string(msg.Customer), []byte(sv.ID))
+	if err := s.optOut(ctx, msg.Customer, sv.ID); err != nil {
+		return nil, false, err
+	}
+	return []conv.Reply{conv.Text(s.cfg.Question.OptOutAck)}, true, nil
+}
+
 // onReason takes the answer to "why?": any text is the comment.
 func (s *Service) onReason(ctx context.Context, sv Survey, msg conv.Message) ([]conv.Reply, bool, error) {
 	if ParseReply(msg.Text, s.cfg.OptOutWords).Kind == ReplyOptOut {
-		if _, err := s.updateSurvey(ctx, sv.ID, func(v *Survey) error { v.State = StateDone; return nil }); err != nil {
-			return nil, false, err
-		}
-		_, _ = s.eng.CompareAndDelete(ctx, keyPending+string(msg.Customer), []byte(sv.ID))
-		if err := s.optOut(ctx, msg.Customer, sv.ID); err != nil {
-			return nil, false, err
-		}
-		return []conv.Reply{conv.Text(s.cfg.Question.OptOutAck)}, true, nil
+		return s.optOutDuring(ctx, sv, msg)
 	}
 	comment := strings.TrimSpace(msg.Text)
+	next, reply := StateDone, s.cfg.Question.Thanks
+	if sv.Score != nil && s.asksContactTime(sv, *sv.Score) {
+		next, reply = StateWhen, s.cfg.Question.ContactTime
+	}
 	sv, err := s.updateSurvey(ctx, sv.ID, func(v *Survey) error {
 		if v.State != StateWhy {
 			return errNoChange
 		}
-		v.State, v.Comment, v.LastMsgID, v.LastReply = StateDone, comment, msg.ID, s.cfg.Question.Thanks
+		v.State, v.Comment, v.LastMsgID, v.LastReply = next, comment, msg.ID, reply
+		return nil
+	})
+	if errors.Is(err, errNoChange) {
+		return s.lostRace(ctx, sv.ID, msg)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if next == StateDone {
+		_, _ = s.eng.CompareAndDelete(ctx, keyPending+string(msg.Customer), []byte(sv.ID))
+		_ = s.eng.Ack(ctx, queueTimers, "exp:"+sv.ID)
+	}
+	if err := s.appendRecord(ctx, s.record("comment", sv)); err != nil {
+		return nil, false, err
+	}
+	if sv.Score != nil && *sv.Score <= s.cfg.DetractorMax && sv.Kind == KindNPS {
+		s.caseComment(ctx, sv)
+	}
+	return []conv.Reply{conv.Text(reply)}, true, nil
+}
+
+// onContactTime takes a detractor's preferred call-back time.
+func (s *Service) onContactTime(ctx context.Context, sv Survey, msg conv.Message) ([]conv.Reply, bool, error) {
+	if ParseReply(msg.Text, s.cfg.OptOutWords).Kind == ReplyOptOut {
+		return s.optOutDuring(ctx, sv, msg)
+	}
+	when := clip(strings.TrimSpace(msg.Text), 100)
+	sv, err := s.updateSurvey(ctx, sv.ID, func(v *Survey) error {
+		if v.State != StateWhen {
+			return errNoChange
+		}
+		v.State, v.PreferredTime, v.LastMsgID, v.LastReply = StateDone, when, msg.ID, s.cfg.Question.Thanks
 		return nil
 	})
 	if errors.Is(err, errNoChange) {
@@ -239,12 +298,7 @@ func (s *Service) onReason(ctx context.Context, sv Survey, msg conv.Message) ([]
 	}
 	_, _ = s.eng.CompareAndDelete(ctx, keyPending+string(msg.Customer), []byte(sv.ID))
 	_ = s.eng.Ack(ctx, queueTimers, "exp:"+sv.ID)
-	if err := s.appendRecord(ctx, s.record("comment", sv)); err != nil {
-		return nil, false, err
-	}
-	if sv.Score != nil && *sv.Score <= s.cfg.DetractorMax && sv.Kind == KindNPS {
-		s.caseComment(ctx, sv)
-	}
+	s.casePreferredTime(ctx, sv)
 	return []conv.Reply{conv.Text(s.cfg.Question.Thanks)}, true, nil
 }
 

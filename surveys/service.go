@@ -537,8 +537,8 @@ func (s *Service) expireDue(ctx context.Context, id string) error {
 		switch sv.State {
 		case StateAsked:
 			sv.State, sv.Reason = StateUnanswered, "expired"
-		case StateWhy:
-			sv.State = StateDone // scored; the reason was optional
+		case StateWhy, StateWhen:
+			sv.State = StateDone // scored; the reason and call-back time were optional
 		default:
 			return errNoChange
 		}

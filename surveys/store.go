@@ -41,6 +41,7 @@ const (
 	StateSending    = "sending"
 	StateAsked      = "asked" // sent, waiting for the score
 	StateWhy        = "why"   // score recorded, waiting for the reason
+	StateWhen       = "when"  // detractor asked for a call-back time
 	StateDone       = "done"
 	StateNotSent    = "not_sent"
 	StateUnanswered = "unanswered"
@@ -96,7 +97,9 @@ type Survey struct {
 	AnsweredAt    time.Time   `json:"answered_at,omitempty"`
 	Score         *int        `json:"score,omitempty"`
 	Comment       string      `json:"comment,omitempty"`
-	Reprompted    bool        `json:"reprompted,omitempty"`
+	// PreferredTime is a detractor's answer to "when may we call back?".
+	PreferredTime string `json:"preferred_time,omitempty"`
+	Reprompted    bool   `json:"reprompted,omitempty"`
 	// NoCode switches a KF survey from its end-of-session code to send_msg.
 	NoCode bool `json:"no_code,omitempty"`
 	// LastMsgID and LastReply make a redelivered answer idempotent.
