@@ -21,9 +21,13 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"kefu/bot"
+	"kefu/console"
 	"kefu/conv"
 	"kefu/engine"
 	"kefu/gateway"
+	"kefu/handoff"
+	"kefu/report"
+	"kefu/surveys"
 	"kefu/wxsim"
 )
 
@@ -32,13 +36,17 @@ const shutdownTimeout = 20 * time.Second
 
 // App is a built kefu instance.
 type App struct {
-	Cfg     Config
-	Log     *slog.Logger
-	Engine  engine.Engine
-	Gateway *gateway.Gateway
-	Bot     *bot.Bot
-	Router  *Router
-	Sim     *wxsim.API // non-nil when simulator.listen is set
+	Cfg      Config
+	Log      *slog.Logger
+	Engine   engine.Engine
+	Gateway  *gateway.Gateway
+	Bot      *bot.Bot
+	Router   *Router
+	Sim      *wxsim.API // non-nil when simulator.listen is set
+	Desk     *handoff.Service
+	Surveys  *surveys.Service
+	Reporter *report.Reporter
+	Console  *console.Console
 
 	registry *prometheus.Registry
 	events   *eventWriter
@@ -134,8 +142,19 @@ func Build(cfg Config, log *slog.Logger) (*App, error) {
 		a.events.emit(ev)
 	}
 	a.Gateway = gw
+	tree, err := conv.NewStoreTree(cfg.Stores)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	if err := a.buildDomains(tree); err != nil {
+		a.Close()
+		return nil, err
+	}
 	return a, nil
 }
+
+func (a *App) now() time.Time { return time.Now() }
 
 func (a *App) startSimulator() error {
 	var opts wxsim.APIOptions
@@ -215,6 +234,13 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	services.Go(func() error { return a.Gateway.Sender.Run(svcCtx) })
 	services.Go(func() error { return a.Gateway.RunKFPuller(svcCtx) })
 	services.Go(func() error { return a.events.run(svcCtx) })
+	services.Go(func() error { return a.Desk.Run(svcCtx) })
+	services.Go(func() error { return a.Surveys.Run(svcCtx) })
+	services.Go(func() error { return a.Reporter.Run(svcCtx) })
+	services.Go(func() error { return report.NewRetention(a.Reporter).Run(svcCtx) })
+	if a.Cfg.Console.Listen != "" {
+		services.Go(func() error { return a.Console.Run(svcCtx) })
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

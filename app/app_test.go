@@ -220,6 +220,9 @@ func TestApp_GracefulShutdownFinishesAcceptedWork(t *testing.T) {
 	cfg := loadSample(t)
 	cfg.Gateway.PassiveBudget = 100 * time.Millisecond
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("KEFU_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	a, err := Build(cfg, log)
 	if err != nil {
 		t.Fatal(err)

@@ -18,8 +18,12 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"kefu/bot"
-
+	"kefu/console"
+	"kefu/conv"
 	"kefu/gateway"
+	"kefu/handoff"
+	"kefu/report"
+	"kefu/surveys"
 )
 
 // Config is the whole kefu configuration file. The top-level keys listen,
@@ -34,8 +38,15 @@ type Config struct {
 	Gateway  gateway.Config          `yaml:"gateway"`
 	Bot      bot.Config              `yaml:"bot"`
 	Messages MessagesConfig          `yaml:"messages"`
-	Log      LogConfig               `yaml:"log"`
-	Admin    AdminConfig             `yaml:"admin"`
+	// Stores is the brand → region → store tree with managers, hours and
+	// holidays; queues, surveys, cases and reports follow it.
+	Stores  conv.StoreNode `yaml:"stores"`
+	Handoff handoff.Config `yaml:"handoff"`
+	Console console.Config `yaml:"console"`
+	Surveys surveys.Config `yaml:"surveys"`
+	Report  report.Config  `yaml:"report"`
+	Log     LogConfig      `yaml:"log"`
+	Admin   AdminConfig    `yaml:"admin"`
 	// Simulator starts the built-in WeChat API simulator (development and
 	// `make run` only; never in production).
 	Simulator SimulatorConfig `yaml:"simulator"`
@@ -104,7 +115,11 @@ func DefaultConfig() Config {
 			Welcome: "您好，欢迎光临！请直接输入您的问题，例如“营业时间”“怎么退货”。需要人工服务请回复“人工”。",
 			NonText: "抱歉，目前只能识别文字消息，请用文字描述您的问题；需要人工服务请回复“人工”。",
 		},
-		Log: LogConfig{Level: "info", Format: "json"},
+		Log:     LogConfig{Level: "info", Format: "json"},
+		Handoff: handoff.DefaultConfig(),
+		Console: console.DefaultConfig(),
+		Surveys: surveys.DefaultConfig(),
+		Report:  report.DefaultConfig(),
 	}
 }
 
@@ -161,6 +176,21 @@ func (c Config) Validate() error {
 		if _, err := os.Stat(c.Bot.KB); err != nil {
 			errs = append(errs, fmt.Errorf("bot.kb: %v", err))
 		}
+	}
+	if _, err := conv.NewStoreTree(c.Stores); err != nil {
+		errs = append(errs, err)
+	}
+	for _, v := range []interface{ Validate() error }{c.Handoff, c.Console, c.Report} {
+		if err := v.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	sv := c.Surveys
+	if sv.Stores.ID == "" {
+		sv.Stores = c.Stores
+	}
+	if err := sv.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

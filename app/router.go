@@ -34,6 +34,12 @@ type Router struct {
 	// OnHandoff is told when the bot hands a customer over; the handoff
 	// domain queues the conversation.
 	OnHandoff func(ctx context.Context, msg conv.Message, d bot.Decision) error
+	// OnBotTurn is told about every message the bot handled and its
+	// decision (transcript, bot-only contact tracking for surveys).
+	OnBotTurn []func(ctx context.Context, msg conv.Message, d bot.Decision)
+	// OnAgentOrigin takes KF messages an agent typed in the WeCom client
+	// (origin 5): they belong to the transcript, not to the bot.
+	OnAgentOrigin func(ctx context.Context, msg conv.Message) error
 	// OnUnsubscribe deletes the customer's personal data (WeChat requires it).
 	OnUnsubscribe []func(ctx context.Context, c conv.CustomerID) error
 }
@@ -45,6 +51,9 @@ func (r *Router) Handle(ctx context.Context, msg conv.Message) ([]conv.Reply, er
 	// KF messages typed by an agent in the WeCom client (origin 5) and
 	// system events belong to the transcript, not to the bot.
 	if msg.ChannelType == conv.ChannelWeComKF && msg.Origin == 5 {
+		if r.OnAgentOrigin != nil {
+			return nil, r.OnAgentOrigin(ctx, msg)
+		}
 		return nil, nil
 	}
 	for _, s := range r.stages {
@@ -106,6 +115,9 @@ func (r *Router) ask(ctx context.Context, msg conv.Message, text string) ([]conv
 		ev.Type = conv.EvBotFallback
 	}
 	r.emit(ctx, ev)
+	for _, f := range r.OnBotTurn {
+		f(ctx, msg, d)
+	}
 	if d.Action == bot.ActHandoff && r.OnHandoff != nil {
 		if err := r.OnHandoff(ctx, msg, d); err != nil {
 			return nil, err

@@ -151,6 +151,10 @@ func (s *Sender) SendDue(ctx context.Context) int {
 		s.log.Warn("outbox claim failed", "err", err)
 		return 0
 	}
+	// Claimed jobs are finished even when ctx ends (shutdown): a send cut
+	// off mid-flight would wait out its lease before anyone retried it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outLease/2)
+	defer cancel()
 	// One recipient's messages go out in order; different recipients in
 	// parallel, so one slow API call does not hold up everyone.
 	groups := map[string][]engine.Job{}
