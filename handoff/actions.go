@@ -345,7 +345,7 @@ func (s *Service) Reply(ctx context.Context, p conv.Principal, id conv.ConvID, c
 	now := s.now()
 	_ = s.eng.Update(ctx, []string{convKey(id)}, func(tx engine.Tx) error {
 		cur, ok, err := getJSON[conv.Conversation](tx, convKey(id))
-		if err != nil || !ok {
+		if err != nil || !ok || cur.State.Terminal() {
 			return err
 		}
 		cur.LastAgentMsgAt = now

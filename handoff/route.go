@@ -216,6 +216,9 @@ func (s *Service) Route(ctx context.Context, msg conv.Message) ([]conv.Reply, bo
 			return err
 		}
 		c = cur
+		if c.State.Terminal() {
+			return nil // ended meanwhile: keep its retention TTL
+		}
 		if at.After(c.LastCustomerMsgAt) {
 			c.LastCustomerMsgAt = at
 		}
@@ -287,7 +290,7 @@ func (s *Service) AgentMessage(ctx context.Context, msg conv.Message) error {
 		t.Conv, t.State = c.ID, c.State
 		_ = s.eng.Update(ctx, []string{convKey(c.ID)}, func(tx engine.Tx) error {
 			cur, ok, err := getJSON[conv.Conversation](tx, convKey(c.ID))
-			if err != nil || !ok {
+			if err != nil || !ok || cur.State.Terminal() {
 				return err
 			}
 			cur.LastAgentMsgAt = t.At
