@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,10 +15,39 @@ import (
 	"kefu/internal/testredis"
 )
 
-// forEachEngine runs f on the embedded engine and on a real Redis.
+// forEachEngine runs f on the embedded engine, on a real Redis and on a
+// real three-master Redis Cluster (which proves the hash-tag discipline:
+// keys used together in one Update share a slot).
 func forEachEngine(t *testing.T, f func(t *testing.T, eng engine.Engine)) {
 	t.Run("embedded", func(t *testing.T) { f(t, embeddedEngine(t)) })
 	t.Run("redis", func(t *testing.T) { f(t, redisEngine(t)) })
+	t.Run("cluster", func(t *testing.T) { f(t, clusterEngine(t)) })
+}
+
+var (
+	clusterOnce sync.Once
+	cluster     *testredis.Cluster
+	clusterErr  error
+	clusterSeq  atomic.Int64
+)
+
+// clusterEngine returns an engine on the package's shared cluster (started
+// once: cluster startup takes about a second) with a fresh key prefix.
+func clusterEngine(t testing.TB) engine.Engine {
+	t.Helper()
+	clusterOnce.Do(func() { cluster, clusterErr = testredis.LaunchCluster() })
+	if clusterErr != nil {
+		t.Fatal(clusterErr)
+	}
+	return engine.NewRedis(cluster.Client(), fmt.Sprintf("kefu%d:", clusterSeq.Add(1)))
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if cluster != nil {
+		cluster.Stop()
+	}
+	os.Exit(code)
 }
 
 func embeddedEngine(t testing.TB) engine.Engine {
