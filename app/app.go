@@ -172,6 +172,18 @@ func (a *App) startSimulator() error {
 			opts.KF = append(opts.KF, kf)
 		}
 	}
+	var robots func(n conv.StoreNode)
+	robots = func(n conv.StoreNode) {
+		for _, m := range n.Managers {
+			if m.RobotKey != "" {
+				opts.Robots = append(opts.Robots, m.RobotKey)
+			}
+		}
+		for _, c := range n.Children {
+			robots(c)
+		}
+	}
+	robots(a.Cfg.Stores)
 	sim := wxsim.NewAPI(opts)
 	ln, err := net.Listen("tcp", a.Cfg.Simulator.Listen)
 	if err != nil {

@@ -44,6 +44,7 @@ func loadSample(t *testing.T) Config {
 	cfg.Bot.KB = filepath.Join(root, "configs/kb.sample.jsonl")
 	cfg.Listen = freeAddr(t)
 	cfg.Simulator.Listen = freeAddr(t)
+	cfg.Console.Listen = freeAddr(t)
 	cfg.WeChat.APIBase = "http://" + cfg.Simulator.Listen
 	cfg.WeChat.WeComAPIBase = cfg.WeChat.APIBase
 	return cfg

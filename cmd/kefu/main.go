@@ -32,6 +32,8 @@ Usage:
                                                talk to a running gateway as a WeChat customer
   kefu kb          SUBCOMMAND …                knowledge base: import, export, list, show, publish, misses, tune, eval
   kefu dead        list|replay [ID…] [-c FILE] list or replay dead-lettered outbound messages
+  kefu report      kpi|funnel|nps [flags]      KPIs, the funnel and NPS from the event log
+  kefu console     hash-password               bcrypt hash of a password (stdin) for console.users
   kefu bench       [flags]                     load benchmark (see docs/BENCHMARKS.md)
   kefu version
 `
@@ -53,6 +55,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdKB(rest, stdout, stderr)
 	case "dead":
 		return cmdDead(rest, stdout, stderr)
+	case "console":
+		return cmdConsole(rest, stdout, stderr)
+	case "report":
+		return cmdReport(rest, stdout, stderr)
 	case "bench":
 		return cmdBench(rest, stdout, stderr)
 	case "version", "--version", "-v":
