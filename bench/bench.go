@@ -74,6 +74,7 @@ type options struct {
 	redisAddr        string
 	keep             bool
 	encrypt          bool
+	workRoot         string
 }
 
 // Result is one target's measurement (the -json output is a list of them).
@@ -147,6 +148,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.kb, "kb", "configs/kb.sample.jsonl", "knowledge base for kefu's bot")
 	fs.StringVar(&o.redisAddr, "redis-addr", "", "use this Redis for kefu-redis instead of starting redis-server (keys go under a fresh prefix)")
 	fs.BoolVar(&o.encrypt, "encrypt", false, "build (encrypt, sign) every push while sending instead of from the pre-built pool: a costlier generator, as in the issue's reference numbers")
+	fs.StringVar(&o.workRoot, "workdir", "", "create the work directory (kefu's data_dir) under this directory (default the system temp dir; /dev/shm makes fsync free: a diagnostic, not a production setting)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, logs, data)")
 	// Internal: the child-process side of a target.
 	childKind := fs.String("child", "", "internal: serve one target (ceiling, silenceper, kefu) in this process")
@@ -205,7 +207,7 @@ func run(o options, logw io.Writer) ([]Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("-kb: %w", err)
 	}
-	work, err := os.MkdirTemp("", "kefu-bench-")
+	work, err := os.MkdirTemp(o.workRoot, "kefu-bench-")
 	if err != nil {
 		return nil, err
 	}
