@@ -192,9 +192,19 @@ func (s *Service) SetStatus(ctx context.Context, p conv.Principal, st conv.Agent
 	}
 	s.emit(conv.Event{Type: conv.EvAgentStatus, Agent: p.User, Actor: p.User, Reason: string(st)})
 	s.publish(ctx, conv.DeskUpdate{Kind: "agent", Agent: p.User})
-	if st == conv.AgentOnline {
-		s.kick()
+	if st != conv.AgentOnline {
+		// Offers not yet accepted go to the next agent now rather than
+		// after the accept timeout; accepted chats stay with their owner.
+		a, err := s.agent(ctx, p.User)
+		if err == nil {
+			for _, id := range a.Chats {
+				if c, err := s.Conversation(ctx, id); err == nil && c.State == conv.StateAssigned && !c.Accepted && c.Agent == p.User {
+					_ = ignoreStale(s.offerTimedOut(ctx, c))
+				}
+			}
+		}
 	}
+	s.kick()
 	return nil
 }
 

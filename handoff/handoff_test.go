@@ -678,3 +678,30 @@ func TestService_JSONChannelHasNoQuota(t *testing.T) {
 		}
 	})
 }
+
+func TestService_GoingAwayReleasesOffers(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, eng engine.Engine) {
+		ctx := context.Background()
+		d := newDesk(t, eng)
+		d.online(t, "alice")
+		offered := d.handoff(t, "o1", "s1")
+		d.dispatch(t)
+		accepted := d.handoff(t, "o2", "s1")
+		d.dispatch(t)
+		if err := d.Accept(ctx, principal("alice"), accepted.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.SetStatus(ctx, principal("alice"), conv.AgentAway); err != nil {
+			t.Fatal(err)
+		}
+		if c := mustConv(t, d, offered.ID); c.State != conv.StateQueued {
+			t.Fatalf("unaccepted offer after going away: %s", c.State)
+		}
+		if c := mustConv(t, d, accepted.ID); c.State != conv.StateAssigned || c.Agent != "alice" {
+			t.Fatalf("accepted chat after going away: %+v", c)
+		}
+		if n := d.dispatch(t); n != 0 {
+			t.Fatalf("assigned %d to an away agent", n)
+		}
+	})
+}
