@@ -50,9 +50,14 @@ func (s *Service) alertDue(ctx context.Context, id string, _ engine.Job) error {
 }
 
 // managersFor returns the managers responsible for node: its own, or the
-// nearest ancestor's when the node has none (someone must hear of it).
+// nearest ancestor's when the node has none, or HQ's for a store missing
+// from the tree (someone must hear of every detractor).
 func (s *Service) managersFor(node conv.StoreID) (conv.StoreID, []conv.Manager) {
-	for _, id := range append([]conv.StoreID{node}, s.tree.Ancestors(node)...) {
+	chain := append([]conv.StoreID{node}, s.tree.Ancestors(node)...)
+	if _, known := s.tree.Node(node); !known && s.cfg.Stores.ID != "" {
+		chain = append(chain, s.cfg.Stores.ID)
+	}
+	for _, id := range chain {
 		if n, ok := s.tree.Node(id); ok && len(n.Managers) > 0 {
 			return id, n.Managers
 		}

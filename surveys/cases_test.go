@@ -357,3 +357,12 @@ func TestCase_TemplateAlertToManagerOpenID(t *testing.T) {
 		t.Fatalf("template alert = %+v", got)
 	}
 }
+
+// A detractor of a store missing from the tree still reaches someone: HQ.
+func TestCase_UnknownStoreAlertsHQ(t *testing.T) {
+	h := newHarness(t)
+	h.detractor("u1", "store-999", "1分，没人管")
+	if got := h.out.byPrefix("alert:"); len(got) != 1 || got[0].To != "hq-boss" {
+		t.Fatalf("alerts = %+v", got)
+	}
+}

@@ -160,3 +160,10 @@ func FuzzParseReply(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParseReply(b *testing.B) {
+	inputs := []string{"9", "3分，等太久了", "给个8吧", "你们几点关门？", "满分10分，我给8分", "好的"}
+	for i := 0; b.Loop(); i++ {
+		ParseReply(inputs[i%len(inputs)], nil)
+	}
+}
