@@ -114,8 +114,8 @@ func TestDashboard_HeadlessBrowser(t *testing.T) {
 	if queue != "7" || wait != "1m35s" || !strings.HasSuffix(sl, "%") || nps == "—" {
 		t.Errorf("live tiles: queue %q wait %q sl %q nps %q", queue, wait, sl, nps)
 	}
-	// "All" plus six stores per trend chart; fourteen funnel stages.
-	if n, m, b := count("#chart-nps path.line"), count("#chart-sl path.line"), count("#chart-funnel rect.bar"); n != 7 || m != 7 || b != 14 {
+	// "All" plus six stores per trend chart; fifteen funnel stages.
+	if n, m, b := count("#chart-nps path.line"), count("#chart-sl path.line"), count("#chart-funnel rect.bar"); n != 7 || m != 7 || b != 15 {
 		t.Errorf("charts: nps lines %d, sl lines %d, funnel bars %d", n, m, b)
 	}
 
@@ -139,7 +139,7 @@ func TestDashboard_HeadlessBrowser(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	if n := count("#funnel-table tbody tr"); n != 14 {
+	if n := count("#funnel-table tbody tr"); n != 15 {
 		t.Errorf("funnel table rows = %d", n)
 	}
 	if err := chromedp.Do(ctx,

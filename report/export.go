@@ -35,6 +35,8 @@ var countColumns = []struct {
 	{"cases_called_back_in_time", func(c *Counts) int64 { return c.CallbackIn }},
 	{"cases_overdue", func(c *Counts) int64 { return c.CaseOverdue }},
 	{"cases_closed", func(c *Counts) int64 { return c.CaseClosed }},
+	{"resurveys_answered", func(c *Counts) int64 { return c.ReSurveys }},
+	{"recovered_detractors", func(c *Counts) int64 { return c.Recovered }},
 }
 
 func num(v Value) string {

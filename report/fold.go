@@ -446,6 +446,20 @@ func (f *fold) survey(t int64, ev *conv.Event) {
 	} else {
 		k = Key{Day: f.day(t), Store: ev.Store, Channel: ev.Channel, Agent: ev.Agent}
 	}
+	if ev.Data["kind"] == reSurveyKind {
+		// A re-survey after a resolved case measures recovery, not the
+		// contact: it stays out of NPS, CSAT and the response rate.
+		if ev.Type == conv.EvSurveyAnswered {
+			if score, err := strconv.Atoi(strings.TrimSpace(ev.Data["score"])); err == nil && score >= 0 && score <= 10 {
+				b := f.b(k)
+				b.ReSurveys++
+				if score > f.cfg.DetractorMax {
+					b.Recovered++
+				}
+			}
+		}
+		return
+	}
 	switch ev.Type {
 	case conv.EvSurveyScheduled:
 		f.b(k).SurveySched++
@@ -551,8 +565,19 @@ func (f *fold) caseEvent(t int64, ev *conv.Event) {
 		if cs.Closed != 0 {
 			return
 		}
-		if cs.Called == 0 && t > cs.Deadline {
-			f.overdue(cs)
+		if cs.Called == 0 {
+			// Closing implies the manager reached the customer; without a
+			// case_contacted event the close time is the (latest possible)
+			// callback time.
+			cs.Called = t
+			b := f.b(cs.Key)
+			b.CaseCalled++
+			b.CallbackMs += max(t-cs.Opened, 0)
+			if t <= cs.Deadline && !cs.Overdue {
+				b.CallbackIn++
+			} else {
+				f.overdue(cs)
+			}
 		}
 		cs.Closed = t
 		delete(f.openCases, id)
@@ -607,6 +632,9 @@ func (f *fold) sweep() {
 		}
 	}
 }
+
+// reSurveyKind is surveys' Data["kind"] of a re-survey after a resolved case.
+const reSurveyKind = "re_survey"
 
 // idMillis returns the time part of a log record ID.
 func idMillis(id string) int64 {

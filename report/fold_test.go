@@ -363,3 +363,23 @@ func TestDefinitions_HashChangesWithParams(t *testing.T) {
 		t.Errorf("%d definitions for %d KPIs", len(a), len((&Counts{}).Compute()))
 	}
 }
+
+func TestFold_ReSurveyCountsRecoveryNotNPS(t *testing.T) {
+	h := time.Hour
+	f := runFold(t, DefaultConfig(), []conv.Event{
+		ev(conv.EvSurveySent, "r", 0, data("kind", "nps")),
+		ev(conv.EvSurveyAnswered, "r", time.Minute, data("kind", "nps"), data("score", "2")),
+		ev(conv.EvCaseOpened, "r", time.Minute),
+		// Closed without a logged callback: the close counts as the callback.
+		ev(conv.EvCaseClosed, "r", 3*h),
+		ev(conv.EvSurveySent, "r", 5*h, data("kind", "re_survey")),
+		ev(conv.EvSurveyAnswered, "r", 6*h, data("kind", "re_survey"), data("score", "9")),
+	})
+	c := totals(f, nil)
+	wantKPI(t, &c, KPINPS, -100, 1)
+	wantKPI(t, &c, KPIResponseRate, 100, 1)
+	wantKPI(t, &c, KPICallbackWithin, 100, 1)
+	if c.ReSurveys != 1 || c.Recovered != 1 {
+		t.Errorf("re-surveys %d, recovered %d; want 1, 1", c.ReSurveys, c.Recovered)
+	}
+}

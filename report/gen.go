@@ -198,7 +198,15 @@ func (g *gen) contact(id string, cu conv.CustomerID, st conv.StoreID, ch string,
 							g.add(e(conv.EvCaseEscalated, opened.Add(20*time.Hour), withData("case", "case-"+id)))
 						}
 						if g.rng.IntN(5) != 0 {
-							g.add(e(conv.EvCaseClosed, called.Add(g.dur(3600)), withData("case", "case-"+id)))
+							closed := called.Add(g.dur(3600))
+							g.add(e(conv.EvCaseClosed, closed, withData("case", "case-"+id)))
+							if g.rng.IntN(5) < 3 { // re-survey after the case is resolved
+								g.add(e(conv.EvSurveySent, closed.Add(2*time.Hour), withData("kind", reSurveyKind)))
+								if g.rng.IntN(3) != 0 {
+									g.add(e(conv.EvSurveyAnswered, closed.Add(2*time.Hour+g.dur(900)),
+										withData("kind", reSurveyKind, "score", fmt.Sprint(4+g.rng.IntN(7)))))
+								}
+							}
 						}
 					}
 				}

@@ -49,6 +49,8 @@ type Counts struct {
 	CaseEscal    int64 `json:"ce,omitempty"` // escalations
 	CaseClosed   int64 `json:"cl,omitempty"` // cases closed
 	CloseMs      int64 `json:"cx,omitempty"` // sum of case open → close
+	ReSurveys    int64 `json:"rv,omitempty"` // re-surveys answered after a resolved case
+	Recovered    int64 `json:"rc,omitempty"` // … scoring above DetractorMax (recovered detractors)
 	// AbandonReasons and NotSentReasons are the funnel's drop-off reasons.
 	AbandonReasons map[string]int64 `json:"ar,omitempty"`
 	NotSentReasons map[string]int64 `json:"nr,omitempty"`
@@ -91,6 +93,8 @@ func (c *Counts) Add(o *Counts) {
 	c.CaseEscal += o.CaseEscal
 	c.CaseClosed += o.CaseClosed
 	c.CloseMs += o.CloseMs
+	c.ReSurveys += o.ReSurveys
+	c.Recovered += o.Recovered
 	c.AbandonReasons = addReasons(c.AbandonReasons, o.AbandonReasons)
 	c.NotSentReasons = addReasons(c.NotSentReasons, o.NotSentReasons)
 }
@@ -227,7 +231,7 @@ func paramsFingerprint(cfg Config) string {
 }
 
 // aggVersion is bumped when the fold itself changes meaning.
-const aggVersion = 1
+const aggVersion = 2
 
 // Value is one KPI computed over some counters. OK is false when the
 // denominator is zero (shown as "—").

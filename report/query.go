@@ -299,6 +299,8 @@ func buildFunnel(q Query, c *Counts, cfg Config) Funnel {
 				{"overdue, not called back", overdueOpen}, {"open, not yet due", pos(c.Cases - c.CaseCalled - overdueOpen)}}},
 		{Name: "case_closed", Label: "Case closed", Count: c.CaseClosed, Parent: "detractors", Filter: "case_closed",
 			Drops: []Drop{{"case still open", pos(c.Cases - c.CaseClosed)}}},
+		{Name: "recovered", Label: "Recovered on re-survey", Count: c.Recovered, Parent: "case_closed", Filter: "",
+			Drops: []Drop{{"re-survey not recovered", c.ReSurveys - c.Recovered}}},
 	}
 	idx := map[string]int64{}
 	for i := range st {
