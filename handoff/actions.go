@@ -245,7 +245,7 @@ func (s *Service) Accept(ctx context.Context, p conv.Principal, id conv.ConvID) 
 	}
 	s.cancel(ctx, []string{tAcceptTimeout}, id)
 	s.schedule(ctx, tIdle, &c, now.Add(s.cfg.IdleClose))
-	s.convEvent(conv.EvAccepted, &c, p.User, "wait_ms="+fmt.Sprint(now.Sub(c.QueuedAt).Milliseconds()))
+	s.convEvent(conv.EvAccepted, &c, p.User, "", "wait_ms", fmt.Sprint(now.Sub(c.QueuedAt).Milliseconds()))
 	s.greet(ctx, &c)
 	s.publishConv(ctx, &c)
 	return nil

@@ -236,7 +236,7 @@ func (s *Service) assign(ctx context.Context, id conv.ConvID, version int64, nam
 	if !accepted && version == 0 {
 		s.schedule(ctx, tAcceptTimeout, &c, now.Add(s.cfg.AcceptTimeout))
 	}
-	s.convEvent(conv.EvAssigned, &c, actor, "wait_ms="+strconv.FormatInt(now.Sub(c.QueuedAt).Milliseconds(), 10))
+	s.convEvent(conv.EvAssigned, &c, actor, "", "wait_ms", strconv.FormatInt(now.Sub(c.QueuedAt).Milliseconds(), 10))
 	s.publishConv(ctx, &c)
 	return a, nil
 }

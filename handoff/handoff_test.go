@@ -127,6 +127,19 @@ func TestService_FullLifecycle(t *testing.T) {
 				t.Errorf("event %s emitted %d times", ty, d.rec.count(ty))
 			}
 		}
+		// The report computes ASA and AHT from these.
+		for _, ev := range d.rec.events {
+			switch ev.Type {
+			case conv.EvAccepted:
+				if ev.Data["wait_ms"] != "120000" || ev.Agent != "alice" || ev.Conv != c.ID {
+					t.Errorf("accepted event = %+v", ev)
+				}
+			case conv.EvClosed:
+				if ev.Data["handle_ms"] != "0" || ev.Data["disposition"] != "咨询" || ev.Data["resolved"] != "true" || ev.Actor != "alice" {
+					t.Errorf("closed event = %+v", ev)
+				}
+			}
+		}
 		// Back to the bot: the router gets the next message.
 		if _, handled, _ := d.Route(ctx, d.customerMsg("u1", "s1", "谢谢")); handled {
 			t.Fatal("closed conversation still routes to the desk")

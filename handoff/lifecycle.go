@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -129,8 +130,14 @@ func (s *Service) afterEnd(ctx context.Context, c *conv.Conversation, spec endSp
 	if c.State == conv.StateAbandoned {
 		ev = conv.EvAbandoned
 	}
-	s.emit(conv.Event{Type: ev, Conv: c.ID, Customer: c.Customer, Store: c.Store, Channel: c.Channel, Agent: c.Agent,
-		Actor: spec.actor, Reason: spec.reason, Data: map[string]string{"disposition": c.Disposition, "resolved": boolStr(c.Resolved)}})
+	kv := []string{"disposition", c.Disposition, "resolved", boolStr(c.Resolved), "handed_off", "true"}
+	if !c.AcceptedAt.IsZero() {
+		kv = append(kv, "handle_ms", fmt.Sprint(c.EndedAt.Sub(c.AcceptedAt).Milliseconds()))
+	}
+	if c.State == conv.StateAbandoned {
+		kv = append(kv, "wait_ms", fmt.Sprint(c.EndedAt.Sub(c.QueuedAt).Milliseconds()))
+	}
+	s.convEvent(ev, c, spec.actor, spec.reason, kv...)
 	s.remember(ctx, *c)
 	// The hooks are at least once: a safety-net timer fires them on any
 	// instance if this one dies before acking it (ContactEnded.Conv is the

@@ -168,9 +168,16 @@ func (s *Service) emit(ev conv.Event) {
 	}
 }
 
-func (s *Service) convEvent(t conv.EventType, c *conv.Conversation, actor, reason string) {
+// convEvent emits a conversation event; kv are extra Data pairs (the
+// report computes ASA from "wait_ms" on accepted, AHT from "handle_ms" on
+// closed).
+func (s *Service) convEvent(t conv.EventType, c *conv.Conversation, actor, reason string, kv ...string) {
+	data := map[string]string{"state": string(c.State), "skill": c.Skill}
+	for i := 0; i+1 < len(kv); i += 2 {
+		data[kv[i]] = kv[i+1]
+	}
 	s.emit(conv.Event{Type: t, Conv: c.ID, Customer: c.Customer, Store: c.Store, Channel: c.Channel,
-		Agent: c.Agent, Actor: actor, Reason: reason, Data: map[string]string{"state": string(c.State)}})
+		Agent: c.Agent, Actor: actor, Reason: reason, Data: data})
 }
 
 // publish tells every instance's consoles that something changed.
