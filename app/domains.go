@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"kefu/bot"
 	"kefu/console"
@@ -89,7 +90,7 @@ func (a *App) buildDomains(tree *conv.StoreTree) error {
 	a.registry.MustRegister(rep.Collector())
 
 	con, err := console.New(cfg.Console, console.Deps{
-		Engine: eng, Desk: desk, Stores: tree, Logger: log,
+		Engine: eng, Desk: desk, Stores: tree, Logger: log, Profiles: surveyProfile{sv},
 		KB: console.KBSearchFunc(func(ctx context.Context, text string, store conv.StoreID, k int) []console.Suggestion {
 			var out []console.Suggestion
 			for _, c := range a.Bot.Search(ctx, text, store, true, k) {
@@ -103,7 +104,89 @@ func (a *App) buildDomains(tree *conv.StoreTree) error {
 	}
 	con.Mount("/surveys/", sv.Handler(), conv.RoleStoreManager, conv.RoleSupervisor, conv.RoleAdmin)
 	con.MountPublic("/surveys/claim", sv.Handler()) // signed one-tap claim links from alerts
-	con.Mount("/reports/", report.NewDashboard(rep, nil), conv.RoleSupervisor, conv.RoleStoreManager, conv.RoleAdmin)
+	con.Mount("/reports/", report.NewDashboard(rep, deskLive{desk: desk, tree: tree, now: time.Now}), conv.RoleSupervisor, conv.RoleStoreManager, conv.RoleAdmin)
 	a.Console = con
 	return nil
+}
+
+// deskLive adapts the human desk to the dashboard's live view.
+type deskLive struct {
+	desk *handoff.Service
+	tree *conv.StoreTree
+	now  func() time.Time
+}
+
+// Live counts waiting customers, the longest wait and agents online/busy
+// in stores (nil: all), read as an admin would see them.
+func (l deskLive) Live(ctx context.Context, stores []conv.StoreID) (report.LiveQueue, error) {
+	admin := conv.Principal{User: "dashboard", Role: conv.RoleAdmin}
+	in := func(s conv.StoreID) bool {
+		if len(stores) == 0 {
+			return true
+		}
+		for _, scope := range stores {
+			if s == scope || l.tree.Within(s, scope) {
+				return true
+			}
+		}
+		return false
+	}
+	var out report.LiveQueue
+	queued, err := l.desk.Queue(ctx, admin)
+	if err != nil {
+		return out, err
+	}
+	now := l.now()
+	for _, c := range queued {
+		if !in(c.Store) {
+			continue
+		}
+		out.QueueLength++
+		if w := now.Sub(c.QueuedAt); w > out.LongestWait {
+			out.LongestWait = w
+		}
+	}
+	agents, err := l.desk.Agents(ctx, admin)
+	if err != nil {
+		return out, err
+	}
+	for _, ag := range agents {
+		mine := len(ag.Stores) == 0
+		for _, s := range ag.Stores {
+			mine = mine || in(s)
+		}
+		if !mine || ag.Status != conv.AgentOnline {
+			continue
+		}
+		out.AgentsOnline++
+		if len(ag.Chats) > 0 {
+			out.AgentsBusy++
+		}
+	}
+	return out, nil
+}
+
+// surveyProfile adapts surveys to the console's customer profile: the
+// customer's detractor cases (open ones as open cases, all as past scores).
+// Scores of surveys that opened no case are not indexed per customer yet,
+// so passives and promoters do not show here.
+type surveyProfile struct{ sv *surveys.Service }
+
+// Profile implements console.ProfileSource.
+func (p surveyProfile) Profile(ctx context.Context, customer conv.CustomerID) (console.Profile, error) {
+	cases, err := p.sv.Cases(ctx, surveys.CaseFilter{Limit: 500})
+	if err != nil {
+		return console.Profile{}, err
+	}
+	var out console.Profile
+	for _, c := range cases {
+		if c.Customer != customer {
+			continue
+		}
+		out.Surveys = append(out.Surveys, console.SurveyScore{Score: c.Score, Comment: c.Comment, At: c.OpenedAt})
+		if c.State != "closed" {
+			out.OpenCases = append(out.OpenCases, console.CaseSummary{ID: c.ID, State: c.State, Store: string(c.Store), Due: c.Deadline})
+		}
+	}
+	return out, nil
 }
