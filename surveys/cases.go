@@ -76,8 +76,6 @@ func (c Case) Overdue(now time.Time) bool {
 
 func caseIDOf(surveyID string) string { return "c" + strings.TrimPrefix(surveyID, "s") }
 
-func (s *Service) caseTTL() time.Duration { return recordTTL }
-
 // LoadCase returns a case by id.
 func (s *Service) LoadCase(ctx context.Context, id string) (Case, error) {
 	var c Case
@@ -89,7 +87,7 @@ func (s *Service) LoadCase(ctx context.Context, id string) (Case, error) {
 }
 
 func (s *Service) updateCase(ctx context.Context, id string, fn func(c *Case) error) (Case, error) {
-	return updateJSON(ctx, s.eng, keyCase+id, s.caseTTL(), func(c *Case, created bool) error {
+	return updateJSON(ctx, s.eng, keyCase+id, recordTTL, func(c *Case, created bool) error {
 		if created {
 			return fmt.Errorf("case %s: %w", id, conv.ErrNotFound)
 		}
@@ -117,7 +115,7 @@ func (s *Service) OnDetractor(ctx context.Context, sv Survey) (Case, error) {
 	if err != nil {
 		return c, err
 	}
-	created, err := s.eng.CompareAndSwap(ctx, keyCase+id, nil, b, s.caseTTL())
+	created, err := s.eng.CompareAndSwap(ctx, keyCase+id, nil, b, recordTTL)
 	if err != nil {
 		return c, err
 	}
@@ -125,7 +123,7 @@ func (s *Service) OnDetractor(ctx context.Context, sv Survey) (Case, error) {
 		return s.LoadCase(ctx, id)
 	}
 	// The identity's open case blocks new surveys until resolved.
-	if err := s.eng.Set(ctx, keyCaseOpen+sv.Identity, []byte(id), s.caseTTL()); err != nil {
+	if err := s.eng.Set(ctx, keyCaseOpen+sv.Identity, []byte(id), recordTTL); err != nil {
 		return c, err
 	}
 	if err := s.eng.ZAdd(ctx, keyCases, engine.ZItem{Member: id, Score: float64(now.UnixMilli())}); err != nil {
