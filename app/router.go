@@ -122,6 +122,10 @@ func (r *Router) ask(ctx context.Context, msg conv.Message, text string) ([]conv
 		if err := r.OnHandoff(ctx, msg, d); err != nil {
 			return nil, err
 		}
+		// The desk tells the customer their queue position (or why no
+		// human can come); the bot's generic text would be a second,
+		// quota-eating message saying less.
+		return nil, nil
 	}
 	if d.Reply.Kind == "" && d.Reply.Text == "" {
 		return nil, nil
