@@ -166,3 +166,91 @@ func TestBrowser_AgentHandlesHandoff(t *testing.T) {
 	poll(t, ctx, "chat shown closed", `document.getElementById("chat-state").textContent === "已结束" && document.querySelectorAll("#mine li").length === 0`)
 	shot(t, ctx, dir, "05-closed")
 }
+
+func login(t *testing.T, ctx context.Context, url, user string) {
+	t.Helper()
+	do(t, ctx, "log in "+user,
+		chromedp.Navigate(url),
+		chromedp.WaitVisible(chromedp.ID("login-user")),
+		chromedp.SendKeys(chromedp.ID("login-user"), user),
+		chromedp.SendKeys(chromedp.ID("login-pass"), testPass),
+		chromedp.Click(chromedp.ID("login-btn")),
+		chromedp.WaitVisible(chromedp.ID("app-view")),
+	)
+	poll(t, ctx, user+"'s live updates", `document.getElementById("live").dataset.ready === "1"`)
+}
+
+func setStatus(t *testing.T, ctx context.Context, status string) {
+	t.Helper()
+	do(t, ctx, "status "+status, chromedp.Evaluate[chromedp.Void](`(() => { const s = document.getElementById("status"); s.value = "`+status+`"; s.dispatchEvent(new Event("change")); })()`))
+}
+
+// TestBrowser_SupervisorAssignsAndTakesOver: two users in two isolated
+// browser contexts. The supervisor sees the queue and assigns a chat to an
+// agent who is away; it appears live on the agent's page; the agent
+// accepts and replies; the supervisor sees it ongoing, takes it over
+// (logged as a transfer), adds an internal note and closes it.
+func TestBrowser_SupervisorAssignsAndTakesOver(t *testing.T) {
+	agentCtx := browser(t)
+	dir := artifacts(t)
+	s := newStack(t, stackOpts{kb: testKB})
+	login(t, agentCtx, s.url, "alice")
+	setStatus(t, agentCtx, "away") // takes no chats from the dispatcher, but may be assigned
+	supCtx, cancel := chromedp.NewContext(agentCtx, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	login(t, supCtx, s.url, "sam")
+	poll(t, supCtx, "supervisor panels", `!document.getElementById("ongoing-box").classList.contains("hidden") && document.querySelectorAll("#agents li").length >= 2`)
+
+	s.customerSays("openid-sup", "我要投诉，转人工")
+	poll(t, supCtx, "queued chat on the supervisor's page", `document.querySelectorAll("#queue li").length === 1`)
+	do(t, supCtx, "open queued chat", chromedp.Click(chromedp.CSS("#queue li")), chromedp.WaitVisible(chromedp.ID("assign-box")))
+	do(t, supCtx, "assign to alice",
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("assign-box").open = true`),
+		chromedp.SendKeys(chromedp.ID("assign-agent"), "alice"),
+		chromedp.Click(chromedp.ID("assign-btn")),
+	)
+	poll(t, agentCtx, "assigned chat on alice's page", `document.querySelectorAll("#mine li").length === 1`)
+	do(t, agentCtx, "alice opens and accepts", chromedp.Click(chromedp.CSS("#mine li")), chromedp.WaitVisible(chromedp.ID("accept")), chromedp.Click(chromedp.ID("accept")))
+	poll(t, agentCtx, "reply enabled", `!document.getElementById("reply-send").disabled`)
+	do(t, agentCtx, "alice replies", chromedp.SendKeys(chromedp.ID("reply-text"), "非常抱歉，我来帮您处理"), chromedp.Click(chromedp.ID("reply-send")))
+	waitFor(t, 10*time.Second, "customer receives alice's reply", func() bool {
+		return strings.Contains(strings.Join(s.received("openid-sup"), "|"), "我来帮您处理")
+	})
+
+	poll(t, supCtx, "ongoing chat with alice", `[...document.querySelectorAll("#ongoing li")].some(e => e.textContent.includes("alice"))`)
+	shot(t, supCtx, dir, "01-supervisor-overview")
+	do(t, supCtx, "open ongoing chat", chromedp.Click(chromedp.CSS("#ongoing li")))
+	poll(t, supCtx, "take-over button", `!document.getElementById("takeover").classList.contains("hidden")`)
+	do(t, supCtx, "take over", chromedp.Click(chromedp.ID("takeover")))
+	poll(t, agentCtx, "chat gone from alice's list", `document.querySelectorAll("#mine li").length === 0`)
+	poll(t, supCtx, "supervisor owns it", `document.getElementById("chat-meta").textContent.includes("sam") && !document.getElementById("reply-send").disabled`)
+	do(t, supCtx, "internal note",
+		chromedp.Evaluate[chromedp.Void](`document.querySelectorAll(".tools details").forEach(d => d.open = true)`),
+		chromedp.SendKeys(chromedp.ID("note-text"), "客户情绪激动，已安抚"),
+		chromedp.Click(chromedp.ID("note-add")),
+	)
+	poll(t, supCtx, "note in transcript", `[...document.querySelectorAll("#transcript .turn.note")].some(e => e.textContent.includes("已安抚"))`)
+	shot(t, supCtx, dir, "02-taken-over")
+	do(t, supCtx, "close as complaint, not resolved",
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("disposition").value = "投诉"; document.getElementById("resolved").checked = false`),
+		chromedp.Click(chromedp.ID("close-btn")),
+	)
+	select {
+	case e := <-s.closed:
+		if e.Agent != "sam" || e.Disposition != "投诉" || e.Resolved {
+			t.Fatalf("ContactEnded = %+v", e)
+		}
+		c, err := s.desk.Conversation(context.Background(), e.Conv)
+		if err != nil || len(c.Transfers) != 1 || c.Transfers[0].From != "alice" || c.Transfers[0].To != "sam" {
+			t.Fatalf("transfers = %+v (%v)", c.Transfers, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("closed hook did not fire")
+	}
+	// Notes never reach the customer.
+	for _, m := range s.received("openid-sup") {
+		if strings.Contains(m, "已安抚") {
+			t.Fatal("internal note sent to the customer")
+		}
+	}
+}

@@ -414,6 +414,13 @@ func (s *Service) Transfer(ctx context.Context, p conv.Principal, id conv.ConvID
 	if skill, ok := strings.CutPrefix(to, "queue"); ok && (skill == "" || strings.HasPrefix(skill, ":")) {
 		return s.requeue(ctx, c, strings.TrimPrefix(skill, ":"), p.User, reason)
 	}
+	return s.transferTo(ctx, p, c, to, reason, false)
+}
+
+// transferTo moves c to agent to; a take-over (self) works whatever the
+// supervisor's own status.
+func (s *Service) transferTo(ctx context.Context, p conv.Principal, c conv.Conversation, to, reason string, takeOver bool) error {
+	id := c.ID
 	prof, ok := s.roster[to]
 	if !ok {
 		return badInput("unknown agent %q", to)
@@ -426,7 +433,7 @@ func (s *Service) Transfer(ctx context.Context, p conv.Principal, id conv.ConvID
 	}
 	now := s.now()
 	from := c.Agent
-	err = s.eng.Update(ctx, []string{convKey(id), agentKey(from), agentKey(to)}, func(tx engine.Tx) error {
+	err := s.eng.Update(ctx, []string{convKey(id), agentKey(from), agentKey(to)}, func(tx engine.Tx) error {
 		cur, ok, err := getJSON[conv.Conversation](tx, convKey(id))
 		if err != nil {
 			return err
@@ -442,7 +449,7 @@ func (s *Service) Transfer(ctx context.Context, p conv.Principal, id conv.ConvID
 		if err != nil {
 			return err
 		}
-		if ta.Status == conv.AgentOffline {
+		if ta.Status == conv.AgentOffline && !takeOver {
 			return conflict("%s is offline", to)
 		}
 		if len(ta.Chats) >= prof.MaxChats {
@@ -574,7 +581,7 @@ func (s *Service) TakeOver(ctx context.Context, p conv.Principal, id conv.ConvID
 		if c.Agent == p.User {
 			return s.Accept(ctx, p, id)
 		}
-		if err := s.Transfer(ctx, p, id, p.User, "taken over"); err != nil {
+		if err := s.transferTo(ctx, p, c, p.User, "taken over", true); err != nil {
 			return err
 		}
 		return s.Accept(ctx, p, id)
