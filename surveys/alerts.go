@@ -20,8 +20,11 @@ import (
 	"kefu/engine"
 )
 
-// robotMaxBytes keeps a batched robot post under the 4096-byte markdown limit.
-const robotMaxBytes = 3800
+// Markdown size limits of a batched post (robot 4096, WeCom app 2048 bytes).
+const (
+	robotMaxBytes = 4000
+	appMaxBytes   = 2000
+)
 
 // alertDue sends a newly opened case's alert to its store's managers.
 func (s *Service) alertDue(ctx context.Context, id string, _ engine.Job) error {
@@ -87,10 +90,10 @@ func (s *Service) alert(ctx context.Context, c Case, kind string, node conv.Stor
 		}
 		claim := s.ClaimURL(c.ID, who)
 		body := s.alertMarkdown(c, title, claim)
+		line := s.robotLine(c, title, claim)
 		if m.WeComUserID != "" && s.cfg.Alerts.WeComAppChannel != "" {
-			err := s.sender.Send(ctx, conv.Outbound{ID: base + ":w:" + m.WeComUserID, Kind: conv.OutWeComApp, Channel: s.cfg.Alerts.WeComAppChannel,
-				To: m.WeComUserID, Reply: conv.Reply{Kind: conv.ReplyMarkdown, Text: body}, Source: "alert"})
-			if err != nil {
+			t := batchTarget{Kind: conv.OutWeComApp, Channel: s.cfg.Alerts.WeComAppChannel, To: m.WeComUserID}
+			if err := s.queueBatch(ctx, t, base+":w:"+m.WeComUserID, body, line); err != nil {
 				return err
 			}
 		}
@@ -104,7 +107,8 @@ func (s *Service) alert(ctx context.Context, c Case, kind string, node conv.Stor
 			}
 		}
 		if m.RobotKey != "" && s.cfg.Alerts.Robot {
-			if err := s.queueRobot(ctx, m.RobotKey, base, s.robotLine(c, title, claim)); err != nil {
+			t := batchTarget{Kind: conv.OutRobot, To: m.RobotKey}
+			if err := s.queueBatch(ctx, t, base+":r:"+shortHash(m.RobotKey), line, line); err != nil {
 				return err
 			}
 		}
@@ -167,13 +171,17 @@ func (s *Service) alertMarkdown(c Case, title, claim string) string {
 	return b.String()
 }
 
-// robotLine is one alert inside a batched robot post.
+// robotLine is one alert as a line of a batched post (robots always,
+// WeCom app messages when several are pending).
 func (s *Service) robotLine(c Case, title, claim string) string {
 	comment := c.Comment
 	if comment == "" {
 		comment = "（未留言）"
 	}
 	line := fmt.Sprintf("**%s**\n> %d分 · %s · 客服 %s\n> %s", title, c.Score, s.storeName(c.Store), orDash(c.Agent), clip(comment, 120))
+	if c.PreferredTime != "" {
+		line += "\n> 方便回访：" + clip(c.PreferredTime, 40)
+	}
 	if claim != "" {
 		line += fmt.Sprintf("\n[认领](%s)", claim)
 	}
@@ -236,72 +244,113 @@ func (s *Service) VerifyClaim(caseID, who, exp, sig string) error {
 	return nil
 }
 
-// queueRobot adds an alert line to a robot's pending batch and arms its
-// flush timer. The sender limits each robot to 20 posts a minute; lines
-// that pile up meanwhile go out together as one markdown message.
-func (s *Service) queueRobot(ctx context.Context, key, id, line string) error {
-	h := shortHash(key)
-	member := id + "\x00" + line
-	if err := s.eng.ZAdd(ctx, keyRobotQ+h, engine.ZItem{Member: member, Score: float64(s.now().UnixMilli())}); err != nil {
+// shortSuffix names the batch-line version of a queued alert's text.
+const shortSuffix = "\x00s"
+
+// batchTarget is one recipient whose alerts are coalesced: a group robot
+// (≤20 posts a minute) or a WeCom member (≤30 app messages a minute, the
+// excess silently dropped by WeCom, WECHAT.md §3.2–3.3).
+type batchTarget struct {
+	Kind    conv.OutboundKind `json:"kind"`
+	Channel string            `json:"channel,omitempty"`
+	To      string            `json:"to"`
+}
+
+func (b batchTarget) hash() string {
+	return shortHash(string(b.Kind) + "\x00" + b.Channel + "\x00" + b.To)
+}
+
+// maxBytes keeps a post under the platform's markdown limit (robot 4096,
+// WeCom app 2048 bytes).
+func (b batchTarget) maxBytes() int {
+	if b.Kind == conv.OutRobot {
+		return robotMaxBytes
+	}
+	return appMaxBytes
+}
+
+// queueBatch adds alert text id to target's pending batch and arms its
+// flush timer. Each id is queued once ever (a re-run alert timer would
+// otherwise post it again after its batch went out); its text is kept
+// beside the pending set so a re-run overwrites rather than duplicates.
+//
+// full is the alert as sent alone; short is its line in a batch of several,
+// so a storm still fits the platform's per-minute limits.
+func (s *Service) queueBatch(ctx context.Context, target batchTarget, id, full, short string) error {
+	first, err := s.eng.SetNX(ctx, keyAlertQueued+id, []byte("1"), 7*24*time.Hour)
+	if err != nil || !first {
 		return err
 	}
-	return s.enqueue(ctx, "robot:"+h, s.now(), robotJob{Key: key})
+	h := target.hash()
+	if err := s.eng.HSet(ctx, keyBatchText+h, map[string][]byte{id: []byte(full), id + shortSuffix: []byte(short)}); err != nil {
+		return err
+	}
+	if err := s.eng.ZAdd(ctx, keyBatchQ+h, engine.ZItem{Member: id, Score: float64(s.now().UnixMilli())}); err != nil {
+		return err
+	}
+	return s.enqueue(ctx, "batch:"+h, s.now(), target)
 }
 
-type robotJob struct {
-	Key string `json:"key"`
-}
-
-// robotDue flushes a robot's pending lines in batches of ≤ robotMaxBytes.
-func (s *Service) robotDue(ctx context.Context, h string, j engine.Job) (bool, error) {
-	var rj robotJob
-	if err := json.Unmarshal(j.Data, &rj); err != nil || rj.Key == "" {
+// batchDue posts a target's pending alerts: at once when it has not posted
+// within BatchEvery, else at the end of that gap, all pending ones
+// together (split only by size).
+func (s *Service) batchDue(ctx context.Context, h string, j engine.Job) (bool, error) {
+	var target batchTarget
+	if err := json.Unmarshal(j.Data, &target); err != nil || target.To == "" {
 		return true, nil
 	}
-	// One flush per robot per RobotBatchEvery across instances.
 	if s.cfg.Alerts.RobotBatchEvery > 0 {
-		ok, err := s.eng.SetNX(ctx, keyRobotL+h, []byte("1"), s.cfg.Alerts.RobotBatchEvery)
+		ok, err := s.tryLock(ctx, keyBatchLock+h, s.cfg.Alerts.RobotBatchEvery)
 		if err != nil {
 			return false, err
 		}
 		if !ok {
-			return false, s.enqueue(ctx, j.ID, s.now().Add(s.cfg.Alerts.RobotBatchEvery), rj)
+			return false, s.enqueue(ctx, j.ID, s.now().Add(s.cfg.Alerts.RobotBatchEvery), target)
 		}
 	}
-	items, err := s.eng.ZRangeByScore(ctx, keyRobotQ+h, 0, 1e18, 50)
+	items, err := s.eng.ZRangeByScore(ctx, keyBatchQ+h, 0, 1e18, 50)
 	if err != nil && !errors.Is(err, engine.ErrNotFound) {
 		return false, err
 	}
 	if len(items) == 0 {
 		return true, nil
 	}
-	var ids, lines, members []string
+	texts, err := s.eng.HGetAll(ctx, keyBatchText+h)
+	if err != nil && !errors.Is(err, engine.ErrNotFound) {
+		return false, err
+	}
+	var ids, parts, fields []string
 	size := 0
 	for _, it := range items {
-		id, line, _ := strings.Cut(it.Member, "\x00")
-		if size+len(line) > robotMaxBytes && len(lines) > 0 {
+		text := string(texts[it.Member])
+		if len(items) > 1 {
+			text = string(texts[it.Member+shortSuffix])
+		}
+		if size+len(text) > target.maxBytes()-64 && len(parts) > 0 {
 			break
 		}
-		ids, lines, members = append(ids, id), append(lines, line), append(members, it.Member)
-		size += len(line) + 2
+		ids, parts, fields = append(ids, it.Member), append(parts, text), append(fields, it.Member, it.Member+shortSuffix)
+		size += len(text) + 2
 	}
-	sort.Strings(ids)
-	text := strings.Join(lines, "\n\n")
-	if len(lines) > 1 {
-		text = fmt.Sprintf("**%d 条差评提醒**\n\n", len(lines)) + text
+	body := strings.Join(parts, "\n\n")
+	if len(parts) > 1 {
+		body = fmt.Sprintf("**%d 条差评提醒**\n\n", len(parts)) + body
 	}
+	sorted := append([]string(nil), ids...)
+	sort.Strings(sorted)
 	// The ID derives from the batch's content, so two instances flushing the
 	// same batch send it once.
-	out := conv.Outbound{ID: "robot:" + h + ":" + shortHash(strings.Join(ids, ",")), Kind: conv.OutRobot, To: rj.Key,
-		Reply: conv.Reply{Kind: conv.ReplyMarkdown, Text: text}, Source: "alert"}
+	out := conv.Outbound{ID: "batch:" + h + ":" + shortHash(strings.Join(sorted, ",")), Kind: target.Kind, Channel: target.Channel, To: target.To,
+		Reply: conv.Reply{Kind: conv.ReplyMarkdown, Text: body}, Source: "alert"}
 	if err := s.sender.Send(ctx, out); err != nil {
 		return false, err
 	}
-	if _, err := s.eng.ZRem(ctx, keyRobotQ+h, members...); err != nil {
+	if _, err := s.eng.ZRem(ctx, keyBatchQ+h, ids...); err != nil {
 		return false, err
 	}
-	if len(items) > len(lines) {
-		return false, s.enqueue(ctx, j.ID, s.now().Add(s.cfg.Alerts.RobotBatchEvery), rj)
+	_ = s.eng.HDel(ctx, keyBatchText+h, fields...)
+	if len(items) > len(parts) {
+		return false, s.enqueue(ctx, j.ID, s.now().Add(s.cfg.Alerts.RobotBatchEvery), target)
 	}
 	return true, nil
 }

@@ -48,8 +48,8 @@ func TestCase_OpenAlertRemindEscalateClose(t *testing.T) {
 		t.Fatalf("case = %+v (hook %d)", c, len(hooked))
 	}
 	// The comment came with the score: the alert goes out at once.
-	alerts := h.out.byPrefix("alert:" + c.ID + ":open:")
-	if len(alerts) != 1 || alerts[0].Kind != conv.OutWeComApp || alerts[0].To != "mgr-001" || alerts[0].Channel != "mgr" {
+	alerts := h.out.to(conv.OutWeComApp, "mgr-001")
+	if len(alerts) != 1 || alerts[0].Channel != "mgr" || alerts[0].Reply.Kind != conv.ReplyMarkdown {
 		t.Fatalf("open alerts = %+v", alerts)
 	}
 	body := alerts[0].Reply.Text
@@ -59,19 +59,19 @@ func TestCase_OpenAlertRemindEscalateClose(t *testing.T) {
 		}
 	}
 	// The store's robot gets the same alert.
-	if r := h.out.byPrefix("robot:"); len(r) != 1 || r[0].To != "robot-key-1" || !strings.Contains(r[0].Reply.Text, "等太久了") {
+	if r := h.out.to(conv.OutRobot, "robot-key-1"); len(r) != 1 || !strings.Contains(r[0].Reply.Text, "等太久了") {
 		t.Fatalf("robot = %+v", r)
 	}
 	h.advance(50 * time.Minute)
-	if rem := h.out.byPrefix("alert:" + c.ID + ":rem0:"); len(rem) != 1 || rem[0].To != "mgr-001" {
+	if rem := containing(h.out.to(conv.OutWeComApp, "mgr-001"), "差评提醒"); len(rem) != 1 {
 		t.Fatalf("reminder = %+v", rem)
 	}
 	h.advance(11 * time.Minute) // deadline passed: region
-	if esc := h.out.byPrefix("alert:" + c.ID + ":esc1:"); len(esc) != 1 || esc[0].To != "region-mgr" {
-		t.Fatalf("escalation 1 = %+v", esc)
+	if esc := containing(h.out.to(conv.OutWeComApp, "region-mgr"), "差评升级"); len(esc) != 1 {
+		t.Fatalf("escalation 1 = %+v", h.out.all())
 	}
 	h.advance(time.Hour) // another deadline: HQ
-	if esc := h.out.byPrefix("alert:" + c.ID + ":esc2:"); len(esc) != 1 || esc[0].To != "hq-boss" {
+	if esc := containing(h.out.to(conv.OutWeComApp, "hq-boss"), "差评升级"); len(esc) != 1 {
 		t.Fatalf("escalation 2 = %+v", esc)
 	}
 	h.advance(5 * time.Hour) // nothing above HQ
@@ -109,7 +109,7 @@ func TestCase_BareScoreWaitsForReasonThenAlerts(t *testing.T) {
 		t.Fatalf("replies = %v", texts(replies))
 	}
 	h.run()
-	if n := len(h.out.byPrefix("alert:")); n != 0 {
+	if n := len(h.out.to(conv.OutWeComApp, "mgr-001")); n != 0 {
 		t.Fatal("alert sent before the hold, without the reason")
 	}
 	h.clock.Advance(5 * time.Second)
@@ -118,7 +118,7 @@ func TestCase_BareScoreWaitsForReasonThenAlerts(t *testing.T) {
 		t.Fatalf("after the reason: %v", texts(replies))
 	}
 	h.run()
-	alerts := h.out.byPrefix("alert:")
+	alerts := h.out.to(conv.OutWeComApp, "mgr-001")
 	if len(alerts) != 1 || !strings.Contains(alerts[0].Reply.Text, "店员态度差") {
 		t.Fatalf("alerts = %+v", alerts)
 	}
@@ -126,10 +126,9 @@ func TestCase_BareScoreWaitsForReasonThenAlerts(t *testing.T) {
 	if len(replies) != 1 || replies[0].Text != DefaultThanks {
 		t.Fatalf("after the call-back time: %v", texts(replies))
 	}
-	h.run()
-	upd := h.out.byPrefix("alert:c" + surveyID(ce)[1:] + ":when:")
-	if len(upd) != 1 || !strings.Contains(upd[0].Reply.Text, "周末都可以") {
-		t.Fatalf("update = %+v", upd)
+	h.advance(DefaultRobotBatchEvery) // one post per member per batch interval
+	if upd := containing(h.out.to(conv.OutWeComApp, "mgr-001"), "周末都可以"); len(upd) != 1 {
+		t.Fatalf("update = %+v", h.out.to(conv.OutWeComApp, "mgr-001"))
 	}
 	if c, _ := h.svc.LoadCase(context.Background(), caseIDOf(surveyID(ce))); c.PreferredTime != "周末都可以" {
 		t.Fatalf("case = %+v", c)
@@ -139,14 +138,14 @@ func TestCase_BareScoreWaitsForReasonThenAlerts(t *testing.T) {
 	h.schedule(ce3)
 	h.advance(DefaultDelay)
 	h.reply(ce3, "t1", "0分")
-	id3 := "alert:" + caseIDOf(surveyID(ce3)) + ":open:"
+	zero := func() int { return len(containing(h.out.to(conv.OutWeComApp, "mgr-001"), "0</font> 分")) }
 	h.advance(DefaultAlertHold - time.Second)
-	if n := len(h.out.byPrefix(id3)); n != 0 {
+	if zero() != 0 {
 		t.Fatal("alert before the hold ended")
 	}
 	h.advance(time.Second)
-	if n := len(h.out.byPrefix(id3)); n != 1 {
-		t.Fatalf("alerts after hold = %d", n)
+	if zero() != 1 {
+		t.Fatalf("alerts after hold = %d", zero())
 	}
 }
 
@@ -164,9 +163,9 @@ func TestCase_RobotAlertsBatchedIntoOneMarkdown(t *testing.T) {
 		h.reply(ce, fmt.Sprintf("rm%d", i), fmt.Sprintf("%d分，问题%d", i+1, i))
 	}
 	h.run()
-	first := h.out.byPrefix("robot:")
+	first := h.out.to(conv.OutRobot, "robot-key-1")
 	h.advance(DefaultRobotBatchEvery)
-	posts := h.out.byPrefix("robot:")
+	posts := h.out.to(conv.OutRobot, "robot-key-1")
 	lines := 0
 	for _, p := range posts {
 		lines += strings.Count(p.Reply.Text, "问题")
@@ -362,7 +361,7 @@ func TestCase_TemplateAlertToManagerOpenID(t *testing.T) {
 func TestCase_UnknownStoreAlertsHQ(t *testing.T) {
 	h := newHarness(t)
 	h.detractor("u1", "store-999", "1分，没人管")
-	if got := h.out.byPrefix("alert:"); len(got) != 1 || got[0].To != "hq-boss" {
-		t.Fatalf("alerts = %+v", got)
+	if got := h.out.to(conv.OutWeComApp, "hq-boss"); len(got) != 1 || len(h.out.all()) != 2 { // survey + alert
+		t.Fatalf("alerts = %+v", h.out.all())
 	}
 }

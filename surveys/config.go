@@ -151,8 +151,9 @@ type AlertsConfig struct {
 	// Hold waits this long after a bare score for the customer's comment
 	// before alerting, so the alert carries it (well inside one minute).
 	Hold time.Duration `yaml:"hold" json:"hold"`
-	// RobotBatchEvery is the shortest gap between two posts to one robot;
-	// alerts pending meanwhile go out together as one markdown message.
+	// RobotBatchEvery is the shortest gap between two posts to one robot or
+	// one WeCom member; alerts pending meanwhile go out together as one
+	// markdown message (robots take 20 a minute, members 30).
 	RobotBatchEvery time.Duration `yaml:"robot_batch_every" json:"robot_batch_every"`
 }
 

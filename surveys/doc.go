@@ -90,9 +90,11 @@
 // Cases: a score ≤ DetractorMax opens a case (CAS-created, id from the
 // survey), blocks further surveys for the identity until resolved, and
 // alerts the store's managers after Alerts.Hold (at once when the reply
-// carried a comment) on every route they have: WeCom app message, group
-// robot (lines batched into one markdown post per RobotBatchEvery),
-// OA template message, and a signed generic webhook (HMAC-SHA256, retried).
+// carried a comment) on every route they have: WeCom app message and group
+// robot (both batched per recipient: one post per RobotBatchEvery, pending
+// alerts together, because robots take 20/min and WeCom silently drops app
+// messages beyond 30/min/member), OA template message, and a signed generic
+// webhook (HMAC-SHA256, retried).
 // Reminders go out before the deadline; an overdue case escalates one level
 // up the store tree per deadline (region, then HQ). Closing needs a root
 // cause and an outcome from the configured lists. With Cases.ReSurvey a
@@ -100,5 +102,6 @@
 //
 // Engine keys: sv:s:<survey>, sv:p:<customer>, sv:t:<identity>,
 // sv:o:<identity>, sv:co:<identity>, sv:b:<customer>, sv:c:<case>, sv:cases,
-// sv:rb:<robot>, queue sv:q, log sv:log (what reports read).
+// sv:bq:/sv:bt:/sv:bl:<recipient> (alert batches), sv:aq:<alert>, sv:hk:<delivery>,
+// queue sv:q, log sv:log (what reports read).
 package surveys

@@ -89,6 +89,28 @@ func (f *fakeSender) byPrefix(prefix string) []conv.Outbound {
 	return out
 }
 
+// to returns the messages of kind sent to recipient, oldest first.
+func (f *fakeSender) to(kind conv.OutboundKind, recipient string) []conv.Outbound {
+	var out []conv.Outbound
+	for _, o := range f.all() {
+		if o.Kind == kind && o.To == recipient {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// containing keeps the messages whose text contains s.
+func containing(os []conv.Outbound, s string) []conv.Outbound {
+	var out []conv.Outbound
+	for _, o := range os {
+		if strings.Contains(o.Reply.Text, s) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
 // quotaSender also answers the quota book, like *gateway.Sender.
 type quotaSender struct {
 	*fakeSender

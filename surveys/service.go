@@ -653,8 +653,8 @@ func (s *Service) fire(ctx context.Context, j engine.Job) (ack bool, err error) 
 		return true, s.reminderDue(ctx, j)
 	case "esc":
 		return true, s.escalateDue(ctx, j)
-	case "robot":
-		return s.robotDue(ctx, arg, j)
+	case "batch":
+		return s.batchDue(ctx, arg, j)
 	case "hook":
 		return s.hookDue(ctx, j)
 	case "digest":

@@ -18,21 +18,23 @@ import (
 // Engine keys. Every key is used alone (single-key CAS), so none needs a
 // shared hash tag; the timer queue's internals are tagged by the engine.
 const (
-	keySurvey   = "sv:s:"  // + survey id → Survey JSON
-	keyPending  = "sv:p:"  // + customer → survey id awaiting an answer
-	keyThrottle = "sv:t:"  // + identity → "<survey id>|<until unix ms>"
-	keyOptOut   = "sv:o:"  // + identity → opt-out time
-	keyCaseOpen = "sv:co:" // + identity → open case id
-	keyBot      = "sv:b:"  // + customer → bot contact state
-	keyCase     = "sv:c:"  // + case id → Case JSON
-	keyCases    = "sv:cases"
-	keyRobotQ   = "sv:rb:"  // + robot key hash → pending alert lines (zset)
-	keyRobotL   = "sv:rbl:" // + robot key hash → batching lock
-	keyHookDone = "sv:hk:"  // + delivery id → webhook delivered
-	keyDigest   = "sv:dg:"  // + store:date → digest sent
-	queueTimers = "sv:q"
-	logRecords  = "sv:log"
-	recordTTL   = 400 * 24 * time.Hour
+	keySurvey      = "sv:s:"  // + survey id → Survey JSON
+	keyPending     = "sv:p:"  // + customer → survey id awaiting an answer
+	keyThrottle    = "sv:t:"  // + identity → "<survey id>|<until unix ms>"
+	keyOptOut      = "sv:o:"  // + identity → opt-out time
+	keyCaseOpen    = "sv:co:" // + identity → open case id
+	keyBot         = "sv:b:"  // + customer → bot contact state
+	keyCase        = "sv:c:"  // + case id → Case JSON
+	keyCases       = "sv:cases"
+	keyBatchQ      = "sv:bq:" // + target hash → pending alert ids (zset)
+	keyBatchText   = "sv:bt:" // + target hash → alert id → text (hash)
+	keyBatchLock   = "sv:bl:" // + target hash → one post per batch interval
+	keyAlertQueued = "sv:aq:" // + alert id → queued once
+	keyHookDone    = "sv:hk:" // + delivery id → webhook delivered
+	keyDigest      = "sv:dg:" // + store:date → digest sent
+	queueTimers    = "sv:q"
+	logRecords     = "sv:log"
+	recordTTL      = 400 * 24 * time.Hour
 )
 
 // Survey states.
@@ -270,4 +272,23 @@ func (s *Service) exists(ctx context.Context, key string) (bool, error) {
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// tryLock takes key for d on the service clock (the expiry lives in the
+// value, the key's TTL only cleans up), so one instance wins per interval.
+func (s *Service) tryLock(ctx context.Context, key string, d time.Duration) (bool, error) {
+	now := s.now()
+	val := []byte(strconv.FormatInt(now.Add(d).UnixMilli(), 10))
+	cur, err := s.eng.Get(ctx, key)
+	switch {
+	case errors.Is(err, engine.ErrNotFound):
+		return s.eng.CompareAndSwap(ctx, key, nil, val, d+time.Minute)
+	case err != nil:
+		return false, err
+	}
+	until, _ := strconv.ParseInt(string(cur), 10, 64)
+	if now.UnixMilli() < until {
+		return false, nil
+	}
+	return s.eng.CompareAndSwap(ctx, key, cur, val, d+time.Minute)
 }
