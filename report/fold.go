@@ -96,6 +96,9 @@ type fold struct {
 	last      map[conv.CustomerID]conv.ConvID
 	cases     map[string]*caseState
 	openCases map[string]struct{}
+	// pending are customers' first messages not yet claimed by a contact
+	// (see contactFor); persisted as one small field.
+	pending map[conv.CustomerID]int64
 
 	cursor    string
 	watermark int64 // latest event time folded (ms); the fold's clock
@@ -107,6 +110,7 @@ type fold struct {
 	dirtyK map[string]struct{}
 	goneC  map[conv.ConvID]struct{}
 	goneK  map[string]struct{}
+	dirtyP bool
 }
 
 func newFold(cfg Config) *fold {
@@ -123,6 +127,7 @@ func (f *fold) reset() {
 	f.last = map[conv.CustomerID]conv.ConvID{}
 	f.cases = map[string]*caseState{}
 	f.openCases = map[string]struct{}{}
+	f.pending = map[conv.CustomerID]int64{}
 	f.cursor, f.watermark, f.pruned, f.processed = "", 0, 0, 0
 	f.clearDirty()
 }
@@ -133,6 +138,7 @@ func (f *fold) clearDirty() {
 	f.dirtyK = map[string]struct{}{}
 	f.goneC = map[conv.ConvID]struct{}{}
 	f.goneK = map[string]struct{}{}
+	f.dirtyP = false
 }
 
 // b returns the bucket of k for writing.
@@ -377,7 +383,15 @@ func (f *fold) contactFor(t int64, ev *conv.Event) *contact {
 		if !starts(ev) {
 			return nil
 		}
-		return f.start(t, ev, ev.Conv, false)
+		at, first := t, int64(0)
+		if ev.Customer != "" && ev.Type != conv.EvMessageReceived {
+			at, first = f.takePending(ev.Customer, t)
+		}
+		c := f.start(at, ev, ev.Conv, false)
+		if first != 0 {
+			c.FirstMsg = first
+		}
+		return c
 	}
 	if ev.Customer == "" {
 		return nil
@@ -388,14 +402,45 @@ func (f *fold) contactFor(t int64, ev *conv.Event) *contact {
 			return c
 		}
 	}
+	if ev.Type == conv.EvMessageReceived {
+		// The router logs every message before deciding who takes it; a
+		// survey reply is one too. Only a bot or handoff event says a new
+		// contact began, so the message waits as "pending" until then.
+		if starts(ev) {
+			if p, ok := f.pending[ev.Customer]; !ok || t-p > f.cfg.ContactIdle.Milliseconds() {
+				f.pending[ev.Customer] = t
+				f.dirtyP = true
+			}
+		}
+		return nil
+	}
 	if !starts(ev) {
 		return nil
 	}
-	id := conv.ConvID("~" + string(ev.Customer) + "@" + strconv.FormatInt(t, 10))
+	at, first := f.takePending(ev.Customer, t)
+	id := conv.ConvID("~" + string(ev.Customer) + "@" + strconv.FormatInt(at, 10))
 	if f.contacts[id] != nil {
 		return f.contacts[id]
 	}
-	return f.start(t, ev, id, true)
+	c := f.start(at, ev, id, true)
+	c.FirstMsg = first
+	return c
+}
+
+// takePending returns when a contact starting at t really began: at the
+// customer's pending first message if there is a recent one (which is also
+// the start of first-response time), else at t.
+func (f *fold) takePending(cu conv.CustomerID, t int64) (start, firstMsg int64) {
+	p, ok := f.pending[cu]
+	if !ok {
+		return t, 0
+	}
+	delete(f.pending, cu)
+	f.dirtyP = true
+	if t-p > f.cfg.ContactIdle.Milliseconds() || p > t {
+		return t, 0
+	}
+	return p, p
 }
 
 // start opens a contact and settles the customer's previous one for FCR.
@@ -446,6 +491,12 @@ func (f *fold) survey(t int64, ev *conv.Event) {
 	} else {
 		k = Key{Day: f.day(t), Store: ev.Store, Channel: ev.Channel, Agent: ev.Agent}
 	}
+	if ev.Type == conv.EvSurveyAnswered && ev.Data["kind"] == reSurveyKind {
+		if _, ok := f.pending[ev.Customer]; ok && ev.Customer != "" {
+			delete(f.pending, ev.Customer)
+			f.dirtyP = true
+		}
+	}
 	if ev.Data["kind"] == reSurveyKind {
 		// A re-survey after a resolved case measures recovery, not the
 		// contact: it stays out of NPS, CSAT and the response rate.
@@ -480,6 +531,10 @@ func (f *fold) survey(t int64, ev *conv.Event) {
 			c.NotSent = reason
 		}
 	case conv.EvSurveyAnswered:
+		if _, ok := f.pending[ev.Customer]; ok && ev.Customer != "" {
+			delete(f.pending, ev.Customer) // that message was the survey reply
+			f.dirtyP = true
+		}
 		score, err := strconv.Atoi(strings.TrimSpace(ev.Data["score"]))
 		if err != nil || score < 0 || score > 10 {
 			return
@@ -607,6 +662,12 @@ func (f *fold) sweep() {
 	for id := range f.openCases {
 		if cs := f.cases[id]; cs.Called == 0 && now > cs.Deadline {
 			f.overdue(cs)
+		}
+	}
+	for cu, p := range f.pending {
+		if now-p > f.cfg.ContactIdle.Milliseconds() {
+			delete(f.pending, cu)
+			f.dirtyP = true
 		}
 	}
 	if now-f.pruned < 24*time.Hour.Milliseconds() {

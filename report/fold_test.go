@@ -383,3 +383,28 @@ func TestFold_ReSurveyCountsRecoveryNotNPS(t *testing.T) {
 		t.Errorf("re-surveys %d, recovered %d; want 1, 1", c.ReSurveys, c.Recovered)
 	}
 }
+
+func TestFold_SurveyReplyIsNotANewContact(t *testing.T) {
+	m := time.Minute
+	f := runFold(t, DefaultConfig(), []conv.Event{
+		ev(conv.EvMessageReceived, "", 0, noConv(), cust("u9")),
+		ev(conv.EvBotAnswered, "", 2*time.Second, noConv(), cust("u9")),
+		ev(conv.EvClosed, "", 30*m, noConv(), cust("u9"), data("outcome", "bot_idle")),
+		ev(conv.EvSurveySent, "k9", 31*m, cust("u9")),
+		// The router logs the customer's "9" before surveys takes it.
+		ev(conv.EvMessageReceived, "", 35*m, noConv(), cust("u9")),
+		ev(conv.EvSurveyAnswered, "k9", 35*m+time.Second, cust("u9"), data("score", "9")),
+		// Two hours later a real new question: a new contact, and a repeat.
+		ev(conv.EvMessageReceived, "", 150*m, noConv(), cust("u9")),
+		ev(conv.EvBotFallback, "", 150*m+3*time.Second, noConv(), cust("u9")),
+	})
+	c := totals(f, nil)
+	if c.Contacts != 2 || c.Responses != 1 || c.Repeat != 1 {
+		t.Fatalf("contacts %d responses %d repeat %d; want 2, 1, 1", c.Contacts, c.Responses, c.Repeat)
+	}
+	// First response of each contact runs from its first message.
+	wantKPI(t, &c, KPIFRT, 2.5, 2)
+	if len(f.pending) != 0 {
+		t.Errorf("pending left: %v", f.pending)
+	}
+}

@@ -231,7 +231,7 @@ func paramsFingerprint(cfg Config) string {
 }
 
 // aggVersion is bumped when the fold itself changes meaning.
-const aggVersion = 2
+const aggVersion = 3
 
 // Value is one KPI computed over some counters. OK is false when the
 // denominator is zero (shown as "—").

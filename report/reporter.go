@@ -32,11 +32,12 @@ const (
 
 // Hash-field prefixes inside StateKey.
 const (
-	fieldCursor = "cursor"
-	fieldMeta   = "meta"
-	pfxBucket   = "b" + keySep
-	pfxContact  = "c" + keySep
-	pfxCase     = "k" + keySep
+	fieldCursor  = "cursor"
+	fieldMeta    = "meta"
+	fieldPending = "pending"
+	pfxBucket    = "b" + keySep
+	pfxContact   = "c" + keySep
+	pfxCase      = "k" + keySep
 )
 
 // Options are the Reporter's optional collaborators.
@@ -229,6 +230,12 @@ func (r *Reporter) load(ctx context.Context) error {
 			}
 		}
 	}
+	if b, ok := m[fieldPending]; ok {
+		_ = json.Unmarshal(b, &f.pending)
+		if f.pending == nil {
+			f.pending = map[conv.CustomerID]int64{}
+		}
+	}
 	// The customer index is derived: each customer's latest contact.
 	for _, c := range f.contacts {
 		if c.Customer == "" {
@@ -402,6 +409,10 @@ func (f *fold) encodeDirty(fp string) (map[string][]byte, []string) {
 		if f.cases[id] == nil {
 			gone = append(gone, pfxCase+id)
 		}
+	}
+	if f.dirtyP {
+		b, _ := json.Marshal(f.pending)
+		out[fieldPending] = b
 	}
 	out[fieldCursor] = []byte(f.cursor)
 	mb, _ := json.Marshal(meta{FP: fp, Watermark: f.watermark, Pruned: f.pruned, Processed: f.processed})
