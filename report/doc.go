@@ -30,60 +30,74 @@
 //
 // # Event contract
 //
-// The report relies on these events and fields. Fields marked (expected)
-// are not produced yet by every domain; producers should add them. Every
-// event should carry At, Conv, Customer, Store and Channel; Agent where an
-// agent is involved.
+// The report relies on these events and fields (checked against handoff,
+// surveys and app/router.go as of this writing). Fields marked (expected)
+// are not produced yet; producers should add them. Every event should carry
+// At, Conv, Customer, Store and Channel; Agent where an agent is involved.
 //
-//	message_received   a customer message. Data["origin"]: "5" (an agent typing
-//	                   in the WeCom client) is not a customer message. The first
-//	                   customer message starts first-response time.
-//	                   (expected) Conv: the router does not set it yet; events
-//	                   without Conv are attached to the customer's open contact
-//	                   (see Contacts without Conv below).
+//	message_received   a customer message (app/router.go). Data["origin"] "4"
+//	                   (system) and "5" (agent in the WeCom client) and
+//	                   Data["kind"] "event" (subscribe, clicks) are not customer
+//	                   messages. Without Conv (the router today) the message is
+//	                   "pending" until a bot or handoff event of the customer
+//	                   claims it: a survey reply is therefore not a new contact.
+//	                   The first customer message starts first-response time.
 //	bot_answered       the bot answered; Data["entry"] = KB entry id. A contact
 //	                   with a bot answer and no handoff is bot-contained.
 //	bot_clarify        the bot asked to choose (counts as a first response).
 //	bot_fallback       the bot could not answer (counts as a first response).
-//	handoff_requested  the contact is handed to humans (also a first response:
-//	                   the customer is told so).
+//	handoff_requested  the contact goes to humans (also a first response: the
+//	                   customer is told so).
 //	queued             queue entry; the first one starts ASA and service level.
 //	assigned           routed to Agent (not yet a pickup).
-//	accepted           Agent picked the conversation up: ends the wait.
-//	                   An agent_reply before any accepted counts as the pickup.
-//	transferred        Agent is the new owner; (expected) Data["from"] = the
-//	                   previous agent. ASA is not restarted.
+//	accepted           Agent picked the conversation up: ends the wait. An
+//	                   agent_reply before any accepted counts as the pickup.
+//	transferred        Agent = the new owner. The previous owner is the last
+//	                   Agent seen on the contact, or (optional) Data["from"].
+//	                   ASA is not restarted; AHT goes to the closing agent.
 //	agent_reply        an agent's message (first response if none came before).
-//	closed             the contact ended. Agent = closing agent;
-//	                   Data["disposition"] = work-order type; Data["resolved"] =
-//	                   "true"/"false"; (expected) Data["outcome"] = "closed" or
-//	                   "bot_idle" (a bot-only contact gone idle, Agent "").
-//	abandoned          the customer left or the queue timed out before pickup;
-//	                   Reason = "customer_left", "timeout", "out_of_hours", ….
+//	closed             the contact ended. Agent = closing agent; Reason = "agent",
+//	                   "idle", "kf_session_ended", …; Data["disposition"] =
+//	                   work-order type; Data["resolved"] = "true"/"false".
+//	                   (expected) a bot-only contact that ends should be closed
+//	                   with Data["outcome"] = "bot_idle" and its Conv; until
+//	                   then the report ends it after Config.ContactIdle.
+//	abandoned          ended before pickup; Reason = "customer_left",
+//	                   "queue_timeout", … (the funnel's drop-off reasons).
 //	survey_scheduled   a survey will be sent for Conv.
-//	survey_sent        the survey was sent; Agent = agent stamped at send time.
-//	survey_not_sent    not sent; Reason = code (e.g. "frequency_cap",
-//	                   "complaint_open", "quiet_hours", "opted_out",
-//	                   "window_closed", "quota").
-//	survey_answered    Data["score"] = "0".."10"; (expected, optional)
-//	                   Data["csat"] = "1".."5" when a CSAT question is asked.
-//	case_opened        a detractor case for Conv. (expected) Data["case"] = case
-//	                   id (default: Conv); (expected) Data["deadline"] =
-//	                   RFC 3339 callback deadline (default At + Config.CaseDeadline).
-//	case_contacted     the manager called the customer back (first one counts).
+//	survey_sent        sent; Agent = the agent stamped at send time.
+//	survey_not_sent    Reason = code ("frequency_cap", "complaint_open",
+//	                   "quiet_hours", "opted_out", "window_closed", …).
+//	survey_answered    Data["score"] = "0".."10". Data["kind"] = "re_survey"
+//	                   (after a resolved case) counts a recovery, not NPS.
+//	                   (optional) Data["csat"] = "1".."5" if a CSAT question
+//	                   is ever asked; otherwise CSAT derives from the score.
+//	case_opened        Data["case"] = case id (default Conv), Data["deadline"]
+//	                   = RFC 3339 callback deadline (default At +
+//	                   Config.CaseDeadline).
+//	case_contacted     the manager called back (the first one counts).
+//	                   (expected) surveys' "resolved" action sets ContactedAt
+//	                   without emitting this; until it does, a case_closed
+//	                   without a case_contacted counts its close time as the
+//	                   callback (an upper bound).
 //	case_escalated     the case went up the store tree.
 //	case_closed        the case is closed.
 //
-// outbound_sent and outbound_failed are not used by KPIs.
+// outbound_*, ticket_created, agent_status, offer_timeout, no_reply_warning
+// and note do not change KPIs.
 //
 // # Contacts without Conv
 //
-// An event without Conv but with Customer belongs to the customer's open
-// contact if it had activity within Config.ContactIdle; otherwise it starts
-// a new contact with a synthetic id ("~" + customer + "@" + unix ms). The
-// first event with a real Conv for that customer adopts the synthetic
-// contact, so bot events from the router and queue events from handoff end
-// up on one contact. A contact with no handoff and no activity for
-// ContactIdle is ended as "bot_idle"; a handed-off contact with no end event
-// for StaleAfter is ended as "stale" (abandoned if never picked up).
+// A bot or handoff event without Conv but with Customer belongs to the
+// customer's open contact if it had activity within Config.ContactIdle;
+// otherwise it starts a new contact (at the pending message, if any) with a
+// synthetic id ("~" + customer + "@" + unix ms). The first event with a real
+// Conv for that customer adopts the synthetic contact, so bot events from
+// the router and queue events from handoff end up on one contact. A contact
+// with no handoff and no activity for ContactIdle is ended as "bot_idle"; a
+// handed-off contact with no end event for StaleAfter is ended as "stale"
+// (abandoned if never picked up). Idle and stale endings are judged on the
+// event-time clock (the latest event folded), so a replay gives the same
+// numbers; a quiet night therefore ends the evening's bot-only contacts with
+// the morning's first event.
 package report
