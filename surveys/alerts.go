@@ -55,24 +55,25 @@ func (s *Service) alertDue(ctx context.Context, id string, _ engine.Job) error {
 // managersFor returns the managers responsible for node: its own, or the
 // nearest ancestor's when the node has none, or HQ's for a store missing
 // from the tree (someone must hear of every detractor).
-func (s *Service) managersFor(node conv.StoreID) (conv.StoreID, []conv.Manager) {
+func (s *Service) managersFor(node conv.StoreID) []conv.Manager {
 	chain := append([]conv.StoreID{node}, s.tree.Ancestors(node)...)
 	if _, known := s.tree.Node(node); !known && s.cfg.Stores.ID != "" {
 		chain = append(chain, s.cfg.Stores.ID)
 	}
 	for _, id := range chain {
 		if n, ok := s.tree.Node(id); ok && len(n.Managers) > 0 {
-			return id, n.Managers
+			return n.Managers
 		}
 	}
-	return node, nil
+	return nil
 }
 
-// alert sends one alert of kind ("open", "rem0", "esc1"…) about c to the
-// managers of node on every configured route. Outbound IDs derive from
-// case, kind and recipient, so a timer fired twice alerts once.
+// alert sends one alert of kind ("open", "rem0", "esc1", "when",
+// "comment") about c to the managers of node on every configured route.
+// Alert IDs derive from case, kind and recipient and each is queued or
+// sent once, so a timer fired twice alerts once.
 func (s *Service) alert(ctx context.Context, c Case, kind string, node conv.StoreID, escalation bool) error {
-	_, managers := s.managersFor(node)
+	managers := s.managersFor(node)
 	if len(managers) == 0 {
 		s.log.Warn("no manager to alert", "case", c.ID, "store", node)
 		s.noteCase(ctx, c.ID, "system", "alert_failed", "no manager configured for "+string(node))
@@ -133,6 +134,8 @@ func (s *Service) alertTitle(c Case, kind string, escalation bool) string {
 	switch {
 	case escalation:
 		return "【差评升级】" + s.storeName(c.Store) + " 的差评已超时未处理"
+	case kind == "comment":
+		return "【差评补充】" + s.storeName(c.Store) + " 客户留言：" + clip(c.Comment, 60)
 	case kind == "when":
 		return "【差评补充】" + s.storeName(c.Store) + " 客户方便回访时间：" + clip(c.PreferredTime, 40)
 	case strings.HasPrefix(kind, "rem"):

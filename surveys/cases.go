@@ -154,8 +154,8 @@ func (s *Service) OnDetractor(ctx context.Context, sv Survey) (Case, error) {
 	return c, nil
 }
 
-// caseComment adds the customer's reason to the case; an alert still on
-// hold goes out now.
+// caseComment adds the customer's reason to the case: an alert still on
+// hold goes out now with it, one already sent is followed by an update.
 func (s *Service) caseComment(ctx context.Context, sv Survey) {
 	id := caseIDOf(sv.ID)
 	c, err := s.updateCase(ctx, id, func(c *Case) error {
@@ -169,6 +169,10 @@ func (s *Service) caseComment(ctx context.Context, sv Survey) {
 	}
 	if c.AlertedAt.IsZero() {
 		_ = s.enqueue(ctx, "alert:"+id, s.now(), nil)
+		return
+	}
+	if err := s.alert(ctx, c, "comment", c.Store, false); err != nil {
+		s.log.Warn("cannot send comment update", "case", id, "err", err)
 	}
 }
 

@@ -147,6 +147,12 @@ func TestCase_BareScoreWaitsForReasonThenAlerts(t *testing.T) {
 	if zero() != 1 {
 		t.Fatalf("alerts after hold = %d", zero())
 	}
+	// The reason arriving after the alert follows as an update.
+	h.reply(ce3, "t2", "客服根本不理人")
+	h.advance(DefaultRobotBatchEvery)
+	if upd := containing(h.out.to(conv.OutWeComApp, "mgr-001"), "客户留言：客服根本不理人"); len(upd) != 1 {
+		t.Fatalf("comment update = %+v", h.out.to(conv.OutWeComApp, "mgr-001"))
+	}
 }
 
 func TestCase_RobotAlertsBatchedIntoOneMarkdown(t *testing.T) {

@@ -136,7 +136,7 @@ func (s *Service) digestDue(ctx context.Context, j engine.Job) error {
 		return err
 	}
 	text := s.digestMarkdown(dg)
-	_, managers := s.managersFor(dj.Store)
+	managers := s.managersFor(dj.Store)
 	base := "digest:" + string(dj.Store) + ":" + dj.Date
 	for _, m := range managers {
 		if m.WeComUserID != "" && s.cfg.Alerts.WeComAppChannel != "" {
