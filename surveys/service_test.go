@@ -547,3 +547,29 @@ func TestSchedule_JSONChannelCallbackAndDeferral(t *testing.T) {
 		t.Fatalf("json survey = %+v", sent)
 	}
 }
+
+// "退订" as the answer ends the survey with reason opted_out and keeps
+// every later survey away, on any channel of the identity.
+func TestRoute_OptOutAsAnswer(t *testing.T) {
+	h := newHarness(t, func(c *Config, o *Options) { c.ThrottleDays = 0 })
+	ce := h.oaContact("quit2")
+	h.schedule(ce)
+	h.advance(DefaultDelay)
+	replies, handled := h.reply(ce, "q1", "退订")
+	if !handled || !slices.Equal(texts(replies), []string{DefaultOptOutAck}) {
+		t.Fatalf("opt-out answer: %v %v", handled, texts(replies))
+	}
+	if ev := h.ev.of(EvSurveyUnanswered); len(ev) != 1 || ev[0].Reason != "opted_out" {
+		t.Fatalf("unanswered = %+v", ev)
+	}
+	h.clock.Advance(time.Hour)
+	again := h.oaContact("quit2")
+	h.schedule(again)
+	h.advance(DefaultDelay)
+	if n := len(h.out.byPrefix("survey:")); n != 1 || !slices.Equal(h.ev.reasons(), []string{"opted_out"}) {
+		t.Fatalf("sent=%d reasons=%v", n, h.ev.reasons())
+	}
+	if ok, _ := h.svc.OptedOut(context.Background(), ce.Customer); !ok {
+		t.Fatal("OptedOut = false")
+	}
+}
