@@ -30,10 +30,16 @@
 //	func (s *Service) OutboundResult(job conv.Outbound, err error)                    // chain into gateway.Sender.OnResult
 //	func (s *Service) ForgetCustomer(ctx context.Context, c conv.CustomerID) error    // Router.OnUnsubscribe
 //	func (s *Service) Run(ctx context.Context) error                                  // durable timers; run on every instance
-//	func (s *Service) Handler() http.Handler                                          // mount at /surveys/ behind console auth
+//	func (s *Service) Handler() http.Handler                                          // mount at /surveys/ behind console auth;
+//	                                                                                  // /surveys/claim public (signed links)
 //	func (s *Service) OnDetractor(ctx context.Context, sv Survey) (Case, error)       // opens the case (Route calls it)
 //	func (s *Service) UpdateCase(ctx context.Context, id, actor string, u CaseUpdate) (Case, error)
+//	func (s *Service) Cases(ctx context.Context, f CaseFilter) ([]Case, error)
 //	func ReportNPS(args []string, stdout, stderr io.Writer, eng engine.Engine, cfg Config) int // `kefu report nps`
+//	func LoadResponses(ctx context.Context, eng engine.Engine) ([]Response, error)    // Go API for reports
+//	func BuildReport(resps []Response, tree *conv.StoreTree, q Query) ([]Row, error)
+//	func WriteCSV(w io.Writer, by string, rows []Row) error
+//	func ParseReply(text string, optOut []string) Parsed
 //
 // In app.Build, roughly:
 //
@@ -75,6 +81,11 @@
 // throttle slot. Sent surveys never answered get EvSurveyUnanswered with
 // Reason expired, reopened (the customer asked something else), opted_out
 // or unparseable.
+//
+// Chat flow: question → score ("3分，等太久了" carries the reason too) →
+// "why?" when the reason is missing → for detractors "when may the
+// manager call?" (Question.ContactTime, "" to skip) → thanks. The reason
+// and the call-back time reach the managers with the alert or as updates.
 //
 // The question is text on every channel by default. A 0–10 scale has 11
 // choices and a KF msgmenu holds at most 10, and a two-step menu would burn
