@@ -250,7 +250,7 @@ func (b *Bot) Publish(ctx context.Context, entries []kb.Entry, progress func(don
 		}
 	}
 	if lex == nil {
-		norm, lex, _ = newModel(entries, b.cfg.Typos)
+		norm, lex, _ = newModel(entries, b.cfg.Typos, b.cfg.Expansion > 0)
 		drift, rebuilt = 0, true
 		if prev == nil {
 			if emb, ok := b.idx.(*index.Embedded); ok && b.snapshotPath() != "" {
@@ -262,7 +262,7 @@ func (b *Bot) Publish(ctx context.Context, entries []kb.Entry, progress func(don
 	}
 	// Associations only shape queries, never stored vectors, so they are
 	// relearnt from the current similar questions on every publish.
-	if !rebuilt {
+	if !rebuilt && b.cfg.Expansion > 0 {
 		learnAssociations(norm, lex, entries)
 	}
 	r := &retriever{norm: norm, lex: lex, idx: b.idx, dense: b.dense, expansion: b.cfg.Expansion, entries: em, hashes: hashes, drift: drift}

@@ -55,7 +55,7 @@ func kbTexts(entries []kb.Entry) []string {
 }
 
 // newModel builds the normaliser and lexical model of a KB.
-func newModel(entries []kb.Entry, typos map[string]string) (*textnorm.Normalizer, *embed.Lexical, []string) {
+func newModel(entries []kb.Entry, typos map[string]string, assoc bool) (*textnorm.Normalizer, *embed.Lexical, []string) {
 	norm := textnorm.New(textnorm.Options{Typos: typos})
 	raw := kbTexts(entries)
 	norm.Learn(raw)
@@ -77,7 +77,7 @@ func newModel(entries []kb.Entry, typos map[string]string) (*textnorm.Normalizer
 		}
 	}
 	lex.Fit(normed)
-	if len(pairs) > 0 {
+	if assoc && len(pairs) > 0 {
 		lex.LearnAssociations(pairs, 2, 8)
 	}
 	return norm, lex, normed
