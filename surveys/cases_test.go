@@ -229,6 +229,9 @@ func TestHandler_ManagersSeeOnlyTheirStores(t *testing.T) {
 	srv := h.svc.Handler()
 	do := func(p *conv.Principal, method, path, body string) (int, map[string]any) {
 		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		if method == "POST" {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		if p != nil {
 			req = req.WithContext(conv.WithPrincipal(req.Context(), *p))
 		}
@@ -266,6 +269,13 @@ func TestHandler_ManagersSeeOnlyTheirStores(t *testing.T) {
 	}
 	if code, m := do(region, "POST", "/surveys/api/cases/"+other, `{"action":"close","root_cause":"价格","outcome":"未联系上"}`); code != 200 || m["state"] != "closed" {
 		t.Fatalf("region closes: %d %v", code, m)
+	}
+	form := httptest.NewRequest("POST", "/surveys/api/cases/"+other, strings.NewReader(`{"action":"contacted"}`))
+	form.Header.Set("Content-Type", "text/plain")
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, form.WithContext(conv.WithPrincipal(form.Context(), *region)))
+	if rec.Code != http.StatusBadRequest {
+		t.Fatalf("text/plain POST (a cross-site form) accepted: %d", rec.Code)
 	}
 	_, m = do(wang, "GET", "/surveys/api/nps?by=store", "")
 	for _, r := range m["rows"].([]any) {

@@ -163,6 +163,11 @@ func (s *Service) apiUpdateCase(w http.ResponseWriter, r *http.Request, p conv.P
 	if p.Role == conv.RoleAgent {
 		return nil, conv.ErrForbidden
 	}
+	// A JSON body cannot be sent cross-site without a CORS preflight, so
+	// requiring it keeps forms on other sites from acting as the manager.
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		return nil, errors.Join(conv.ErrBadInput, errors.New("Content-Type must be application/json"))
+	}
 	var u CaseUpdate
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10)).Decode(&u); err != nil {
 		return nil, errors.Join(conv.ErrBadInput, err)
