@@ -100,6 +100,7 @@ func (d *dashboard) viewerOf(p conv.Principal) *viewer {
 
 func (v *viewer) canSee(s conv.StoreID) bool { return v.scope == nil || v.scope(s) }
 
+// ServeHTTP sets the security headers every page and API shares, then routes.
 func (d *dashboard) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// A strict policy: everything the pages need is inline, nothing is fetched
 	// from elsewhere.
@@ -108,7 +109,11 @@ func (d *dashboard) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if req.URL.Path == "" {
 		// Mounted at "/reports" and asked for "/reports": relative links need the slash.
-		http.Redirect(w, req, req.URL.RawPath+"/", http.StatusMovedPermanently)
+		path, query, _ := strings.Cut(req.RequestURI, "?")
+		if query != "" {
+			query = "?" + query
+		}
+		http.Redirect(w, req, path+"/"+query, http.StatusMovedPermanently)
 		return
 	}
 	d.mux.ServeHTTP(w, req)

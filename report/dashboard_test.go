@@ -227,3 +227,21 @@ func ids(s []conv.StoreID) []string {
 	}
 	return out
 }
+
+func TestDashboard_MountedUnderPrefix(t *testing.T) {
+	r := threeDays(t)
+	mux := http.NewServeMux()
+	mux.Handle("/reports/", http.StripPrefix("/reports", NewDashboard(r, nil)))
+	mux.Handle("/reports", http.StripPrefix("/reports", NewDashboard(r, nil)))
+	h := asPrincipal(&admin, mux)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/reports?by=agent", nil))
+	if rec.Code != http.StatusMovedPermanently || rec.Header().Get("Location") != "/reports/?by=agent" {
+		t.Fatalf("GET /reports: %d to %q", rec.Code, rec.Header().Get("Location"))
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/reports/kpi?by=channel", nil))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `href="drill?by=channel`) {
+		t.Fatalf("GET /reports/kpi: %d", rec.Code)
+	}
+}

@@ -34,6 +34,7 @@ func (r *Reporter) Collector() prometheus.Collector { return collector{r} }
 
 type collector struct{ r *Reporter }
 
+// Describe sends every series' descriptor.
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{lagRecordsDesc, lagSecondsDesc, foldedDesc, refreshErrDesc, lastOKDesc, leaderDesc,
 		surveysDesc, npsDesc, slDesc, casesOpenDesc, casesLateDesc} {
@@ -41,6 +42,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
+// Collect reads lag from the engine and today's figures from memory.
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	r := c.r
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

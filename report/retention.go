@@ -2,7 +2,10 @@ package report
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"kefu/engine"
 )
 
 // retentionEvery is how often Retention trims; the log grows by at most
@@ -24,7 +27,16 @@ func NewRetention(r *Reporter) *Retention { return &Retention{r: r, every: reten
 // be trimmed yet).
 func (t *Retention) TrimOnce(ctx context.Context) (time.Time, error) {
 	before := t.r.now().Add(-time.Duration(t.r.cfg.RetentionDays) * 24 * time.Hour)
-	cur := t.r.Cursor()
+	// The persisted cursor, not this instance's: a follower may be ahead of
+	// what the lease holder has stored, and a new leader resumes from the store.
+	b, err := t.r.eng.HGet(ctx, StateKey, fieldCursor)
+	if errors.Is(err, engine.ErrNotFound) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	cur := string(b)
 	if cur == "" {
 		return time.Time{}, nil
 	}
