@@ -181,3 +181,42 @@ func TestBot_HybridDense(t *testing.T) {
 		}
 	}
 }
+
+// countingDense counts the texts it embeds.
+type countingDense struct{ n int }
+
+func (c *countingDense) Embed(_ context.Context, texts []string) ([][]float32, error) {
+	c.n += len(texts)
+	out := make([][]float32, len(texts))
+	for i := range out {
+		out[i] = []float32{1, float32(len(texts[i]))}
+	}
+	return out, nil
+}
+
+func TestPublish_ReembedsOnlyChanged(t *testing.T) {
+	b := newSampleBot(t, nil)
+	cd := &countingDense{}
+	b.dense = cd
+	entries := b.Entries()
+	// First publish with the embedder: everything is new to it.
+	b.cur.Load().hashes = map[string]string{}
+	if err := b.Publish(context.Background(), entries, nil); err != nil {
+		t.Fatal(err)
+	}
+	total := cd.n
+	cd.n = 0
+	if err := b.Publish(context.Background(), entries, nil); err != nil {
+		t.Fatal(err)
+	}
+	if cd.n != 0 {
+		t.Errorf("unchanged KB re-embedded %d texts", cd.n)
+	}
+	entries[3].Similar = append(entries[3].Similar, "新的说法")
+	if err := b.Publish(context.Background(), entries, nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := len(entries[3].Questions()); cd.n != want {
+		t.Errorf("one changed entry re-embedded %d texts, want %d (of %d)", cd.n, want, total)
+	}
+}

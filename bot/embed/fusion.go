@@ -17,11 +17,11 @@ const (
 
 // Fusion configures hybrid scoring.
 type Fusion struct {
-	Method FusionMethod
+	Method FusionMethod `yaml:"method"`
 	// DenseWeight is the weight of the dense score in Weighted fusion (0..1).
-	DenseWeight float64
+	DenseWeight float64 `yaml:"dense_weight"`
 	// K is the RRF constant (default 60).
-	K float64
+	K float64 `yaml:"k"`
 }
 
 // Scored is one ranked item for fusion.
