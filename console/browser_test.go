@@ -84,6 +84,14 @@ func poll(t *testing.T, ctx context.Context, what, js string) {
 	}
 }
 
+// clickList clicks the first element matching sel from JavaScript,
+// retrying until it exists: lists are re-rendered on every live update, so
+// a node found by one CDP call may be gone by the next.
+func clickList(t *testing.T, ctx context.Context, what, sel string) {
+	t.Helper()
+	poll(t, ctx, what, `(() => { const e = document.querySelector(`+"`"+sel+"`"+`); if (!e) return false; e.click(); return true; })()`)
+}
+
 func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
 	if err := chromedp.Do(ctx, steps...); err != nil {
@@ -125,7 +133,8 @@ func TestBrowser_AgentHandlesHandoff(t *testing.T) {
 	// Going online assigns it to her.
 	do(t, ctx, "go online", chromedp.Evaluate[chromedp.Void](`(() => { const s = document.getElementById("status"); s.value = "online"; s.dispatchEvent(new Event("change")); })()`))
 	poll(t, ctx, "chat in my chats", `document.querySelectorAll("#mine li").length === 1 && document.querySelectorAll("#queue li").length === 0`)
-	do(t, ctx, "open chat", chromedp.Click(chromedp.CSS("#mine li")), chromedp.WaitVisible(chromedp.ID("accept")))
+	clickList(t, ctx, "open chat", "#mine li")
+	do(t, ctx, "accept visible", chromedp.WaitVisible(chromedp.ID("accept")))
 	do(t, ctx, "accept", chromedp.Click(chromedp.ID("accept")))
 	poll(t, ctx, "accepted", `document.getElementById("accept").classList.contains("hidden") && !document.getElementById("reply-send").disabled`)
 
@@ -137,7 +146,7 @@ func TestBrowser_AgentHandlesHandoff(t *testing.T) {
 	shot(t, ctx, dir, "03-chat")
 
 	// One-click insert of the suggested answer, then send.
-	do(t, ctx, "insert suggestion", chromedp.Click(chromedp.CSS("#suggestions button.insert")))
+	clickList(t, ctx, "insert suggestion", "#suggestions button.insert")
 	poll(t, ctx, "reply box filled", `document.getElementById("reply-text").value.includes("7天无理由退货")`)
 	do(t, ctx, "send", chromedp.Click(chromedp.ID("reply-send")))
 	waitFor(t, 10*time.Second, "customer receives the agent's reply", func() bool {
@@ -203,14 +212,16 @@ func TestBrowser_SupervisorAssignsAndTakesOver(t *testing.T) {
 
 	s.customerSays("openid-sup", "我要投诉，转人工")
 	poll(t, supCtx, "queued chat on the supervisor's page", `document.querySelectorAll("#queue li").length === 1`)
-	do(t, supCtx, "open queued chat", chromedp.Click(chromedp.CSS("#queue li")), chromedp.WaitVisible(chromedp.ID("assign-box")))
+	clickList(t, supCtx, "open queued chat", "#queue li")
+	do(t, supCtx, "assign box", chromedp.WaitVisible(chromedp.ID("assign-box")))
 	do(t, supCtx, "assign to alice",
 		chromedp.Evaluate[chromedp.Void](`document.getElementById("assign-box").open = true`),
 		chromedp.SendKeys(chromedp.ID("assign-agent"), "alice"),
 		chromedp.Click(chromedp.ID("assign-btn")),
 	)
 	poll(t, agentCtx, "assigned chat on alice's page", `document.querySelectorAll("#mine li").length === 1`)
-	do(t, agentCtx, "alice opens and accepts", chromedp.Click(chromedp.CSS("#mine li")), chromedp.WaitVisible(chromedp.ID("accept")), chromedp.Click(chromedp.ID("accept")))
+	clickList(t, agentCtx, "alice opens the chat", "#mine li")
+	do(t, agentCtx, "alice accepts", chromedp.WaitVisible(chromedp.ID("accept")), chromedp.Click(chromedp.ID("accept")))
 	poll(t, agentCtx, "reply enabled", `!document.getElementById("reply-send").disabled`)
 	do(t, agentCtx, "alice replies", chromedp.SendKeys(chromedp.ID("reply-text"), "非常抱歉，我来帮您处理"), chromedp.Click(chromedp.ID("reply-send")))
 	waitFor(t, 10*time.Second, "customer receives alice's reply", func() bool {
@@ -219,7 +230,7 @@ func TestBrowser_SupervisorAssignsAndTakesOver(t *testing.T) {
 
 	poll(t, supCtx, "ongoing chat with alice", `[...document.querySelectorAll("#ongoing li")].some(e => e.textContent.includes("alice"))`)
 	shot(t, supCtx, dir, "01-supervisor-overview")
-	do(t, supCtx, "open ongoing chat", chromedp.Click(chromedp.CSS("#ongoing li")))
+	clickList(t, supCtx, "open ongoing chat", "#ongoing li")
 	poll(t, supCtx, "take-over button", `!document.getElementById("takeover").classList.contains("hidden")`)
 	do(t, supCtx, "take over", chromedp.Click(chromedp.ID("takeover")))
 	poll(t, agentCtx, "chat gone from alice's list", `document.querySelectorAll("#mine li").length === 0`)

@@ -278,12 +278,16 @@ func (s *Service) greet(ctx context.Context, c *conv.Conversation) {
 	if text == "" {
 		return
 	}
-	if rem, _, err := s.send.Quota(ctx, c.Channel, c.ExternalUser, c.LastCustomerMsgAt); err == nil && rem == 0 {
-		return // keep the customer's last sends for the agent's answers
+	if rem, _, err := s.remaining(ctx, c); err != nil || rem == 0 || rem == 1 {
+		return // keep the customer's last send for the agent's answer
+	}
+	if err := s.reserve(ctx, c); err != nil {
+		return
 	}
 	out := conv.Outbound{ID: "ho:g:" + string(c.ID) + ":" + c.Agent, Kind: conv.OutCustomer, Channel: c.Channel, To: c.ExternalUser,
 		Account: c.Account, Reply: conv.Text(text), TriggerAt: c.LastCustomerMsgAt, Source: "agent"}
 	if err := s.send.Send(ctx, out); err != nil {
+		s.release(ctx, c)
 		s.log.Warn("greeting failed", "conv_id", c.ID, "err", err)
 		return
 	}
@@ -303,7 +307,7 @@ func (s *Service) quota(ctx context.Context, c *conv.Conversation) conv.QuotaInf
 	if c.ChannelType == conv.ChannelWeComKF && s.kf != nil {
 		return conv.QuotaInfo{Remaining: 0, Note: "微信客服会话已转入企业微信（状态3），请在企业微信客户端回复；此处显示其消息", CanReply: false}
 	}
-	rem, until, err := s.send.Quota(ctx, c.Channel, c.ExternalUser, c.LastCustomerMsgAt)
+	rem, until, err := s.remaining(ctx, c)
 	if err != nil {
 		return conv.QuotaInfo{Remaining: 0, Note: "quota unknown: " + err.Error(), CanReply: false}
 	}
@@ -346,9 +350,14 @@ func (s *Service) Reply(ctx context.Context, p conv.Principal, id conv.ConvID, c
 	if err != nil || !first {
 		return err // a retried click: already sent
 	}
+	if err := s.reserve(ctx, &c); err != nil {
+		_ = s.eng.Del(ctx, doneKey("r:"+string(id)+":"+clientID))
+		return err
+	}
 	out := conv.Outbound{ID: "ho:a:" + string(id) + ":" + clientID, Kind: conv.OutCustomer, Channel: c.Channel, To: c.ExternalUser,
 		Account: c.Account, Reply: conv.Text(text), TriggerAt: c.LastCustomerMsgAt, Source: "agent"}
 	if err := s.send.Send(ctx, out); err != nil {
+		s.release(ctx, &c)
 		_ = s.eng.Del(ctx, doneKey("r:"+string(id)+":"+clientID))
 		return err
 	}

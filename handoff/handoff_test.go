@@ -2,10 +2,12 @@ package handoff
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -716,5 +718,51 @@ func TestService_GoingAwayReleasesOffers(t *testing.T) {
 		if n := d.dispatch(t); n != 0 {
 			t.Fatalf("assigned %d to an away agent", n)
 		}
+	})
+}
+
+// TestService_QuotaCountsSendsNotYetDelivered: the sender's book sees a
+// message only once delivered; ten simultaneous replies while its outbox
+// lags still take at most the allowance left, and what goes out never
+// breaks the 5-per-message rule.
+func TestService_QuotaCountsSendsNotYetDelivered(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, eng engine.Engine) {
+		ctx := context.Background()
+		d := newDesk(t, eng)
+		d.online(t, "alice")
+		c := d.handoff(t, "burst", "s1") // queue notice: 1 of 5
+		d.dispatch(t)
+		alice := principal("alice")
+		if err := d.Accept(ctx, alice, c.ID); err != nil { // greeting: 2 of 5
+			t.Fatal(err)
+		}
+		d.out.mu.Lock()
+		d.out.lag = true
+		d.out.mu.Unlock()
+		var ok, refused atomic.Int64
+		var wg sync.WaitGroup
+		for i := 0; i < 10; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := d.Reply(ctx, alice, c.ID, fmt.Sprintf("b%d", i), "hi")
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, conv.ErrQuotaExhausted):
+					refused.Add(1)
+				default:
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if ok.Load() != 3 || refused.Load() != 7 {
+			t.Fatalf("accepted %d, refused %d; want 3 and 7", ok.Load(), refused.Load())
+		}
+		if q, _ := d.Quota(ctx, alice, c.ID); q.Remaining != 0 || q.CanReply {
+			t.Fatalf("quota before delivery = %+v", q)
+		}
+		d.out.flush() // the fake fails the test on a 6th message
 	})
 }

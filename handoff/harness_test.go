@@ -99,6 +99,21 @@ type fakeSender struct {
 	sent  []conv.Outbound
 	ids   map[string]bool
 	books map[string]*book
+	// lag keeps sends in an outbox (invisible to Quota) until flush, like
+	// the real sender between enqueue and delivery.
+	lag     bool
+	pending []conv.Outbound
+}
+
+// flush delivers the outbox of a lagging sender.
+func (f *fakeSender) flush() {
+	f.mu.Lock()
+	p := f.pending
+	f.pending, f.lag = nil, false
+	f.mu.Unlock()
+	for _, j := range p {
+		_ = f.Send(context.Background(), j)
+	}
 }
 
 type book struct {
@@ -118,6 +133,10 @@ func (f *fakeSender) Send(_ context.Context, job conv.Outbound) error {
 	}
 	if f.ids[job.ID] {
 		return nil // idempotent by ID, like the real sender
+	}
+	if f.lag {
+		f.pending = append(f.pending, job)
+		return nil
 	}
 	if job.Kind == conv.OutCustomer && job.Channel != "web" {
 		if job.TriggerAt.IsZero() {

@@ -119,8 +119,9 @@ func (s *Service) afterEnd(ctx context.Context, c *conv.Conversation, spec endSp
 	if spec.notice != "" && c.ChannelType != conv.ChannelWeComKF {
 		out := conv.Outbound{ID: "ho:e:" + string(c.ID), Kind: conv.OutCustomer, Channel: c.Channel, To: c.ExternalUser,
 			Account: c.Account, Reply: conv.Text(spec.notice), TriggerAt: c.LastCustomerMsgAt, Source: "handoff"}
-		if rem, _, err := s.send.Quota(ctx, c.Channel, c.ExternalUser, c.LastCustomerMsgAt); err == nil && rem != 0 {
+		if err := s.reserve(ctx, c); err == nil {
 			if err := s.send.Send(ctx, out); err != nil {
+				s.release(ctx, c)
 				s.log.Warn("end notice failed", "conv_id", c.ID, "err", err)
 			}
 		}
