@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -126,8 +127,11 @@ func (s *Service) OnDetractor(ctx context.Context, sv Survey) (Case, error) {
 	if err := s.eng.Set(ctx, keyCaseOpen+sv.Identity, []byte(id), recordTTL); err != nil {
 		return c, err
 	}
-	if err := s.eng.ZAdd(ctx, keyCases, engine.ZItem{Member: id, Score: float64(now.UnixMilli())}); err != nil {
-		return c, err
+	// One index for HQ, one per store so a manager's page reads only theirs.
+	for _, key := range []string{keyCases, keyCases + ":" + string(c.Store)} {
+		if err := s.eng.ZAdd(ctx, key, engine.ZItem{Member: id, Score: float64(now.UnixMilli())}); err != nil {
+			return c, err
+		}
 	}
 	// A bare score waits briefly for the reason so the alert carries it.
 	due := now
@@ -406,16 +410,33 @@ type CaseFilter struct {
 	States []string
 	// Visible keeps cases whose store passes (nil: all).
 	Visible func(conv.StoreID) bool
+	// Stores, when set, reads only these stores' case indexes (a manager's
+	// page); Visible still applies.
+	Stores []conv.StoreID
 	// Limit caps the result (0: 500).
 	Limit int
 }
 
 // Cases lists cases, newest first.
 func (s *Service) Cases(ctx context.Context, f CaseFilter) ([]Case, error) {
-	items, err := s.eng.ZRangeByScore(ctx, keyCases, 0, 1e18, 0)
-	if err != nil && !errors.Is(err, engine.ErrNotFound) {
-		return nil, err
+	keys := []string{keyCases}
+	if len(f.Stores) > 0 {
+		keys = keys[:0]
+		for _, st := range f.Stores {
+			if k := keyCases + ":" + string(st); !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
 	}
+	var items []engine.ZItem
+	for _, key := range keys {
+		its, err := s.eng.ZRangeByScore(ctx, key, 0, 1e18, 0)
+		if err != nil && !errors.Is(err, engine.ErrNotFound) {
+			return nil, err
+		}
+		items = append(items, its...)
+	}
+	sort.Slice(items, func(i, j int) bool { return items[i].Score < items[j].Score })
 	if f.Limit <= 0 {
 		f.Limit = 500
 	}

@@ -116,8 +116,29 @@ func publicCase(c Case, transcript string) map[string]any {
 	return m
 }
 
+// visibleStores lists the stores whose case indexes p's page reads (nil:
+// all, read from the global index).
+func (s *Service) visibleStores(p conv.Principal) []conv.StoreID {
+	if s.visible(p) == nil || s.cfg.Stores.ID == "" {
+		return nil
+	}
+	var out []conv.StoreID
+	for _, scope := range p.Stores {
+		out = append(out, scope)
+		for _, leaf := range s.tree.Leaves(scope) {
+			if leaf != scope {
+				out = append(out, leaf)
+			}
+		}
+	}
+	if len(out) == 0 {
+		out = []conv.StoreID{"\x00none"} // sees nothing
+	}
+	return out
+}
+
 func (s *Service) apiCases(_ http.ResponseWriter, r *http.Request, p conv.Principal) (any, error) {
-	f := CaseFilter{Visible: s.visible(p)}
+	f := CaseFilter{Visible: s.visible(p), Stores: s.visibleStores(p)}
 	if st := r.URL.Query().Get("state"); st != "" {
 		f.States = strings.Split(st, ",")
 	}
