@@ -150,7 +150,7 @@ func NewWithEntries(cfg Config, entries []kb.Entry, state State, logger *slog.Lo
 		b.idx = index.NewEmbedded()
 		b.log.Info("vector store", "kind", "embedded", "data_dir", cfg.DataDir)
 	}
-	if err := b.Publish(context.Background(), entries, nil); err != nil {
+	if err := b.Publish(context.Background(), entries, cfg.Progress); err != nil {
 		b.idx.Close()
 		return nil, err
 	}
@@ -299,6 +299,11 @@ func (b *Bot) Publish(ctx context.Context, entries []kb.Entry, progress func(don
 		}
 		if err := emb.Save(b.snapshotPath(), tag); err != nil {
 			b.log.Warn("index snapshot not saved", "err", err)
+		}
+	}
+	if f, ok := b.dense.(interface{ Flush() error }); ok {
+		if err := f.Flush(); err != nil {
+			b.log.Warn("embedding cache not saved", "err", err)
 		}
 	}
 	b.log.Info("kb published", "entries", len(entries), "reindexed", changed, "removed", removed, "took", time.Since(start))

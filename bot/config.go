@@ -126,6 +126,9 @@ type Config struct {
 	Typos     map[string]string `yaml:"typos"`
 	Embedding *EmbeddingConfig  `yaml:"embedding"`
 	Qdrant    *QdrantConfig     `yaml:"qdrant"`
+	// Progress, when set, is called while New indexes the KB (e.g. a
+	// terminal progress bar from kb.NewBar).
+	Progress func(done, total int) `yaml:"-"`
 }
 
 // DefaultHandoffWords are explicit requests for a person.

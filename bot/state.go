@@ -45,6 +45,7 @@ func EngineState(e engine.Engine) State { return engineState{e} }
 
 func stateKey(c conv.CustomerID) string { return "bot:mem:" + string(c) }
 
+// Load implements State.
 func (s engineState) Load(ctx context.Context, c conv.CustomerID) (Memory, error) {
 	b, err := s.e.Get(ctx, stateKey(c))
 	if errors.Is(err, engine.ErrNotFound) {
@@ -61,6 +62,7 @@ func (s engineState) Load(ctx context.Context, c conv.CustomerID) (Memory, error
 	return m, nil
 }
 
+// Save implements State; a zero Memory deletes the key.
 func (s engineState) Save(ctx context.Context, c conv.CustomerID, m Memory, ttl time.Duration) error {
 	if m.isZero() {
 		return s.e.Del(ctx, stateKey(c))
@@ -72,6 +74,7 @@ func (s engineState) Save(ctx context.Context, c conv.CustomerID, m Memory, ttl 
 // journalLog is the engine log holding the curation journal.
 const journalLog = "bot:journal"
 
+// Append implements Journal on the engine log.
 func (s engineState) Append(ctx context.Context, r Record) error {
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -81,6 +84,7 @@ func (s engineState) Append(ctx context.Context, r Record) error {
 	return err
 }
 
+// Records implements Journal, reading the whole log in pages.
 func (s engineState) Records(ctx context.Context) ([]Record, error) {
 	var out []Record
 	after := ""

@@ -1,15 +1,19 @@
 package embed
 
 import (
+	"bufio"
 	"bytes"
 	"container/list"
 	"context"
 	"crypto/sha256"
+	"encoding/gob"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,8 +38,9 @@ type OpenAIConfig struct {
 	// re-indexing an unchanged KB and repeated customer questions cost no
 	// API calls.
 	CacheSize int
-	// CacheDir is accepted for symmetry with the bot's data_dir; the cache is
-	// in memory only.
+	// CacheDir, when set, persists the cache (embeddings.gob) so that a
+	// restart or a full lexical rebuild re-embeds nothing already known:
+	// dense API calls are the expensive part of publishing.
 	CacheDir string
 	// Client overrides the HTTP client (tests).
 	Client *http.Client
@@ -49,6 +54,7 @@ type OpenAI struct {
 	mu    sync.Mutex
 	cache map[[32]byte]*list.Element
 	lru   *list.List
+	dirty bool
 }
 
 type cacheItem struct {
@@ -76,7 +82,81 @@ func NewOpenAI(cfg OpenAIConfig) *OpenAI {
 	if hc == nil {
 		hc = &http.Client{Timeout: cfg.Timeout}
 	}
-	return &OpenAI{cfg: cfg, hc: hc, cache: map[[32]byte]*list.Element{}, lru: list.New()}
+	o := &OpenAI{cfg: cfg, hc: hc, cache: map[[32]byte]*list.Element{}, lru: list.New()}
+	o.load()
+	return o
+}
+
+type diskItem struct {
+	Key [32]byte
+	Vec []float32
+}
+
+func (o *OpenAI) cachePath() string {
+	if o.cfg.CacheDir == "" {
+		return ""
+	}
+	return filepath.Join(o.cfg.CacheDir, "embeddings.gob")
+}
+
+// load reads the persisted cache; a missing or corrupt file is ignored.
+func (o *OpenAI) load() {
+	p := o.cachePath()
+	if p == "" {
+		return
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	var items []diskItem
+	if gob.NewDecoder(bufio.NewReader(f)).Decode(&items) != nil {
+		return
+	}
+	// Oldest first, so the most recently used end up at the LRU front.
+	for i := len(items) - 1; i >= 0; i-- {
+		o.store(items[i].Key, items[i].Vec)
+	}
+	o.dirty = false
+}
+
+// Flush writes the cache to CacheDir if it changed since the last flush.
+func (o *OpenAI) Flush() error {
+	p := o.cachePath()
+	o.mu.Lock()
+	if p == "" || !o.dirty {
+		o.mu.Unlock()
+		return nil
+	}
+	items := make([]diskItem, 0, o.lru.Len())
+	for el := o.lru.Front(); el != nil; el = el.Next() {
+		it := el.Value.(*cacheItem)
+		items = append(items, diskItem{it.key, it.vec})
+	}
+	o.dirty = false
+	o.mu.Unlock()
+	if err := os.MkdirAll(o.cfg.CacheDir, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(o.cfg.CacheDir, ".embeddings-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	w := bufio.NewWriter(tmp)
+	if err := gob.NewEncoder(w).Encode(items); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), p)
 }
 
 // APIError is a non-retryable error answer of the embeddings endpoint.
@@ -85,6 +165,7 @@ type APIError struct {
 	Message string
 }
 
+// Error implements error.
 func (e *APIError) Error() string {
 	return fmt.Sprintf("embeddings: HTTP %d: %s", e.Status, e.Message)
 }
@@ -110,6 +191,7 @@ func (o *OpenAI) store(k [32]byte, v []float32) {
 		return
 	}
 	o.cache[k] = o.lru.PushFront(&cacheItem{k, v})
+	o.dirty = true
 	for o.lru.Len() > o.cfg.CacheSize {
 		old := o.lru.Remove(o.lru.Back()).(*cacheItem)
 		delete(o.cache, old.key)
@@ -201,6 +283,7 @@ type retryAfter struct {
 	d      time.Duration
 }
 
+// Error implements error.
 func (r *retryAfter) Error() string { return fmt.Sprintf("HTTP %d, retry after %v", r.status, r.d) }
 
 // maxRetryAfter caps a server's Retry-After so a misbehaving server cannot

@@ -196,3 +196,28 @@ func TestFuse(t *testing.T) {
 		t.Errorf("weighted with dense weight 0 should follow sparse: %v", w0)
 	}
 }
+
+func TestOpenAI_PersistentCache(t *testing.T) {
+	f, srv := newFake(t)
+	dir := t.TempDir()
+	cfg := OpenAIConfig{BaseURL: srv.URL + "/v1", Model: "bge-small-zh", APIKey: "sk-test", BatchSize: 4, CacheDir: dir}
+	c1 := NewOpenAI(cfg)
+	want, err := c1.Embed(context.Background(), []string{"会员积分", "退货"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c1.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.requests = 0
+	got, err := NewOpenAI(cfg).Embed(context.Background(), []string{"退货", "会员积分"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.requests != 0 {
+		t.Errorf("restarted client made %d requests for cached texts", f.requests)
+	}
+	if got[0][0] != want[1][0] || got[1][2] != want[0][2] {
+		t.Errorf("cached vectors differ: %v vs %v", got, want)
+	}
+}

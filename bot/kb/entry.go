@@ -122,6 +122,7 @@ type FieldError struct {
 	Msg    string
 }
 
+// Error implements error.
 func (e FieldError) Error() string {
 	if e.Row > 0 {
 		return fmt.Sprintf("row %d, column %s: %s", e.Row, e.Column, e.Msg)
@@ -134,6 +135,7 @@ type ImportError struct {
 	Errors []FieldError
 }
 
+// Error lists the first 20 problems.
 func (e *ImportError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "kb import: %d error(s), nothing imported", len(e.Errors))

@@ -238,6 +238,7 @@ func cmdPublish(args []string, stdout, stderr io.Writer) error {
 	start := time.Now()
 	cfg := bot.DefaultConfig()
 	cfg.KB, cfg.DataDir = *kbPath, *dataDir
+	cfg.Progress = kb.NewBar(stderr, "indexing").Update
 	b, err := bot.New(cfg, nil, nil)
 	if err != nil {
 		return err

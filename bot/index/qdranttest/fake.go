@@ -512,10 +512,12 @@ type collSrv struct {
 	s *Server
 }
 
+// CollectionExists implements qdrant.CollectionsServer.
 func (c collSrv) CollectionExists(ctx context.Context, r *qdrant.CollectionExistsRequest) (*qdrant.CollectionExistsResponse, error) {
 	return c.s.collectionExists(ctx, r)
 }
 
+// Create implements qdrant.CollectionsServer.
 func (c collSrv) Create(ctx context.Context, r *qdrant.CreateCollection) (*qdrant.CollectionOperationResponse, error) {
 	return c.s.create(ctx, r)
 }
@@ -525,18 +527,22 @@ type pointsSrv struct {
 	s *Server
 }
 
+// CreateFieldIndex implements qdrant.PointsServer.
 func (p pointsSrv) CreateFieldIndex(ctx context.Context, r *qdrant.CreateFieldIndexCollection) (*qdrant.PointsOperationResponse, error) {
 	return p.s.createFieldIndex(ctx, r)
 }
 
+// Upsert implements qdrant.PointsServer.
 func (p pointsSrv) Upsert(ctx context.Context, r *qdrant.UpsertPoints) (*qdrant.PointsOperationResponse, error) {
 	return p.s.upsert(ctx, r)
 }
 
+// Delete implements qdrant.PointsServer.
 func (p pointsSrv) Delete(ctx context.Context, r *qdrant.DeletePoints) (*qdrant.PointsOperationResponse, error) {
 	return p.s.deletePoints(ctx, r)
 }
 
+// Query implements qdrant.PointsServer.
 func (p pointsSrv) Query(ctx context.Context, r *qdrant.QueryPoints) (*qdrant.QueryResponse, error) {
 	return p.s.query(ctx, r)
 }
