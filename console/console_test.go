@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+	"gopkg.in/yaml.v3"
 
 	"kefu/conv"
 	"kefu/engine"
@@ -546,5 +547,35 @@ func TestConsole_KFHandoffFollowsSessionStates(t *testing.T) {
 		if c.ErrCode != 0 {
 			t.Errorf("send_msg refused: %d %s", c.ErrCode, c.ErrMsg)
 		}
+	}
+}
+
+func TestConfig_YAML(t *testing.T) {
+	src := `
+listen: 127.0.0.1:8090
+session_ttl: 8h
+users:
+  - name: alice
+    password_hash: "` + passwordHash(t) + `"
+    role: agent
+    stores: [s1, s2]
+    skills: [vip]
+    max_chats: 3
+    display: 小爱
+    number: "1001"
+    wecom_userid: alice.w
+`
+	cfg := DefaultConfig()
+	dec := yaml.NewDecoder(strings.NewReader(src))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Agents()
+	if cfg.SessionTTL != 8*time.Hour || len(a) != 1 || a[0].MaxChats != 3 || a[0].Stores[1] != "s2" || a[0].WeComUserID != "alice.w" || a[0].Number != "1001" {
+		t.Fatalf("decoded %+v / %+v", cfg, a)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"kefu/conv"
 	"kefu/engine"
 )
@@ -765,4 +767,32 @@ func TestService_QuotaCountsSendsNotYetDelivered(t *testing.T) {
 		}
 		d.out.flush() // the fake fails the test on a 6th message
 	})
+}
+
+func TestConfig_YAML(t *testing.T) {
+	src := `
+queue_capacity: 50
+max_wait: 5m
+accept_timeout: 20s
+messages:
+  queue_full: 人太多了
+`
+	cfg := DefaultConfig()
+	dec := yaml.NewDecoder(strings.NewReader(src))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.QueueCapacity != 50 || cfg.MaxWait != 5*time.Minute || cfg.AcceptTimeout != 20*time.Second ||
+		cfg.Messages.QueueFull != "人太多了" || cfg.Messages.Queued == "" || cfg.IdleClose != DefaultIdleClose {
+		t.Fatalf("decoded %+v", cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := yaml.NewDecoder(strings.NewReader("queue_capasity: 1\n"))
+	bad.KnownFields(true)
+	if err := bad.Decode(&cfg); err == nil {
+		t.Fatal("unknown key accepted")
+	}
 }
