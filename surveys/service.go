@@ -299,20 +299,26 @@ func (s *Service) govern(ctx context.Context, sv Survey, now time.Time) (reason 
 		}
 	}
 	deadline := s.windowDeadline(sv)
+	quotaLeft := -1
+	if qc, ok := s.sender.(QuotaChecker); ok && !s.kfCodeUsable(sv) &&
+		(sv.Contact.ChannelType == conv.ChannelWeChatOA || sv.Contact.ChannelType == conv.ChannelWeComKF) {
+		// The sender's book knows the customer's latest message, which may
+		// be newer than the contact's (they wrote again since): its window
+		// is the one that counts.
+		left, until, err := qc.Quota(ctx, sv.Contact.Channel, sv.Contact.ExternalUser, sv.Contact.LastCustomerMsgAt)
+		if err != nil {
+			return "", time.Time{}, err
+		}
+		if !until.IsZero() {
+			deadline = until.Add(-windowMargin)
+		}
+		quotaLeft = left
+	}
 	if !now.Before(deadline) {
 		return "window_expired", time.Time{}, nil
 	}
-	if qc, ok := s.sender.(QuotaChecker); ok && !s.kfCodeUsable(sv) &&
-		(sv.Contact.ChannelType == conv.ChannelWeChatOA || sv.Contact.ChannelType == conv.ChannelWeComKF) {
-		left, until, err := qc.Quota(ctx, sv.Contact.Channel, sv.Contact.ExternalUser, sv.Contact.LastCustomerMsgAt)
-		switch {
-		case err != nil:
-			return "", time.Time{}, err
-		case !until.IsZero() && !now.Before(until):
-			return "window_expired", time.Time{}, nil
-		case left == 0:
-			return "quota_exhausted", time.Time{}, nil
-		}
+	if quotaLeft == 0 {
+		return "quota_exhausted", time.Time{}, nil
 	}
 	if s.inQuiet(now) {
 		end := s.quietEnd(now)

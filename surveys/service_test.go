@@ -573,3 +573,18 @@ func TestRoute_OptOutAsAnswer(t *testing.T) {
 		t.Fatal("OptedOut = false")
 	}
 }
+
+// The sender's quota book knows a newer customer message than the contact
+// did: its window decides, not the contact's.
+func TestGovernance_WindowFromQuotaBook(t *testing.T) {
+	h := newHarnessSender(t, func(f *fakeSender) Sender {
+		return &quotaSender{fakeSender: f, left: 3, until: noon.Add(40 * time.Hour)}
+	})
+	ce := h.oaContact("wrote-again")
+	ce.LastCustomerMsgAt = noon.Add(-47*time.Hour - 59*time.Minute) // the contact's window is over
+	h.schedule(ce)
+	h.advance(DefaultDelay)
+	if n := len(h.out.byPrefix("survey:")); n != 1 || len(h.ev.reasons()) != 0 {
+		t.Fatalf("sent=%d reasons=%v", n, h.ev.reasons())
+	}
+}
