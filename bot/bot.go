@@ -257,6 +257,15 @@ func (b *Bot) Publish(ctx context.Context, entries []kb.Entry, progress func(don
 				if tag, err := emb.Load(b.snapshotPath()); err == nil && tag == kbPrint {
 					old = hashes // the snapshot holds exactly these vectors
 				}
+			} else if hs, ok := b.idx.(interface {
+				Hashes(context.Context) (map[string]string, error)
+			}); ok {
+				// A persistent external store: re-embed only what changed.
+				if h, err := hs.Hashes(ctx); err == nil {
+					old = h
+				} else {
+					b.log.Warn("cannot read stored entry hashes; re-indexing everything", "err", err)
+				}
 			}
 		}
 	}

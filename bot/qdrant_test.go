@@ -117,7 +117,7 @@ func checkFakeSchema(t *testing.T, f *qdranttest.Server, coll string) {
 	if c.GetSparseVectorsConfig().GetMap()["lexical"].GetModifier() != qdrant.Modifier_Idf {
 		t.Error("sparse vector without IDF modifier")
 	}
-	log := strings.Join(f.Log, "\n")
+	log := strings.Join(f.Calls(), "\n")
 	if !strings.Contains(log, "query "+coll) || !strings.Contains(log, "delete "+coll) {
 		t.Errorf("fake saw no queries or deletes:\n%s", log)
 	}
@@ -168,5 +168,45 @@ func TestQdrant_Hybrid(t *testing.T) {
 				t.Errorf("protocol violations: %v", f.Errors)
 			}
 		})
+	}
+}
+
+// TestQdrant_RestartReindexesOnlyChanged restarts a bot on an existing
+// collection with one entry edited: only that entry's points are written.
+func TestQdrant_RestartReindexesOnlyChanged(t *testing.T) {
+	fake, err := qdranttest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Stop()
+	kbPath := copySample(t)
+	cfg := func(c *Config) { c.KB = kbPath; c.Qdrant = &QdrantConfig{Addr: fake.Addr, Collection: "restart"} }
+	newSampleBot(t, cfg).Close()
+	points := fake.Points("restart")
+	entries, err := kb.ReadFile(kbPath, kb.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries[0].Similar = append(entries[0].Similar, "几点打烊")
+	if err := kb.WriteFile(kbPath, entries); err != nil {
+		t.Fatal(err)
+	}
+	fake.Calls()
+	b := newSampleBot(t, cfg)
+	var upserts []string
+	for _, l := range fake.Calls() {
+		if strings.HasPrefix(l, "upsert") {
+			upserts = append(upserts, l)
+		}
+	}
+	want := fmt.Sprintf("upsert restart %d", len(entries[0].Questions())+1)
+	if len(upserts) != 1 || upserts[0] != want {
+		t.Errorf("restart wrote %v, want [%s]", upserts, want)
+	}
+	if fake.Points("restart") != points+1 {
+		t.Errorf("points %d, want %d", fake.Points("restart"), points+1)
+	}
+	if got := b.customerSearch(t, "几点打烊", ""); len(got) == 0 || got[0].EntryID != entries[0].ID {
+		t.Errorf("edited entry not found: %v", ids(got))
 	}
 }

@@ -120,7 +120,7 @@ func (r *retriever) docsOf(ctx context.Context, e *kb.Entry) ([]index.Doc, error
 	for i, q := range qs {
 		n := r.norm.Normalize(q)
 		texts[i] = n
-		docs[i] = index.Doc{Entry: e.ID, Seq: i, Sparse: r.lex.Embed(n), Meta: metaOf(e)}
+		docs[i] = index.Doc{Entry: e.ID, Seq: i, Sparse: r.lex.Embed(n), Meta: metaOf(e), Hash: r.hashes[e.ID]}
 	}
 	var prof embed.Sparse
 	for _, d := range docs {
@@ -135,7 +135,7 @@ func (r *retriever) docsOf(ctx context.Context, e *kb.Entry) ([]index.Doc, error
 			docs[i].Dense = vecs[i]
 		}
 	}
-	return append(docs, index.Doc{Entry: e.ID, Seq: index.ProfileSeq, Sparse: prof, Meta: metaOf(e)}), nil
+	return append(docs, index.Doc{Entry: e.ID, Seq: index.ProfileSeq, Sparse: prof, Meta: metaOf(e), Hash: r.hashes[e.ID]}), nil
 }
 
 // sync brings the index from the entries described by old (id → hash) to

@@ -30,6 +30,9 @@ type Doc struct {
 	Sparse embed.Sparse
 	Dense  []float32
 	Meta   Meta
+	// Hash is the entry's content hash (kb.Entry.Hash), stored so a store
+	// that outlives the process (Qdrant) can tell what changed on restart.
+	Hash string
 }
 
 // Filter restricts a search. Zero fields do not filter.

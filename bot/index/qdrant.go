@@ -101,7 +101,7 @@ func (q *Qdrant) ensure(ctx context.Context, dim int) error {
 		{"entry", qdrant.FieldType_FieldTypeKeyword}, {"stores", qdrant.FieldType_FieldTypeKeyword},
 		{"all_stores", qdrant.FieldType_FieldTypeBool}, {"category", qdrant.FieldType_FieldTypeKeyword},
 		{"visibility", qdrant.FieldType_FieldTypeKeyword}, {"status", qdrant.FieldType_FieldTypeKeyword},
-		{"valid_until", qdrant.FieldType_FieldTypeInteger},
+		{"valid_until", qdrant.FieldType_FieldTypeInteger}, {"seq", qdrant.FieldType_FieldTypeInteger},
 	}
 	for _, f := range fields {
 		if _, err := q.c.CreateFieldIndex(ctx, &qdrant.CreateFieldIndexCollection{
@@ -161,7 +161,7 @@ func (q *Qdrant) Upsert(ctx context.Context, docs []Doc) error {
 			Payload: qdrant.NewValueMap(map[string]any{
 				"entry": d.Entry, "seq": int64(d.Seq), "stores": stores, "all_stores": len(d.Meta.Stores) == 0,
 				"category": d.Meta.Category, "visibility": d.Meta.Visibility, "status": d.Meta.Status,
-				"valid_until": d.Meta.ValidUntil,
+				"valid_until": d.Meta.ValidUntil, "hash": d.Hash,
 			}),
 		})
 	}
@@ -296,6 +296,38 @@ func (q *Qdrant) Search(ctx context.Context, qu Query, f Filter, k int) ([]Hit, 
 		}
 	}
 	return topK(hits, k), nil
+}
+
+// Hashes returns the content hash of every entry in the collection (read
+// from the profile points), so a restarted bot re-embeds only entries that
+// changed while it was down. Stored sparse vectors carry no idf (Qdrant
+// applies it), so they stay valid when the rest of the KB changes.
+func (q *Qdrant) Hashes(ctx context.Context) (map[string]string, error) {
+	q.mu.Lock()
+	ready := q.ready
+	q.mu.Unlock()
+	out := map[string]string{}
+	if !ready {
+		return out, nil
+	}
+	var offset *qdrant.PointId
+	for {
+		pts, next, err := q.c.ScrollAndOffset(ctx, &qdrant.ScrollPoints{
+			CollectionName: q.collection, Limit: qdrant.PtrOf(uint32(1000)), Offset: offset,
+			Filter:      &qdrant.Filter{Must: []*qdrant.Condition{qdrant.NewMatchInt("seq", ProfileSeq)}},
+			WithPayload: qdrant.NewWithPayloadInclude("entry", "hash"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("qdrant scroll: %w", err)
+		}
+		for _, p := range pts {
+			out[p.GetPayload()["entry"].GetStringValue()] = p.GetPayload()["hash"].GetStringValue()
+		}
+		if next == nil || len(pts) == 0 {
+			return out, nil
+		}
+		offset = next
+	}
 }
 
 // Close implements Index.

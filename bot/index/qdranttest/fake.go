@@ -84,6 +84,15 @@ func (s *Server) Collection(name string) *qdrant.CreateCollection {
 	return nil
 }
 
+// Calls returns a copy of Log and clears it.
+func (s *Server) Calls() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.Log
+	s.Log = nil
+	return out
+}
+
 // Points counts the points of a collection.
 func (s *Server) Points(name string) int {
 	s.mu.Lock()
@@ -424,6 +433,53 @@ func (s *Server) nearest(c *collection, q *qdrant.Query, using string, f *qdrant
 	return out, nil
 }
 
+// scroll answers Scroll: points matching the filter in id order, paged.
+func (s *Server) scroll(_ context.Context, r *qdrant.ScrollPoints) (*qdrant.ScrollResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.coll(r.GetCollectionName())
+	if err != nil {
+		return nil, err
+	}
+	if r.Filter != nil {
+		if err := s.checkFilter(c, r.GetFilter()); err != nil {
+			return nil, err
+		}
+	}
+	var ids []string
+	for id, p := range c.points {
+		if match(r.GetFilter(), p.payload) {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	start := 0
+	if r.Offset != nil {
+		start = sort.SearchStrings(ids, pointID(r.GetOffset()))
+	}
+	limit := int(r.GetLimit())
+	if limit == 0 {
+		limit = 10
+	}
+	out := &qdrant.ScrollResponse{}
+	end := min(len(ids), start+limit)
+	include := r.GetWithPayload().GetInclude().GetFields()
+	for _, id := range ids[start:end] {
+		pl := map[string]*qdrant.Value{}
+		for k, v := range c.points[id].payload {
+			if include == nil || slices.Contains(include, k) {
+				pl[k] = v
+			}
+		}
+		out.Result = append(out.Result, &qdrant.RetrievedPoint{Id: qdrant.NewID(id), Payload: pl})
+	}
+	if end < len(ids) {
+		out.NextPageOffset = qdrant.NewID(ids[end])
+	}
+	s.Log = append(s.Log, fmt.Sprintf("scroll %s %d", r.GetCollectionName(), len(out.Result)))
+	return out, nil
+}
+
 // query answers Query: a nearest query, or prefetches
 // fused with RRF (score Σ 1/(k + rank), rank from 1).
 func (s *Server) query(_ context.Context, r *qdrant.QueryPoints) (*qdrant.QueryResponse, error) {
@@ -540,6 +596,11 @@ func (p pointsSrv) Upsert(ctx context.Context, r *qdrant.UpsertPoints) (*qdrant.
 // Delete implements qdrant.PointsServer.
 func (p pointsSrv) Delete(ctx context.Context, r *qdrant.DeletePoints) (*qdrant.PointsOperationResponse, error) {
 	return p.s.deletePoints(ctx, r)
+}
+
+// Scroll implements qdrant.PointsServer.
+func (p pointsSrv) Scroll(ctx context.Context, r *qdrant.ScrollPoints) (*qdrant.ScrollResponse, error) {
+	return p.s.scroll(ctx, r)
 }
 
 // Query implements qdrant.PointsServer.
