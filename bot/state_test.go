@@ -14,7 +14,8 @@ import (
 
 // fakeEngine implements the few engine.Engine methods EngineState uses
 // (Get, Set with TTL, Del, Append, ReadLog); the rest panic via the nil
-// embedded interface. It stands in until engine.OpenEmbedded exists.
+// embedded interface. Unlike the real engine it lets the test move the
+// clock, to check expiry without sleeping.
 type fakeEngine struct {
 	engine.Engine
 	mu   sync.Mutex
@@ -135,5 +136,60 @@ func TestMemoryState_Expiry(t *testing.T) {
 	s.Save(ctx, c, Memory{}, time.Hour)
 	if m, _ := s.Load(ctx, c); fmt.Sprint(m) != fmt.Sprint(Memory{}) {
 		t.Fatalf("zero memory not cleared: %+v", m)
+	}
+}
+
+// TestEngineState_EmbeddedEngine runs the adapter on the real embedded
+// engine: memory shared by two bots, durable across reopening the engine,
+// journal on the engine log, TTL honoured.
+func TestEngineState_EmbeddedEngine(t *testing.T) {
+	dir := t.TempDir()
+	e, err := engine.OpenEmbedded(dir, engine.EmbeddedOptions{Logf: func(string, ...any) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(e engine.Engine, ttl time.Duration) *Bot {
+		cfg := DefaultConfig()
+		cfg.KB = samplePath(t)
+		cfg.Answer, cfg.Clarify, cfg.Margin, cfg.StateTTL = 0.99, 0.01, 0.5, ttl
+		b, err := New(cfg, EngineState(e), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	b1 := mk(e, time.Hour)
+	d := ask(t, b1, "wx:9", "", "退货")
+	if d.Action != ActClarify {
+		t.Fatalf("want clarify, got %s", d.Action)
+	}
+	// Restart the engine: the pending choice is durable.
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e2, err := engine.OpenEmbedded(dir, engine.EmbeddedOptions{Logf: func(string, ...any) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e2.Close()
+	b2 := mk(e2, 300*time.Millisecond)
+	if d2 := ask(t, b2, "wx:9", "", "2"); d2.Action != ActAnswer || d2.EntryID != d.Candidates[1].EntryID {
+		t.Fatalf("after engine restart: %s %s, want answer %s", d2.Action, d2.EntryID, d.Candidates[1].EntryID)
+	}
+	recs, err := b2.journal.Records(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[RecordKind]int{}
+	for _, r := range recs {
+		kinds[r.Kind]++
+	}
+	if kinds[RecClarify] != 1 || kinds[RecPick] != 1 {
+		t.Errorf("journal kinds %v", kinds)
+	}
+	ask(t, b2, "wx:10", "", "退货")
+	time.Sleep(500 * time.Millisecond)
+	if d := ask(t, b2, "wx:10", "", "1"); d.Reason == "picked" {
+		t.Fatal("pending choice survived its TTL on the embedded engine")
 	}
 }
