@@ -71,6 +71,7 @@ function enterApp() {
   $("me").textContent = state.me.name + "（" + state.me.role + "）";
   $("ongoing-box").classList.toggle("hidden", state.me.role === "agent");
   $("assign-box").classList.toggle("hidden", !state.me.supervisor);
+  $("status").parentElement.classList.toggle("hidden", !state.me.agent); // only the roster takes chats
   const sel = $("disposition");
   sel.textContent = "";
   for (const d of state.me.dispositions) { sel.appendChild(el("option", "", d)).value = d; }
@@ -118,15 +119,17 @@ async function doRefresh() {
     for (const t of tickets.slice(0, 20)) {
       tl.appendChild(el("li", "", t.customer + " · " + t.store + " · " + t.reason));
     }
+    const agents = await api("GET", "/api/agents");
     if (state.me.supervisor) {
-      const agents = await api("GET", "/api/agents");
       const al = $("agents");
       al.textContent = "";
       for (const a of agents) al.appendChild(el("li", "", a.name + " · " + a.status + " · " + a.chats.length + "/" + a.max_chats));
-    } else {
-      const agents = await api("GET", "/api/agents");
-      const self = agents.find((a) => a.name === state.me.user);
-      if (self && document.activeElement !== $("status")) $("status").value = self.status;
+    }
+    const self = agents.find((a) => a.name === state.me.user);
+    if (self) {
+      // My load against my cap, and my status as the desk knows it.
+      $("mine-count").textContent = "(" + q.mine.length + "/" + self.max_chats + ")";
+      if (document.activeElement !== $("status")) $("status").value = self.status;
     }
   } catch (e) {
     flash(e.message, true);
