@@ -116,6 +116,11 @@ type Result struct {
 	// Exhausted is set when the request pool ran out early (kefu targets
 	// never reuse a MsgId); the rate is over the shorter window.
 	Exhausted bool `json:"pool_exhausted,omitempty"`
+	// ShutdownSeconds is how long the target took to exit after SIGTERM
+	// (kefu drains accepted work and flushes its event buffer);
+	// ShutdownKilled is set when it was killed after stopTimeout.
+	ShutdownSeconds float64 `json:"shutdown_s"`
+	ShutdownKilled  bool    `json:"shutdown_killed,omitempty"`
 	// Dup is the duplicate check's outcome (-dup).
 	Dup *DupReport `json:"dup,omitempty"`
 	// FirstError is the first transport error or non-200 answer, if any.
@@ -311,6 +316,12 @@ func runTarget(t string, o options, work, kb, simURL string, sim *wxsim.API, poo
 			c.stop()
 		}
 	}()
+	var res *Result
+	stop := func() {
+		d, killed := c.stop()
+		stopped = true
+		res.ShutdownSeconds, res.ShutdownKilled = d.Seconds(), killed
+	}
 	pid := c.cmd.Process.Pid
 	var cpu0, mach0 time.Duration
 	var wal0 walStats
@@ -352,7 +363,7 @@ func runTarget(t string, o options, work, kb, simURL string, sim *wxsim.API, poo
 		redisCmds1 = redisCommands(rc)
 	}
 	rss, hwm := procMem(pid)
-	res := &Result{
+	res = &Result{
 		Target: t, Requests: lr.Requests, Seconds: lr.Elapsed.Seconds(),
 		ReqPerS: float64(lr.Requests) / lr.Elapsed.Seconds(),
 		P50Ms:   lr.lat.quantile(0.50), P99Ms: lr.lat.quantile(0.99), P999Ms: lr.lat.quantile(0.999),
@@ -387,13 +398,15 @@ func runTarget(t string, o options, work, kb, simURL string, sim *wxsim.API, poo
 		// Let answers that went through the API arrive, then stop kefu so
 		// its event log is flushed before we read it.
 		waitQuiet(sim, 2*time.Second)
-		c.stop()
-		stopped = true
+		stop()
 		d, err := verifyDup(pool[:lr.sent], lr.kept, sim, eventSource{dataDir: dir, redisAddr: redisAddr, prefix: prefix})
 		if err != nil {
 			return nil, err
 		}
 		res.Dup = d
+	}
+	if !stopped {
+		stop()
 	}
 	return res, nil
 }
@@ -518,6 +531,11 @@ func report(w io.Writer, o options, rs []Result) {
 		}
 		if r.RedisCmdsPerReq > 0 {
 			fmt.Fprintf(w, "%s engine: %.1f Redis commands per request\n", r.Target, r.RedisCmdsPerReq)
+		}
+		if r.ShutdownKilled {
+			fmt.Fprintf(w, "note: %s did not exit within %s of SIGTERM and was killed\n", r.Target, stopTimeout)
+		} else if r.ShutdownSeconds > 5 {
+			fmt.Fprintf(w, "note: %s took %.1fs to exit after SIGTERM\n", r.Target, r.ShutdownSeconds)
 		}
 		if r.FirstError != "" {
 			fmt.Fprintf(w, "note: first error on %s: %s\n", r.Target, r.FirstError)

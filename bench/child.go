@@ -59,7 +59,16 @@ func runChild(kind, cfgPath, listen, cpuprofile, memprofile string, stdout, stde
 			fmt.Fprintln(stderr, "bench child:", err)
 			return 1
 		}
-		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+		// Stopped as soon as SIGTERM arrives: the profile covers the load,
+		// not the shutdown, and survives a child killed for draining slowly.
+		stopped := make(chan struct{})
+		defer func() { <-stopped }()
+		go func() {
+			<-ctx.Done()
+			pprof.StopCPUProfile()
+			_ = f.Close()
+			close(stopped)
+		}()
 	}
 	if memprofile != "" {
 		// Written when SIGTERM arrives, before the server shuts down: what
@@ -321,18 +330,25 @@ func waitHealthy(addr string, d time.Duration) error {
 	}
 }
 
+// stopTimeout bounds a child's graceful shutdown before it is killed.
+const stopTimeout = 40 * time.Second
+
 // stop ends the child gracefully (SIGTERM: kefu drains and flushes its
-// event log), killing it if it does not exit in time.
-func (c *child) stop() {
+// event log), killing it if it does not exit within stopTimeout. It
+// returns how long the shutdown took and whether it had to kill.
+func (c *child) stop() (time.Duration, bool) {
 	if c.cmd.Process == nil {
-		return
+		return 0, false
 	}
+	t0 := time.Now()
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-c.exited:
-	case <-time.After(40 * time.Second):
+		return time.Since(t0), false
+	case <-time.After(stopTimeout):
 		_ = c.cmd.Process.Kill()
 		<-c.exited
+		return time.Since(t0), true
 	}
 }
 
