@@ -146,7 +146,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&targets, "targets", strings.Join(allTargets, ","), "comma-separated targets: "+strings.Join(allTargets, ", "))
 	fs.BoolVar(&o.json, "json", false, "print results as JSON")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of each kefu target to PREFIX.<target>.pprof")
-	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile of each kefu target at its shutdown to PREFIX.<target>.heap")
+	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile of each kefu target, taken when it is told to stop (after the load), to PREFIX.<target>.heap")
 	fs.BoolVar(&o.dup, "dup", false, "send every message 4 times (WeChat retries) and check each MsgId is answered exactly once")
 	fs.IntVar(&o.users, "users", 10000, "distinct customers (openids) in the load; -dup uses one per message")
 	fs.IntVar(&o.pool, "pool", 0, "pre-built pushes (0: enough for 30k req/s)")

@@ -33,7 +33,9 @@ type DupReport struct {
 	// same reply; API counts those answered once through custom/send.
 	Passive int `json:"answered_passively"`
 	API     int `json:"answered_via_api"`
-	// Violations lists what went wrong (first few), empty when OK.
+	// The violations: MsgIds with a copy not answered 200, with replies
+	// that differ or that WeChat would reject, never answered, or answered
+	// more than once. Examples describes the first few.
 	NotAcked      int      `json:"copies_not_acked"`
 	Inconsistent  int      `json:"inconsistent_replies"`
 	Unanswered    int      `json:"unanswered"`
