@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +85,7 @@ type Bot struct {
 	now     func() time.Time
 	handoff []string
 	anger   []string
+	notHand *strings.Replacer
 }
 
 // New loads the knowledge base at cfg.KB and builds (or loads) its index.
@@ -130,6 +132,13 @@ func NewWithEntries(cfg Config, entries []kb.Entry, state State, logger *slog.Lo
 	for _, w := range cfg.AngerWords {
 		b.anger = append(b.anger, textnorm.Fold(w))
 	}
+	var blank []string
+	for _, w := range cfg.NotHandoff {
+		if w != "" {
+			blank = append(blank, textnorm.Fold(w), " ")
+		}
+	}
+	b.notHand = strings.NewReplacer(blank...)
 	if cfg.Embedding != nil {
 		b.dense = embed.NewOpenAI(embed.OpenAIConfig{
 			BaseURL: cfg.Embedding.URL, Model: cfg.Embedding.Model, APIKey: cfg.Embedding.APIKey,

@@ -73,6 +73,11 @@ func TestBot_HandoffWords(t *testing.T) {
 			t.Errorf("%q: got %s, want handoff", q, d.Action)
 		}
 	}
+	for _, q := range []string{"滚筒洗衣机保修多久", "有人工智能音箱吗"} {
+		if d := ask(t, b, "n-"+q, "", q); d.Action == ActHandoff {
+			t.Errorf("%q: handed off (%s), but it is a product question", q, d.Reason)
+		}
+	}
 }
 
 func TestBot_TwoMissesHandOff(t *testing.T) {

@@ -122,6 +122,9 @@ type Config struct {
 	// and case folding.
 	HandoffWords []string `yaml:"handoff_words"`
 	AngerWords   []string `yaml:"anger_words"`
+	// NotHandoff are phrases that contain a handoff or anger word but mean
+	// something else; they are ignored when matching.
+	NotHandoff []string `yaml:"not_handoff"`
 	// Typos are extra corrections applied to questions and queries.
 	Typos     map[string]string `yaml:"typos"`
 	Embedding *EmbeddingConfig  `yaml:"embedding"`
@@ -133,6 +136,11 @@ type Config struct {
 
 // DefaultHandoffWords are explicit requests for a person.
 var DefaultHandoffWords = []string{"转人工", "人工客服", "人工服务", "人工", "真人", "客服", "human", "agent", "找经理", "店长"}
+
+// DefaultNotHandoff are longer words that contain a handoff or anger word
+// without meaning it ("人工智能" is not a request for a person, "滚筒" is a
+// washing machine); they are blanked out before matching.
+var DefaultNotHandoff = []string{"人工智能", "人工湖", "人工费", "滚筒", "滚动", "翻滚", "滚梯"}
 
 // DefaultAngerWords are complaint and anger markers.
 var DefaultAngerWords = []string{"投诉", "举报", "差评", "垃圾", "骗子", "骗人", "坑人", "欺诈", "太差", "气死", "什么破", "滚", "妈的", "他妈", "tmd", "退钱", "12315", "消协", "律师", "曝光"}
@@ -149,6 +157,7 @@ func DefaultConfig() Config {
 		Texts:          DefaultTexts(),
 		HandoffWords:   DefaultHandoffWords,
 		AngerWords:     DefaultAngerWords,
+		NotHandoff:     DefaultNotHandoff,
 	}
 }
 

@@ -164,10 +164,11 @@ func (b *Bot) fresh(ctx context.Context, r *retriever, q Query, mem *Memory, tex
 	if text == "" {
 		return Decision{Action: ActFallback, Reply: conv.Text(b.cfg.Texts.Greeting), Reason: "empty"}, nil
 	}
-	if containsAny(folded, b.handoff) {
+	intent := b.notHand.Replace(folded)
+	if containsAny(intent, b.handoff) {
 		return b.handoffDecision(ctx, q, mem, text, "explicit_request"), nil
 	}
-	if containsAny(folded, b.anger) {
+	if containsAny(intent, b.anger) {
 		return b.handoffDecision(ctx, q, mem, text, "anger"), nil
 	}
 	cands, _, err := r.search(ctx, text, b.customerFilter(q.Store), max(5, b.cfg.ClarifyOptions))
