@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"kefu/conv"
@@ -76,7 +77,20 @@ func (d *dashboard) viewerOf(p conv.Principal) *viewer {
 		return v
 	}
 	tree := d.r.tree
-	v.scope = func(s conv.StoreID) bool { return p.CanSee(tree, s) }
+	// CanSee walks the tree on every call; a request asks about the same few
+	// stores thousands of times, so remember the answers.
+	var mu sync.Mutex
+	seenScope := map[conv.StoreID]bool{}
+	v.scope = func(s conv.StoreID) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		ok, hit := seenScope[s]
+		if !hit {
+			ok = p.CanSee(tree, s)
+			seenScope[s] = ok
+		}
+		return ok
+	}
 	seen := map[conv.StoreID]bool{}
 	for _, s := range p.Stores {
 		leaves := []conv.StoreID{s}

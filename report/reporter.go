@@ -343,8 +343,13 @@ func (r *Reporter) refresh(ctx context.Context) (int, error) {
 			return total, nil
 		}
 		r.mu.Lock()
+		var ev conv.Event
 		for i := range recs {
-			var ev conv.Event
+			// One Event and its Data map are reused across records: the fold
+			// keeps only the strings, never the map.
+			data := ev.Data
+			clear(data)
+			ev = conv.Event{Data: data}
 			if err := json.Unmarshal(recs[i].Data, &ev); err != nil {
 				r.f.cursor = recs[i].ID // a bad record must not stall the report
 				continue
