@@ -82,6 +82,10 @@ func RunCLIConfig(args []string, stdout, stderr io.Writer, e engine.Engine, tree
 	if cmd == "gen" {
 		return cliGen(ctx, stdout, stderr, e, cfg, *seed, *dayF, *contacts, *jsonl)
 	}
+	if e == nil {
+		fmt.Fprintln(stderr, "kefu report: no engine to read the event log from")
+		return 1
+	}
 	r, err := New(ctx, e, tree, cfg, Options{ReadOnly: true})
 	if err != nil {
 		fmt.Fprintln(stderr, "kefu report:", err)

@@ -109,6 +109,10 @@ func TestRunCLI_Usage(t *testing.T) {
 			t.Errorf("%v: code %d, want 2", args, code)
 		}
 	}
+	var out, errb bytes.Buffer
+	if code := RunCLI([]string{"kpi"}, &out, &errb, nil, nil); code != 1 || !strings.Contains(errb.String(), "no engine") {
+		t.Errorf("kpi without an engine: code %d, %q", code, errb.String())
+	}
 	if _, _, code := runCLI(t, e, "help"); code != 0 {
 		t.Errorf("help: code %d", code)
 	}
