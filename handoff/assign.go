@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"sync"
 
 	"kefu/conv"
 	"kefu/engine"
@@ -80,29 +81,40 @@ func (s *Service) Dispatch(ctx context.Context) (int, error) {
 	total := 0
 	for pass := 0; pass < 20; pass++ {
 		before, _ := s.eng.Get(ctx, genKey)
-		n, err := s.dispatchOnce(ctx)
+		n, retry, err := s.dispatchOnce(ctx)
 		total += n
 		if err != nil {
 			return total, err
 		}
 		after, _ := s.eng.Get(ctx, genKey)
-		if string(before) == string(after) {
+		if string(before) == string(after) && (!retry || n == 0) {
 			break
 		}
 	}
 	return total, nil
 }
 
-func (s *Service) dispatchOnce(ctx context.Context) (int, error) {
+// dispatchParallel bounds concurrent assignment Updates of one pass.
+// Assignments of one pass touch distinct conversations and mostly
+// distinct agents, so they rarely conflict; running them concurrently
+// hides the engine's round trips.
+const dispatchParallel = 8
+
+// dispatchOnce plans one pass on a snapshot (oldest first across queues,
+// FIFO within each, least busy / round robin per conversation, simulated
+// loads so the plan itself never exceeds a cap), then executes the plan
+// concurrently. Every execution re-checks state and cap in its Update;
+// retry reports plans that lost a race, so Dispatch makes another pass.
+func (s *Service) dispatchOnce(ctx context.Context) (n int, retry bool, err error) {
 	queues, err := s.eng.ZRangeByScore(ctx, queuesKey, math.Inf(-1), math.Inf(1), 0)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	agents := make(map[string]agentState, len(s.names))
 	for _, name := range s.names {
 		a, err := s.agent(ctx, name)
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		agents[name] = a
 	}
@@ -116,15 +128,20 @@ func (s *Service) dispatchOnce(ctx context.Context) (int, error) {
 	for _, q := range queues {
 		items, err := s.eng.ZRangeByScore(ctx, q.Member, math.Inf(-1), math.Inf(1), 200)
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		for _, it := range items {
 			all = append(all, entry{q.Member, it})
 		}
 	}
 	sort.SliceStable(all, func(i, j int) bool { return all[i].item.Score < all[j].item.Score })
+	type step struct {
+		c     conv.Conversation
+		agent string
+	}
+	var plan []step
 	blocked := map[string]bool{}
-	n := 0
+	tick := s.now().UnixNano()
 	for _, e := range all {
 		if blocked[e.queue] {
 			continue
@@ -135,7 +152,7 @@ func (s *Service) dispatchOnce(ctx context.Context) (int, error) {
 			continue
 		}
 		if err != nil {
-			return n, err
+			return 0, false, err
 		}
 		if c.State != conv.StateQueued {
 			// An index entry left behind by a crash between steps.
@@ -144,31 +161,42 @@ func (s *Service) dispatchOnce(ctx context.Context) (int, error) {
 			}
 			continue
 		}
-		assigned := false
-		for _, name := range s.candidates(&c, agents) {
-			a, err := s.assign(ctx, c.ID, c.Version, name, "dispatch", modeDispatch)
-			if errors.Is(err, errBusy) {
-				if fresh, ferr := s.agent(ctx, name); ferr == nil {
-					agents[name] = fresh
-				}
-				continue
-			}
-			if errors.Is(err, errStale) {
-				break
-			}
-			if err != nil {
-				return n, err
-			}
-			agents[name] = a
-			assigned = true
-			n++
-			break
-		}
-		if !assigned && len(s.candidates(&c, agents)) == 0 {
+		cands := s.candidates(&c, agents)
+		if len(cands) == 0 {
 			blocked[e.queue] = true // FIFO: nobody can take this queue's head now
+			continue
 		}
+		a := agents[cands[0]]
+		a.Chats = append(slices.Clone(a.Chats), c.ID)
+		tick++
+		a.LastAssigned = tick
+		agents[cands[0]] = a
+		plan = append(plan, step{c, cands[0]})
 	}
-	return n, nil
+	var mu sync.Mutex
+	var firstErr error
+	sem := make(chan struct{}, dispatchParallel)
+	var wg sync.WaitGroup
+	for _, st := range plan {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			_, err := s.assign(ctx, st.c.ID, st.c.Version, st.agent, "dispatch", modeDispatch)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				n++
+			case errors.Is(err, errBusy), errors.Is(err, errStale):
+				retry = true
+			case firstErr == nil:
+				firstErr = err
+			}
+		}()
+	}
+	wg.Wait()
+	return n, retry, firstErr
 }
 
 // assignMode says who assigns: the dispatcher needs an online agent, a
