@@ -31,6 +31,11 @@ import (
 	"kefu/wxsim"
 )
 
+// redisPoolSize sizes the connection pool (per node on a cluster) for many
+// concurrent callbacks each making several sequential calls; go-redis's
+// default (10 per CPU) queues them on two cores.
+const redisPoolSize = 128
+
 // shutdownTimeout bounds draining on SIGTERM.
 const shutdownTimeout = 20 * time.Second
 
@@ -82,9 +87,9 @@ func OpenEngine(cfg Config, log *slog.Logger) (engine.Engine, error) {
 	addrs := strings.Split(cfg.Redis.Addr, ",")
 	var client redis.UniversalClient
 	if cfg.Redis.Cluster || len(addrs) > 1 {
-		client = redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Password: cfg.Redis.Password})
+		client = redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Password: cfg.Redis.Password, PoolSize: redisPoolSize})
 	} else {
-		client = redis.NewClient(&redis.Options{Addr: addrs[0], Password: cfg.Redis.Password, DB: cfg.Redis.DB})
+		client = redis.NewClient(&redis.Options{Addr: addrs[0], Password: cfg.Redis.Password, DB: cfg.Redis.DB, PoolSize: redisPoolSize})
 	}
 	log.Info("engine selected", "engine", "redis", "addrs", addrs, "cluster", cfg.Redis.Cluster || len(addrs) > 1)
 	return engine.NewRedis(client, cfg.Redis.Prefix), nil

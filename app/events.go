@@ -3,7 +3,9 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"hash/fnv"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,16 +18,26 @@ import (
 // buffer is full the event is counted as dropped rather than blocking.
 const eventBuffer = 65536
 
+// eventWriters is how many appends run at once. One writer would manage
+// one event per group commit; several let the engine batch them. Events of
+// one customer always go to the same writer, so they stay in order.
+const eventWriters = 16
+
 // eventWriter appends domain events to the engine log in the background.
 type eventWriter struct {
 	eng     engine.Engine
 	log     *slog.Logger
 	ch      chan conv.Event
+	lanes   [eventWriters]chan conv.Event
 	dropped atomic.Int64
 }
 
 func newEventWriter(eng engine.Engine, log *slog.Logger) *eventWriter {
-	return &eventWriter{eng: eng, log: log.With("component", "events"), ch: make(chan conv.Event, eventBuffer)}
+	w := &eventWriter{eng: eng, log: log.With("component", "events"), ch: make(chan conv.Event, eventBuffer)}
+	for i := range w.lanes {
+		w.lanes[i] = make(chan conv.Event, 256)
+	}
+	return w
 }
 
 func (w *eventWriter) emit(ev conv.Event) {
@@ -43,15 +55,36 @@ func (w *eventWriter) emit(ev conv.Event) {
 
 // run writes events until ctx ends, then flushes what is buffered.
 func (w *eventWriter) run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for i := range w.lanes {
+		wg.Add(1)
+		go func(lane chan conv.Event) {
+			defer wg.Done()
+			for ev := range lane {
+				w.write(ev)
+			}
+		}(w.lanes[i])
+	}
+	dispatch := func(ev conv.Event) {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(ev.Customer))
+		w.lanes[h.Sum32()%eventWriters] <- ev
+	}
+	defer func() {
+		for _, l := range w.lanes {
+			close(l)
+		}
+		wg.Wait()
+	}()
 	for {
 		select {
 		case ev := <-w.ch:
-			w.write(ev)
+			dispatch(ev)
 		case <-ctx.Done():
 			for {
 				select {
 				case ev := <-w.ch:
-					w.write(ev)
+					dispatch(ev)
 				default:
 					return nil
 				}

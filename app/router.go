@@ -46,6 +46,31 @@ type Router struct {
 
 // Handle implements gateway.Handler.
 func (r *Router) Handle(ctx context.Context, msg conv.Message) ([]conv.Reply, error) {
+	replies, after, err := r.HandleDeferred(ctx, msg)
+	if after != nil {
+		after(ctx)
+	}
+	return replies, err
+}
+
+// HandleDeferred implements gateway.Deferrer: bookkeeping hooks that the
+// answer does not depend on (OnBotTurn: transcript, bot-only contact
+// tracking) are returned as after, so the passive reply does not wait for
+// their durable writes.
+func (r *Router) HandleDeferred(ctx context.Context, msg conv.Message) ([]conv.Reply, func(context.Context), error) {
+	var later []func(context.Context)
+	replies, err := r.handle(ctx, msg, &later)
+	if len(later) == 0 {
+		return replies, nil, err
+	}
+	return replies, func(ctx context.Context) {
+		for _, f := range later {
+			f(ctx)
+		}
+	}, err
+}
+
+func (r *Router) handle(ctx context.Context, msg conv.Message, later *[]func(context.Context)) ([]conv.Reply, error) {
 	r.emit(ctx, conv.Event{Type: conv.EvMessageReceived, Customer: msg.Customer, Store: msg.Store, Channel: msg.Channel,
 		Data: map[string]string{"kind": string(msg.Kind), "msg_id": msg.ID, "origin": itoa(msg.Origin)}})
 	// KF messages typed by an agent in the WeCom client (origin 5) and
@@ -69,10 +94,10 @@ func (r *Router) Handle(ctx context.Context, msg conv.Message) ([]conv.Reply, er
 	case conv.MsgEvent:
 		return r.event(ctx, msg)
 	case conv.MsgText:
-		return r.ask(ctx, msg, msg.Text)
+		return r.ask(ctx, msg, msg.Text, later)
 	case conv.MsgVoice:
 		if strings.TrimSpace(msg.Text) != "" { // WeChat's speech recognition
-			return r.ask(ctx, msg, msg.Text)
+			return r.ask(ctx, msg, msg.Text, later)
 		}
 	}
 	if r.messages.NonText == "" {
@@ -97,7 +122,7 @@ func (r *Router) event(ctx context.Context, msg conv.Message) ([]conv.Reply, err
 	return nil, nil
 }
 
-func (r *Router) ask(ctx context.Context, msg conv.Message, text string) ([]conv.Reply, error) {
+func (r *Router) ask(ctx context.Context, msg conv.Message, text string, later *[]func(context.Context)) ([]conv.Reply, error) {
 	d, err := r.bot.Respond(ctx, bot.Query{Text: text, Store: msg.Store, Customer: msg.Customer, Channel: msg.Channel})
 	if err != nil {
 		return nil, err
@@ -116,7 +141,7 @@ func (r *Router) ask(ctx context.Context, msg conv.Message, text string) ([]conv
 	}
 	r.emit(ctx, ev)
 	for _, f := range r.OnBotTurn {
-		f(ctx, msg, d)
+		*later = append(*later, func(ctx context.Context) { f(ctx, msg, d) })
 	}
 	if d.Action == bot.ActHandoff && r.OnHandoff != nil {
 		if err := r.OnHandoff(ctx, msg, d); err != nil {

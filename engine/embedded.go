@@ -56,10 +56,13 @@ type Embedded struct {
 	opts EmbeddedOptions
 	logf func(string, ...any)
 
-	mu     sync.RWMutex // guards st and lsn
-	st     *state
-	lsn    uint64      // LSN of the last frame applied to st
-	closed atomic.Bool // set under mu so mutators see it consistently
+	mu  sync.RWMutex // guards st and lsn
+	st  *state
+	lsn uint64 // LSN of the last frame applied to st
+	// pending maps keys to the LSN of their last write while it may not be
+	// durable yet (guarded by mu).
+	pending map[string]uint64
+	closed  atomic.Bool // set under mu so mutators see it consistently
 
 	wal          *walWriter
 	compactAt    int64 // committer goroutine only
@@ -180,8 +183,15 @@ func (e *Embedded) begin(ctx context.Context) error {
 // mutate runs fn under the write lock. fn inspects state and returns the
 // frame describing its change (nil: no change). The frame is applied to
 // memory and queued for the WAL before the lock is released (so WAL order is
-// apply order); the call then waits for the group commit covering it.
+// apply order); the call then waits for the group commit covering it. A
+// call that changed nothing waits like a read of every key (nil keys).
 func (e *Embedded) mutate(ctx context.Context, fn func(now int64) (*enc, error)) error {
+	return e.mutateKeys(ctx, nil, fn)
+}
+
+// mutateKeys is mutate for a call that only looks at keys: when it changes
+// nothing, it waits only for pending writes to those keys.
+func (e *Embedded) mutateKeys(ctx context.Context, keys []string, fn func(now int64) (*enc, error)) error {
 	if err := e.begin(ctx); err != nil {
 		return err
 	}
@@ -191,15 +201,20 @@ func (e *Embedded) mutate(ctx context.Context, fn func(now int64) (*enc, error))
 		return ErrClosed
 	}
 	f, err := fn(time.Now().UnixNano())
+	var lsn uint64
 	if err == nil && f != nil && !f.empty() {
 		frame := f.finish()
-		if _, aerr := e.st.applyPayload(f.payload()); aerr != nil {
+		var touched []string
+		if _, aerr := e.st.applyPayloadKeys(f.payload(), func(k string) { touched = append(touched, k) }); aerr != nil {
 			e.mu.Unlock()
 			panic(fmt.Sprintf("engine: embedded: invalid frame built by a live call: %v", aerr))
 		}
 		e.lsn = e.wal.enqueue(frame)
+		lsn = e.lsn
+		e.markPending(touched, lsn)
+	} else {
+		lsn = e.pendingLSN(keys)
 	}
-	lsn := e.lsn
 	e.mu.Unlock()
 	if werr := e.wal.wait(lsn); werr != nil {
 		return werr
@@ -210,17 +225,61 @@ func (e *Embedded) mutate(ctx context.Context, fn func(now int64) (*enc, error))
 // read runs fn under the read lock, then waits until everything fn could
 // have observed is durable.
 func (e *Embedded) read(ctx context.Context, fn func(now int64) error) error {
+	return e.readKeys(ctx, nil, fn)
+}
+
+// readKeys runs fn, which looks only at keys, under the read lock, then
+// waits until the writes to those keys it could have observed are durable.
+// Reads of keys with no write in flight return at once instead of waiting
+// for the next group commit — on the answer path most reads are such.
+func (e *Embedded) readKeys(ctx context.Context, keys []string, fn func(now int64) error) error {
 	if err := e.begin(ctx); err != nil {
 		return err
 	}
 	e.mu.RLock()
 	err := fn(time.Now().UnixNano())
-	lsn := e.lsn
+	lsn := e.pendingLSN(keys)
 	e.mu.RUnlock()
 	if werr := e.wal.wait(lsn); werr != nil {
 		return werr
 	}
 	return err
+}
+
+// markPending records that keys were changed by the frame at lsn. Called
+// with the write lock held; entries already durable are pruned as the map
+// grows, so it holds roughly the keys of the frames in flight.
+func (e *Embedded) markPending(keys []string, lsn uint64) {
+	if e.pending == nil {
+		e.pending = map[string]uint64{}
+	}
+	if len(e.pending) > 4096 {
+		durable := e.wal.durable.Load()
+		for k, l := range e.pending {
+			if l <= durable {
+				delete(e.pending, k)
+			}
+		}
+	}
+	for _, k := range keys {
+		e.pending[k] = lsn
+	}
+}
+
+// pendingLSN is the LSN a call that looked at keys must wait for: the last
+// write to any of them (0 when none is in flight), or every write so far
+// when keys is nil. Called with the lock held (read or write).
+func (e *Embedded) pendingLSN(keys []string) uint64 {
+	if keys == nil {
+		return e.lsn
+	}
+	var max uint64
+	for _, k := range keys {
+		if l := e.pending[k]; l > max {
+			max = l
+		}
+	}
+	return max
 }
 
 func expireAt(now int64, ttl time.Duration) int64 {
@@ -253,7 +312,7 @@ func setOp(f *enc, key string, val []byte, exp int64) {
 // Get returns key's value or ErrNotFound.
 func (e *Embedded) Get(ctx context.Context, key string) ([]byte, error) {
 	var out []byte
-	err := e.read(ctx, func(now int64) error {
+	err := e.readKeys(ctx, []string{key}, func(now int64) error {
 		ent, err := e.str(key, now)
 		if err == nil {
 			out = clone(ent.str)
@@ -275,7 +334,7 @@ func (e *Embedded) Set(ctx context.Context, key string, val []byte, ttl time.Dur
 // SetNX sets key only if absent.
 func (e *Embedded) SetNX(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error) {
 	var ok bool
-	err := e.mutate(ctx, func(now int64) (*enc, error) {
+	err := e.mutateKeys(ctx, []string{key}, func(now int64) (*enc, error) {
 		if e.st.live(key, now) != nil {
 			return nil, nil
 		}
@@ -305,7 +364,7 @@ func (e *Embedded) Del(ctx context.Context, keys ...string) error {
 // must be absent; a non-nil empty old matches an empty value).
 func (e *Embedded) CompareAndSwap(ctx context.Context, key string, old, val []byte, ttl time.Duration) (bool, error) {
 	var ok bool
-	err := e.mutate(ctx, func(now int64) (*enc, error) {
+	err := e.mutateKeys(ctx, []string{key}, func(now int64) (*enc, error) {
 		ent := e.st.live(key, now)
 		if old == nil {
 			if ent != nil {
@@ -333,7 +392,7 @@ func (e *Embedded) CompareAndSwap(ctx context.Context, key string, old, val []by
 // CompareAndDelete deletes key if its value equals old (nil matches "").
 func (e *Embedded) CompareAndDelete(ctx context.Context, key string, old []byte) (bool, error) {
 	var ok bool
-	err := e.mutate(ctx, func(now int64) (*enc, error) {
+	err := e.mutateKeys(ctx, []string{key}, func(now int64) (*enc, error) {
 		ent := e.st.live(key, now)
 		if ent == nil {
 			return nil, nil
@@ -394,7 +453,7 @@ func (e *Embedded) IncrBy(ctx context.Context, key string, delta int64, ttl time
 // TTL returns the remaining time to live (0: none) or ErrNotFound.
 func (e *Embedded) TTL(ctx context.Context, key string) (time.Duration, error) {
 	var d time.Duration
-	err := e.read(ctx, func(now int64) error {
+	err := e.readKeys(ctx, []string{key}, func(now int64) error {
 		ent := e.st.live(key, now)
 		if ent == nil {
 			return ErrNotFound
@@ -439,7 +498,7 @@ func (e *Embedded) HSet(ctx context.Context, key string, fields map[string][]byt
 // HGet returns one field; ErrNotFound if the key or field is absent.
 func (e *Embedded) HGet(ctx context.Context, key, field string) ([]byte, error) {
 	var out []byte
-	err := e.read(ctx, func(now int64) error {
+	err := e.readKeys(ctx, []string{key}, func(now int64) error {
 		ent, err := e.hash(key, now)
 		if err != nil {
 			return err
@@ -461,7 +520,7 @@ func (e *Embedded) HGet(ctx context.Context, key, field string) ([]byte, error) 
 // hash does not exist, as in Redis).
 func (e *Embedded) HGetAll(ctx context.Context, key string) (map[string][]byte, error) {
 	var out map[string][]byte
-	err := e.read(ctx, func(now int64) error {
+	err := e.readKeys(ctx, []string{key}, func(now int64) error {
 		ent, err := e.hash(key, now)
 		if err != nil {
 			return err
@@ -608,7 +667,7 @@ func (e *Embedded) ZRem(ctx context.Context, key string, members ...string) (int
 // then member; at most limit (0 = all).
 func (e *Embedded) ZRangeByScore(ctx context.Context, key string, min, max float64, limit int) ([]ZItem, error) {
 	var out []ZItem
-	err := e.read(ctx, func(now int64) error {
+	err := e.readKeys(ctx, []string{key}, func(now int64) error {
 		ent, err := e.zset(key, now)
 		if err != nil || ent == nil {
 			return err
@@ -627,7 +686,7 @@ func (e *Embedded) ZRangeByScore(ctx context.Context, key string, min, max float
 // ZScore returns member's score or ErrNotFound.
 func (e *Embedded) ZScore(ctx context.Context, key, member string) (float64, error) {
 	var sc float64
-	err := e.read(ctx, func(now int64) error {
+	err := e.readKeys(ctx, []string{key}, func(now int64) error {
 		ent, err := e.zset(key, now)
 		if err != nil {
 			return err
@@ -648,7 +707,7 @@ func (e *Embedded) ZScore(ctx context.Context, key, member string) (float64, err
 // ZCard counts members (0 when absent).
 func (e *Embedded) ZCard(ctx context.Context, key string) (int64, error) {
 	var n int64
-	err := e.read(ctx, func(now int64) error {
+	err := e.readKeys(ctx, []string{key}, func(now int64) error {
 		ent, err := e.zset(key, now)
 		if ent != nil {
 			n = int64(len(ent.zset.scores))
@@ -687,7 +746,7 @@ func (e *Embedded) Claim(ctx context.Context, queue string, now time.Time, lease
 	nowMs := now.UnixMilli()
 	due := now.Add(lease).UnixMilli()
 	var out []Job
-	err := e.mutate(ctx, func(int64) (*enc, error) {
+	err := e.mutateKeys(ctx, []string{queue}, func(int64) (*enc, error) {
 		out = out[:0]
 		q := e.st.queues[queue]
 		if q == nil {
@@ -735,7 +794,7 @@ func (e *Embedded) Ack(ctx context.Context, queue, id string) error {
 // QueueLen counts jobs, due or not.
 func (e *Embedded) QueueLen(ctx context.Context, queue string) (int64, error) {
 	var n int64
-	err := e.read(ctx, func(int64) error {
+	err := e.readKeys(ctx, []string{queue}, func(int64) error {
 		if q := e.st.queues[queue]; q != nil {
 			n = int64(len(q.jobs))
 		}
@@ -747,7 +806,7 @@ func (e *Embedded) QueueLen(ctx context.Context, queue string) (int64, error) {
 // QueueOldest returns the earliest Due, or the zero time when empty.
 func (e *Embedded) QueueOldest(ctx context.Context, queue string) (time.Time, error) {
 	var t time.Time
-	err := e.read(ctx, func(int64) error {
+	err := e.readKeys(ctx, []string{queue}, func(int64) error {
 		if q := e.st.queues[queue]; q != nil {
 			if n := q.due.first(); n != nil {
 				t = time.UnixMilli(n.key.due)
@@ -770,7 +829,7 @@ func (e *Embedded) ClaimAndEnqueue(ctx context.Context, claimKey string, claimVa
 	}
 	var claimed bool
 	var cur []byte
-	err := e.mutate(ctx, func(now int64) (*enc, error) {
+	err := e.mutateKeys(ctx, []string{claimKey, queue}, func(now int64) (*enc, error) {
 		if ent := e.st.live(claimKey, now); ent != nil {
 			if ent.kind != kindString {
 				return nil, fmt.Errorf("%w: %q is not a string", ErrWrongType, claimKey)
@@ -836,7 +895,7 @@ func (e *Embedded) ReadLog(ctx context.Context, log, afterID string, count int) 
 		}
 	}
 	var out []Record
-	err := e.read(ctx, func(now int64) error {
+	err := e.readKeys(ctx, []string{log}, func(now int64) error {
 		ent, err := e.logEntry(log, now)
 		if err != nil || ent == nil {
 			return err
@@ -873,7 +932,7 @@ func searchAfter(recs []logRec, ms, seq uint64) int {
 // LogLen counts records (0 when absent).
 func (e *Embedded) LogLen(ctx context.Context, log string) (int64, error) {
 	var n int64
-	err := e.read(ctx, func(now int64) error {
+	err := e.readKeys(ctx, []string{log}, func(now int64) error {
 		ent, err := e.logEntry(log, now)
 		if ent != nil {
 			n = int64(len(ent.log.live()))

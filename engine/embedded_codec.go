@@ -79,6 +79,10 @@ func (e *enc) finish() []byte {
 type dec struct {
 	b   []byte
 	err error
+	// keyNext makes the next str() the op's key and records it in key;
+	// live calls use it to learn which keys a frame touched.
+	keyNext bool
+	key     string
 }
 
 func (d *dec) fail() { d.err = errCorrupt; d.b = nil }
@@ -134,7 +138,13 @@ func (d *dec) bytes() []byte {
 	return append(make([]byte, 0, len(p)), p...)
 }
 
-func (d *dec) str() string { return string(d.raw()) }
+func (d *dec) str() string {
+	s := string(d.raw())
+	if d.keyNext {
+		d.keyNext, d.key = false, s
+	}
+	return s
+}
 
 func (d *dec) f64() float64 {
 	if len(d.b) < 8 {

@@ -191,10 +191,21 @@ func (s *state) queue(name string) *queue {
 
 // applyPayload applies every op of one frame. end reports a snapshot trailer.
 func (s *state) applyPayload(p []byte) (end bool, err error) {
+	return s.applyPayloadKeys(p, nil)
+}
+
+// applyPayloadKeys applies a payload and, when touched is non-nil, calls
+// it with the key of every op (every op's first field is its key).
+func (s *state) applyPayloadKeys(p []byte, touched func(key string)) (end bool, err error) {
 	d := &dec{b: p}
 	for len(d.b) > 0 && d.err == nil {
+		d.keyNext = touched != nil
 		if s.applyOp(d) {
 			end = true
+		}
+		if touched != nil && d.key != "" {
+			touched(d.key)
+			d.key = ""
 		}
 	}
 	return end, d.err

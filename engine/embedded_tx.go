@@ -152,7 +152,7 @@ func (e *Embedded) Update(ctx context.Context, keys []string, fn func(tx Tx) err
 	for attempt := 0; attempt < maxTxAttempts; attempt++ {
 		// Snapshot the declared keys under the read lock.
 		snaps := make(map[string]snap, len(keys))
-		if err := e.read(ctx, func(now int64) error {
+		if err := e.readKeys(ctx, keys, func(now int64) error {
 			for _, k := range keys {
 				if ent := e.st.live(k, now); ent != nil {
 					snaps[k] = snap{present: true, kind: ent.kind, val: clone(ent.str)}
@@ -182,7 +182,7 @@ func (e *Embedded) Update(ctx context.Context, keys []string, fn func(tx Tx) err
 			return nil
 		}
 		conflict := false
-		err := e.mutate(ctx, func(now int64) (*enc, error) {
+		err := e.mutateKeys(ctx, keys, func(now int64) (*enc, error) {
 			for _, k := range keys {
 				s := snaps[k]
 				ent := e.st.live(k, now)

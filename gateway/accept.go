@@ -253,7 +253,25 @@ func (g *Gateway) process(msg conv.Message, claimKey, queue, owner string, h *ha
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	log := g.log.With("msg_id", msg.ID, "channel", msg.Channel)
-	replies, err := g.handler.Handle(ctx, msg)
+	var replies []conv.Reply
+	var after func(context.Context)
+	var err error
+	if d, ok := g.handler.(Deferrer); ok {
+		replies, after, err = d.HandleDeferred(ctx, msg)
+	} else {
+		replies, err = g.handler.Handle(ctx, msg)
+	}
+	// The deferred work runs once the answer is out and before the inbox
+	// ack (a crash in between loses only this bookkeeping, never the
+	// answer); on paths that leave the message for recovery it still runs.
+	runAfter := func() {
+		if after != nil {
+			a := after
+			after = nil
+			a(ctx)
+		}
+	}
+	defer runAfter()
 	if err != nil {
 		// Leave the job in the inbox: recovery retries it after
 		// RecoveryAfter. The HTTP handler acks (the message is safe).
@@ -276,6 +294,7 @@ func (g *Gateway) process(msg conv.Message, claimKey, queue, owner string, h *ha
 			}
 			if errors.Is(err, errAsyncRequested) {
 				h.finish(nil, false)
+				runAfter()
 				g.ackInbox(ctx, queue, msg.ID, log)
 				return
 			}
@@ -298,6 +317,7 @@ func (g *Gateway) process(msg conv.Message, claimKey, queue, owner string, h *ha
 			h.finish(nil, false)
 		}
 	}
+	runAfter()
 	g.ackInbox(ctx, queue, msg.ID, log)
 }
 

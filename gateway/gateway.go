@@ -36,6 +36,14 @@ type Handler interface {
 	Handle(ctx context.Context, msg conv.Message) ([]conv.Reply, error)
 }
 
+// Deferrer is implemented by handlers that have work the answer does not
+// depend on (transcripts, contact tracking). The gateway runs after once the
+// answer is handed over — the passive reply does not wait for it — and
+// before the message leaves the inbox.
+type Deferrer interface {
+	HandleDeferred(ctx context.Context, msg conv.Message) (replies []conv.Reply, after func(context.Context), err error)
+}
+
 // HandlerFunc adapts a function to Handler.
 type HandlerFunc func(ctx context.Context, msg conv.Message) ([]conv.Reply, error)
 
