@@ -56,6 +56,10 @@ func TestRun_QualityBar(t *testing.T) {
 		// questions never falls below the baseline given the same ones.
 		{"bq", true, 1.0}}
 	for _, bar := range bars {
+		if raceEnabled && (bar.set == "lcqmc" || bar.para) {
+			t.Logf("%s para=%v skipped under -race (slow, not a concurrency test)", bar.set, bar.para)
+			continue
+		}
 		queries, faq := loadSet(t, bar.set)
 		entries, err := LoadFAQ(faq)
 		if err != nil {
