@@ -82,6 +82,11 @@ func TestE2E_OACustomSendMenuAndQuota(t *testing.T) {
 		}
 		return false
 	})
+	for _, e := range in.events(conv.EvSurveySent) {
+		if e.Customer == "demo:oa-user-2" {
+			t.Fatal("a survey that never went out was reported sent")
+		}
+	}
 	for _, c := range sim.Calls("/cgi-bin/message/custom/send") {
 		if c.ErrCode != 0 || strings.Contains(string(c.Body), "oa-user-2") && strings.Contains(string(c.Body), "推荐") {
 			t.Fatalf("a survey hit WeChat: %d %s", c.ErrCode, c.Body)

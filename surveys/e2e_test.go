@@ -237,6 +237,10 @@ func TestE2E_KFSurveyDetractorCaseEscalationClose(t *testing.T) {
 		t.Fatalf("question came as %+v", q)
 	}
 	t.Logf("survey question delivered %s after the contact ended (KF code valid 20 s)", q.At.Sub(ended).Round(time.Millisecond))
+	waitFor(t, 5*time.Second, "survey_sent event", func() bool { return len(in.events(conv.EvSurveySent)) == 1 })
+	if ev := in.events(conv.EvSurveySent)[0]; ev.Data["via"] != "kf_end_code" || ev.Store != "store-001" || ev.Agent != agentUser {
+		t.Fatalf("survey_sent = %+v", ev)
+	}
 
 	// The detractor answers with score and reason in one message.
 	answered := time.Now()

@@ -56,19 +56,27 @@ type fakeSender struct {
 	mu   sync.Mutex
 	sent []conv.Outbound
 	ids  map[string]bool
+	// delivered is told about each new message, as gateway.Sender.OnResult
+	// is after a successful delivery.
+	delivered func(conv.Outbound)
 }
 
 func (f *fakeSender) Send(_ context.Context, o conv.Outbound) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.ids == nil {
 		f.ids = map[string]bool{}
 	}
 	if f.ids[o.ID] {
+		f.mu.Unlock()
 		return nil
 	}
 	f.ids[o.ID] = true
 	f.sent = append(f.sent, o)
+	done := f.delivered
+	f.mu.Unlock()
+	if done != nil {
+		done(o)
+	}
 	return nil
 }
 
@@ -225,6 +233,9 @@ func newHarnessSender(t *testing.T, wrap func(*fakeSender) Sender, tune ...func(
 		t.Fatal(err)
 	}
 	h.svc = svc
+	h.out.mu.Lock()
+	h.out.delivered = func(o conv.Outbound) { svc.OutboundResult(o, nil) }
+	h.out.mu.Unlock()
 	return h
 }
 

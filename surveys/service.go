@@ -460,10 +460,21 @@ func (s *Service) sendDue(ctx context.Context, id string) (ack bool, err error) 
 	if err := s.appendRecord(ctx, s.record("sent", sv)); err != nil {
 		s.log.Error("survey log append failed", "survey", id, "err", err)
 	}
+	// EvSurveySent waits for the sender's word (OutboundResult): a survey
+	// the platform refuses is "not sent", never both sent and not sent.
+	return true, nil
+}
+
+// delivered emits EvSurveySent once the sender delivered the question.
+func (s *Service) delivered(ctx context.Context, id string) {
+	sv, err := s.loadSurvey(ctx, id)
+	if err != nil {
+		s.log.Warn("delivered survey not found", "survey", id, "err", err)
+		return
+	}
 	ce := sv.Contact
 	s.emit(conv.Event{Type: conv.EvSurveySent, Conv: ce.Conv, Customer: ce.Customer, Store: ce.Store, Channel: ce.Channel, Agent: ce.Agent,
 		Data: map[string]string{"survey": sv.ID, "kind": sv.Kind, "version": sv.Version, "via": s.via(sv)}})
-	return true, nil
 }
 
 // via names the API a survey uses, for events and logs.
@@ -494,15 +505,18 @@ func (s *Service) questionOutbound(sv Survey) conv.Outbound {
 }
 
 // OutboundResult is told the final outcome of every outbound message
-// (chain it into gateway.Sender.OnResult). A survey the sender gave up on
-// becomes "not sent" with the sender's reason; a failed alert is noted on
-// its case.
+// (chain it into gateway.Sender.OnResult). A delivered survey emits
+// EvSurveySent; one the sender gave up on becomes "not sent" with the
+// sender's reason; a failed alert is noted on its case.
 func (s *Service) OutboundResult(job conv.Outbound, err error) {
-	if err == nil {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if err == nil {
+		if id, ok := strings.CutPrefix(job.ID, "survey:"); ok {
+			s.delivered(ctx, id)
+		}
+		return
+	}
 	switch {
 	case strings.HasPrefix(job.ID, "survey:"):
 		if e := s.notSent(ctx, strings.TrimPrefix(job.ID, "survey:"), sendReason(err)); e != nil {
