@@ -27,7 +27,8 @@
 //	func (s *Service) NoteBotTurn(ctx context.Context, msg conv.Message, entryID string) error // router: after each bot answer
 //	func (s *Service) NoteHandoff(ctx context.Context, c conv.CustomerID) error       // router: the bot handed over
 //	func (s *Service) Route(ctx context.Context, msg conv.Message) ([]conv.Reply, bool, error) // app.Stage, after handoff's stage
-//	func (s *Service) OutboundResult(job conv.Outbound, err error)                    // chain into gateway.Sender.OnResult
+//	func (s *Service) OutboundResult(job conv.Outbound, err error)                    // chain into gateway.Sender.OnResult:
+//	                                                                                  // survey_sent on delivery, not-sent reasons
 //	func (s *Service) ForgetCustomer(ctx context.Context, c conv.CustomerID) error    // Router.OnUnsubscribe
 //	func (s *Service) Run(ctx context.Context) error                                  // durable timers; run on every instance
 //	func (s *Service) Handler() http.Handler                                          // mount at /surveys/ behind console auth;
