@@ -46,9 +46,17 @@ const (
 	TargetSilenceper   = "silenceper"
 	TargetKefuEmbedded = "kefu-embedded"
 	TargetKefuRedis    = "kefu-redis"
+	// Diagnostic targets, not run by default: kefu's gateway and engine
+	// with a fixed-answer handler instead of the app's router.
+	TargetGatewayEmbedded = "gateway-embedded"
+	TargetGatewayRedis    = "gateway-redis"
 )
 
-var allTargets = []string{TargetCeiling, TargetSilenceper, TargetKefuEmbedded, TargetKefuRedis}
+// defaultTargets run unless -targets says otherwise; allTargets are valid.
+var (
+	defaultTargets = []string{TargetCeiling, TargetSilenceper, TargetKefuEmbedded, TargetKefuRedis}
+	allTargets     = append(slices.Clone(defaultTargets), TargetGatewayEmbedded, TargetGatewayRedis)
+)
 
 // The issue-2 bar.
 const (
@@ -106,8 +114,11 @@ type Result struct {
 	WALFramesPerReq float64 `json:"wal_frames_per_req,omitempty"`
 	FsyncsPerS      float64 `json:"fsyncs_per_s,omitempty"`
 	FramesPerFsync  float64 `json:"frames_per_fsync,omitempty"`
-	// RedisCmdsPerReq is Redis commands processed per request (kefu-redis).
-	RedisCmdsPerReq float64 `json:"redis_cmds_per_req,omitempty"`
+	// RedisCmdsPerReq is Redis commands processed per request, counting
+	// those run inside Lua scripts; RedisScriptsPerReq the script calls
+	// (EVALSHA/EVAL) among the round trips (Redis targets).
+	RedisCmdsPerReq    float64 `json:"redis_cmds_per_req,omitempty"`
+	RedisScriptsPerReq float64 `json:"redis_scripts_per_req,omitempty"`
 	// RSS is the target's resident memory at the end of the window and
 	// PeakRSS its high-water mark (VmHWM) over its whole life.
 	RSS     int64   `json:"rss_bytes"`
@@ -143,7 +154,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per target")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load before each measurement")
 	fs.IntVar(&o.conns, "conns", 64, "concurrent connections (closed loop)")
-	fs.StringVar(&targets, "targets", strings.Join(allTargets, ","), "comma-separated targets: "+strings.Join(allTargets, ", "))
+	fs.StringVar(&targets, "targets", strings.Join(defaultTargets, ","), "comma-separated targets: "+strings.Join(allTargets, ", ")+" (gateway-*: diagnostic, fixed-answer handler)")
 	fs.BoolVar(&o.json, "json", false, "print results as JSON")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of each kefu target to PREFIX.<target>.pprof")
 	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile of each kefu target, taken when it is told to stop (after the load), to PREFIX.<target>.heap")
@@ -280,9 +291,12 @@ func runTarget(t string, o options, work, kb, simURL string, sim *wxsim.API, poo
 	kind, cfgPath, profile, heap := t, "", "", ""
 	var redisAddr, prefix string
 	switch t {
-	case TargetKefuEmbedded, TargetKefuRedis:
+	case TargetKefuEmbedded, TargetKefuRedis, TargetGatewayEmbedded, TargetGatewayRedis:
 		kind = "kefu"
-		if t == TargetKefuRedis {
+		if t == TargetGatewayEmbedded || t == TargetGatewayRedis {
+			kind = "gateway"
+		}
+		if t == TargetKefuRedis || t == TargetGatewayRedis {
 			redisAddr = o.redisAddr
 			if redisAddr == "" {
 				srv, err := testredis.Launch()
@@ -326,7 +340,7 @@ func runTarget(t string, o options, work, kb, simURL string, sim *wxsim.API, poo
 	var cpu0, mach0 time.Duration
 	var wal0 walStats
 	var haveWAL bool
-	var redisCmds0 int64
+	var redisCmds0 redisCounts
 	var rc *redis.Client
 	if redisAddr != "" {
 		rc = redis.NewClient(&redis.Options{Addr: redisAddr})
@@ -334,14 +348,14 @@ func runTarget(t string, o options, work, kb, simURL string, sim *wxsim.API, poo
 	}
 	spec := loadSpec{
 		addr: c.addr, conns: o.conns, warmup: o.warmup, duration: o.duration,
-		wrap:        kind != "kefu",
+		wrap:        kind != "kefu" && kind != "gateway",
 		copies:      copies,
 		keep:        o.dup,
 		sampleEvery: 997,
 		encrypt:     o.encrypt, users: o.users,
 		onRecord: func() {
 			cpu0, mach0 = procCPU(pid), machineCPU()
-			if t == TargetKefuEmbedded {
+			if t == TargetKefuEmbedded || t == TargetGatewayEmbedded {
 				wal0, haveWAL = c.walStats()
 			}
 			if rc != nil {
@@ -358,7 +372,7 @@ func runTarget(t string, o options, work, kb, simURL string, sim *wxsim.API, poo
 	if haveWAL {
 		wal1, haveWAL = c.walStats()
 	}
-	var redisCmds1 int64
+	var redisCmds1 redisCounts
 	if rc != nil {
 		redisCmds1 = redisCommands(rc)
 	}
@@ -390,11 +404,12 @@ func runTarget(t string, o options, work, kb, simURL string, sim *wxsim.API, poo
 			res.FramesPerFsync = float64(wal1.frames-wal0.frames) / float64(n)
 		}
 	}
-	if rc != nil && lr.Requests > 0 && redisCmds1 > redisCmds0 {
+	if rc != nil && lr.Requests > 0 && redisCmds1.commands > redisCmds0.commands {
 		// Minus the INFO call itself.
-		res.RedisCmdsPerReq = float64(redisCmds1-redisCmds0-1) / float64(lr.Requests)
+		res.RedisCmdsPerReq = float64(redisCmds1.commands-redisCmds0.commands-1) / float64(lr.Requests)
+		res.RedisScriptsPerReq = float64(redisCmds1.scripts-redisCmds0.scripts) / float64(lr.Requests)
 	}
-	if o.dup && kind == "kefu" {
+	if o.dup && (kind == "kefu" || kind == "gateway") {
 		// Let answers that went through the API arrive, then stop kefu so
 		// its event log is flushed before we read it.
 		waitQuiet(sim, 2*time.Second)
@@ -444,21 +459,35 @@ log:
 `, dir, redisAddr, prefix, simURL, simURL, oaAppID, oaSecret, oaToken, oaAESKey, kb)
 }
 
-// redisCommands reads total_commands_processed from INFO stats.
-func redisCommands(rc *redis.Client) int64 {
+// redisCounts are Redis's command counters.
+type redisCounts struct {
+	commands int64 // total_commands_processed: includes commands run inside Lua scripts
+	scripts  int64 // EVALSHA and EVAL calls: one round trip each
+}
+
+// redisCommands reads the command counters from INFO.
+func redisCommands(rc *redis.Client) redisCounts {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	info, err := rc.Info(ctx, "stats").Result()
+	var c redisCounts
+	info, err := rc.Info(ctx, "stats", "commandstats").Result()
 	if err != nil {
-		return 0
+		return c
 	}
 	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_commands_processed:"); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
+		line = strings.TrimSpace(line)
+		if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
+			c.commands, _ = strconv.ParseInt(v, 10, 64)
+		}
+		for _, p := range []string{"cmdstat_evalsha:calls=", "cmdstat_eval:calls="} {
+			if v, ok := strings.CutPrefix(line, p); ok {
+				v, _, _ = strings.Cut(v, ",")
+				n, _ := strconv.ParseInt(v, 10, 64)
+				c.scripts += n
+			}
 		}
 	}
-	return 0
+	return c
 }
 
 // findFile resolves path, also looking in parent directories (tests run in
@@ -530,7 +559,7 @@ func report(w io.Writer, o options, rs []Result) {
 			fmt.Fprintf(w, "%s engine: %.1f WAL records per request, %.0f fsyncs/s, %.1f records per fsync (group commit)\n", r.Target, r.WALFramesPerReq, r.FsyncsPerS, r.FramesPerFsync)
 		}
 		if r.RedisCmdsPerReq > 0 {
-			fmt.Fprintf(w, "%s engine: %.1f Redis commands per request\n", r.Target, r.RedisCmdsPerReq)
+			fmt.Fprintf(w, "%s engine: %.1f Redis commands per request (%.1f of them Lua script calls, whose inner commands are counted too)\n", r.Target, r.RedisCmdsPerReq, r.RedisScriptsPerReq)
 		}
 		if r.ShutdownKilled {
 			fmt.Fprintf(w, "note: %s did not exit within %s of SIGTERM and was killed\n", r.Target, stopTimeout)

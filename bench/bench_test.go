@@ -60,8 +60,8 @@ func TestRun_Smoke(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &rs); err != nil {
 		t.Fatalf("bad JSON %q: %v", out.String(), err)
 	}
-	if len(rs) != len(allTargets) {
-		t.Fatalf("got %d results, want %d", len(rs), len(allTargets))
+	if len(rs) != len(defaultTargets) {
+		t.Fatalf("got %d results, want %d", len(rs), len(defaultTargets))
 	}
 	for _, r := range rs {
 		if r.Requests == 0 || r.Errors != 0 || r.Non200 != 0 || r.BadReplies != 0 {

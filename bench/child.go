@@ -27,7 +27,9 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"kefu/app"
+	"kefu/conv"
 	"kefu/engine"
+	"kefu/gateway"
 )
 
 // Every target runs in its own child process (this binary re-executed as
@@ -118,6 +120,8 @@ func runChild(kind, cfgPath, listen, cpuprofile, memprofile string, stdout, stde
 		err = serveSilenceper(ctx, ln, announce)
 	case "kefu":
 		err = serveKefu(context.WithValue(ctx, stdoutKey{}, stdout), ln, cfgPath, announce)
+	case "gateway":
+		err = serveGatewayOnly(context.WithValue(ctx, stdoutKey{}, stdout), ln, cfgPath, announce)
 	default:
 		err = fmt.Errorf("unknown child kind %q", kind)
 	}
@@ -205,6 +209,57 @@ func serveKefu(ctx context.Context, ln net.Listener, cfgPath string, announce fu
 
 // statsFn prints the engine's counters (set by serveKefu).
 var statsFn atomic.Pointer[func()]
+
+// serveGatewayOnly is a diagnostic target: kefu's gateway and engine as
+// `kefu serve` configures them, but with a handler that answers a fixed
+// text instead of the app's router (handoff and survey stages, the bot,
+// transcripts, events). The difference to the kefu target is what the
+// domains cost on the passive-reply path.
+func serveGatewayOnly(ctx context.Context, ln net.Listener, cfgPath string, announce func()) error {
+	cfg, err := app.Load(cfgPath, os.Environ())
+	if err != nil {
+		return err
+	}
+	log := app.NewLogger(cfg.Log, os.Stderr)
+	eng, err := app.OpenEngine(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	if e, ok := eng.(*engine.Embedded); ok {
+		w := stdoutOf(ctx)
+		f := func() {
+			st := e.Stats()
+			fmt.Fprintf(w, "STATS %d %d %d %d\n", st.Frames, st.Batches, st.Syncs, st.WALBytes)
+		}
+		statsFn.Store(&f)
+	}
+	answer := gateway.HandlerFunc(func(context.Context, conv.Message) ([]conv.Reply, error) {
+		return []conv.Reply{conv.Text(silenceperAnswer)}, nil
+	})
+	gw, err := gateway.New(cfg.GatewayConfig(), eng, answer, gateway.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	svc, stopSvc := context.WithCancel(context.Background())
+	defer stopSvc()
+	go func() { _ = gw.RunRecovery(svc) }()
+	go func() { _ = gw.Sender.Run(svc) }()
+	srv := &fasthttp.Server{
+		Handler: gw.HTTPHandler(), Name: "kefu",
+		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second,
+		MaxRequestBodySize: cfg.Gateway.MaxBodyBytes, NoDefaultDate: true, ErrorHandler: gateway.ErrorHandler,
+	}
+	go func() {
+		<-ctx.Done()
+		dctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_ = gw.Drain(dctx)
+		_ = srv.Shutdown()
+	}()
+	announce()
+	return srv.Serve(ln)
+}
 
 type stdoutKey struct{}
 
@@ -307,7 +362,7 @@ func startChild(kind, cfgPath, cpuprofile, memprofile, logPath string) (*child, 
 		c.stop()
 		return nil, fmt.Errorf("%s child did not start; see %s", kind, logPath)
 	}
-	if kind == "kefu" {
+	if kind == "kefu" || kind == "gateway" {
 		if err := waitHealthy(c.addr, 30*time.Second); err != nil {
 			c.stop()
 			return nil, fmt.Errorf("kefu child: %w; see %s", err, logPath)
