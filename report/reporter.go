@@ -330,7 +330,7 @@ func (r *Reporter) refresh(ctx context.Context) (int, error) {
 		}
 		r.needWipe = false
 	}
-	total := 0
+	total, pages, lastFlush := 0, 0, time.Now()
 	for {
 		r.mu.RLock()
 		cursor := r.f.cursor
@@ -340,6 +340,9 @@ func (r *Reporter) refresh(ctx context.Context) (int, error) {
 			return total, fmt.Errorf("report: reading the event log: %w", err)
 		}
 		if len(recs) == 0 {
+			if leader && pages > 0 {
+				return total, r.flush(ctx)
+			}
 			return total, nil
 		}
 		r.mu.Lock()
@@ -357,29 +360,63 @@ func (r *Reporter) refresh(ctx context.Context) (int, error) {
 			r.f.apply(recs[i].ID, &ev)
 		}
 		r.f.sweep()
-		var fields map[string][]byte
-		var gone []string
-		if leader {
-			fields, gone = r.f.encodeDirty(r.fp)
+		if !leader {
+			r.f.clearDirty() // followers never write; nothing to remember
 		}
-		r.f.clearDirty()
 		r.mu.Unlock()
-		if leader {
-			// One HSet carries the counters and the cursor, so they move together.
-			if err := r.eng.HSet(ctx, StateKey, fields); err != nil {
-				r.needLoad = true // memory is ahead of the store: start again from the store
-				return total, fmt.Errorf("report: persisting: %w", err)
-			}
-			if len(gone) > 0 {
-				_ = r.eng.HDel(ctx, StateKey, gone...)
-			}
-		}
+		pages++
 		total += len(recs)
 		r.folded.Add(int64(len(recs)))
-		if len(recs) < r.cfg.PageSize {
+		more := len(recs) == r.cfg.PageSize
+		// Catching up on a long log, write every catchUpPages pages (or
+		// every catchUpFlush) instead of every page: contacts touched on many
+		// pages are then encoded once. A crash costs re-reading at most that
+		// much, never a double count, because each write carries its cursor.
+		if leader && (!more || pages >= catchUpPages || time.Since(lastFlush) > catchUpFlush) {
+			if err := r.flush(ctx); err != nil {
+				return total, err
+			}
+			pages, lastFlush = 0, time.Now()
+		}
+		if !more {
 			return total, nil
 		}
 	}
+}
+
+// Persisting cadence while catching up (see refresh).
+const (
+	catchUpPages = 10
+	catchUpFlush = 2 * time.Second
+)
+
+// flush writes what changed since the last flush, with the cursor, in one
+// HSet so that counters and cursor always move together.
+func (r *Reporter) flush(ctx context.Context) error {
+	// Renew the lease first: a long catch-up can outlast it, and a second
+	// writer would count records twice.
+	tok := []byte(r.token)
+	if ok, err := r.eng.CompareAndSwap(ctx, LockKey, tok, tok, r.lockTTL()); err != nil || !ok {
+		r.leader = false
+		r.isLeader.Store(false)
+		r.needLoad = true
+		if err == nil {
+			err = errors.New("lease taken over")
+		}
+		return fmt.Errorf("report: persisting: %w", err)
+	}
+	r.mu.Lock()
+	fields, gone := r.f.encodeDirty(r.fp)
+	r.f.clearDirty()
+	r.mu.Unlock()
+	if err := r.eng.HSet(ctx, StateKey, fields); err != nil {
+		r.needLoad = true // memory is ahead of the store: start again from the store
+		return fmt.Errorf("report: persisting: %w", err)
+	}
+	if len(gone) > 0 {
+		_ = r.eng.HDel(ctx, StateKey, gone...)
+	}
+	return nil
 }
 
 // encodeDirty returns the hash fields changed since the last clearDirty,

@@ -210,3 +210,29 @@ func TestReporter_FollowerAgreesWithLeader(t *testing.T) {
 	}
 	sameSnapshot(t, snap(follower), want)
 }
+
+func TestReporter_LeaseLostStopsWriting(t *testing.T) {
+	e := openEmbedded(t)
+	ctx := context.Background()
+	evs := smallDay(t)
+	cfg := DefaultConfig()
+	appendAll(t, e, evs[:len(evs)/2])
+	r := newReporter(t, e, cfg)
+	if _, err := r.Refresh(ctx); err != nil || !r.leader {
+		t.Fatalf("first refresh: %v (leader %v)", err, r.leader)
+	}
+	before, _ := e.HGet(ctx, StateKey, fieldCursor)
+	// Another instance takes the lease (ours expired while we were busy).
+	if err := e.Set(ctx, LockKey, []byte("someone-else"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, e, evs[len(evs)/2:])
+	if _, err := r.Refresh(ctx); err != nil || r.leader {
+		t.Fatalf("refresh after losing the lease: %v (leader %v)", err, r.leader)
+	}
+	if after, _ := e.HGet(ctx, StateKey, fieldCursor); string(after) != string(before) {
+		t.Fatalf("persisted cursor moved without the lease: %s → %s", before, after)
+	}
+	// It followed: folded in memory only, and agrees with the reference.
+	sameSnapshot(t, snap(r), reference(t, cfg, evs))
+}
