@@ -19,6 +19,7 @@
 //		OnDetractor func(ctx context.Context, c Case)                  // told after a case opens
 //		KFServiceState func(ctx context.Context, channel, openKfID, externalUser string) (int, string, error) // gw.KFServiceState
 //		HTTPClient  *http.Client                                       // generic webhooks
+//		Registry    prometheus.Registerer                              // kefu_survey_events_total{type,reason}, kefu_survey_timers
 //	}
 //
 // Hooks and services:

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"kefu/conv"
 	"kefu/engine"
 )
@@ -53,6 +55,9 @@ type Options struct {
 	OnDetractor func(ctx context.Context, c Case)
 	// HTTPClient posts generic webhooks (default: 5 s timeout).
 	HTTPClient *http.Client
+	// Registry, when set, gets kefu_survey_events_total{type,reason} and
+	// kefu_survey_timers (pending durable timers).
+	Registry prometheus.Registerer
 }
 
 // Service runs NPS surveys and the detractor loop. All methods are safe
@@ -70,6 +75,8 @@ type Service struct {
 
 	digestMu   sync.Mutex
 	digestDone map[string]bool // job ids this instance already enqueued
+
+	events *prometheus.CounterVec
 }
 
 // New builds a Service. cfg is validated.
@@ -101,8 +108,25 @@ func New(cfg Config, eng engine.Engine, sender Sender, opts Options) (*Service, 
 	if hc == nil {
 		hc = &http.Client{Timeout: 5 * time.Second}
 	}
-	return &Service{cfg: cfg, eng: eng, sender: sender, opts: opts, tree: tree, loc: loc, http: hc,
-		log: opts.Logger.With("component", "surveys"), wake: make(chan struct{}, 1), digestDone: map[string]bool{}}, nil
+	s := &Service{cfg: cfg, eng: eng, sender: sender, opts: opts, tree: tree, loc: loc, http: hc,
+		log: opts.Logger.With("component", "surveys"), wake: make(chan struct{}, 1), digestDone: map[string]bool{},
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kefu_survey_events_total",
+			Help: "Survey and case events by type and reason code (survey_not_sent, survey_unanswered)."}, []string{"type", "reason"})}
+	if opts.Registry != nil {
+		timers := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kefu_survey_timers", Help: "Pending durable survey timers (sends, expiries, alerts, escalations)."},
+			func() float64 {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				defer cancel()
+				n, _ := eng.QueueLen(ctx, queueTimers)
+				return float64(n)
+			})
+		for _, c := range []prometheus.Collector{s.events, timers} {
+			if err := opts.Registry.Register(c); err != nil {
+				return nil, fmt.Errorf("surveys metrics: %w", err)
+			}
+		}
+	}
+	return s, nil
 }
 
 // Tree returns the store tree the service was configured with.
@@ -114,6 +138,11 @@ func (s *Service) emit(ev conv.Event) {
 	if ev.At.IsZero() {
 		ev.At = s.now()
 	}
+	reason := ev.Reason
+	if code, ok := strings.CutPrefix(reason, "send_failed:"); ok && len(code) > 12 {
+		reason = "send_failed:other" // keep label values bounded
+	}
+	s.events.WithLabelValues(string(ev.Type), reason).Inc()
 	s.opts.Emit(ev)
 }
 

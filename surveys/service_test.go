@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
 	"kefu/conv"
@@ -586,5 +587,34 @@ func TestGovernance_WindowFromQuotaBook(t *testing.T) {
 	h.advance(DefaultDelay)
 	if n := len(h.out.byPrefix("survey:")); n != 1 || len(h.ev.reasons()) != 0 {
 		t.Fatalf("sent=%d reasons=%v", n, h.ev.reasons())
+	}
+}
+
+func TestMetrics_EventsByReason(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := newHarness(t, func(c *Config, o *Options) { o.Registry = reg })
+	ce := h.oaContact("m1")
+	ce.LastCustomerMsgAt = time.Time{}
+	h.schedule(ce)
+	h.advance(DefaultDelay)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			found[key] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	if found["kefu_survey_events_total,reason=window_expired,type=survey_not_sent"] != 1 || found["kefu_survey_events_total,reason=,type=survey_scheduled"] != 1 {
+		t.Fatalf("metrics = %v", found)
+	}
+	if _, ok := found["kefu_survey_timers"]; !ok {
+		t.Fatalf("no timer gauge: %v", found)
 	}
 }
