@@ -70,7 +70,7 @@ func (s *Service) BuildDigest(ctx context.Context, store conv.StoreID, date time
 	d := date.In(s.loc)
 	end := time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, s.loc)
 	start := end.AddDate(0, 0, -1)
-	resps, err := LoadResponses(ctx, s.eng)
+	resps, err := s.responses(ctx)
 	if err != nil {
 		return Digest{}, err
 	}

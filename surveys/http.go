@@ -229,7 +229,7 @@ func (s *Service) apiNPS(w http.ResponseWriter, r *http.Request, p conv.Principa
 		return nil, err
 	}
 	q := Query{From: from, To: to, By: r.URL.Query().Get("by"), Store: conv.StoreID(r.URL.Query().Get("store")), Visible: s.visible(p), Location: s.loc}
-	resps, err := LoadResponses(r.Context(), s.eng)
+	resps, err := s.responses(r.Context())
 	if err != nil {
 		return nil, err
 	}
@@ -250,7 +250,7 @@ func (s *Service) apiComments(_ http.ResponseWriter, r *http.Request, p conv.Pri
 	if err != nil {
 		return nil, err
 	}
-	resps, err := LoadResponses(r.Context(), s.eng)
+	resps, err := s.responses(r.Context())
 	if err != nil {
 		return nil, err
 	}

@@ -94,6 +94,25 @@ func LoadResponses(ctx context.Context, eng engine.Engine) ([]Response, error) {
 	return out, nil
 }
 
+// responsesTTL bounds how stale the pages' and digests' view of the survey
+// log may be; it saves folding the whole log for every request.
+const responsesTTL = 15 * time.Second
+
+// responses is LoadResponses shared for responsesTTL between the manager
+// pages and the digests of one instance.
+func (s *Service) responses(ctx context.Context) ([]Response, error) {
+	s.respMu.Lock()
+	defer s.respMu.Unlock()
+	if s.respAt.IsZero() || time.Since(s.respAt) > responsesTTL {
+		resps, err := LoadResponses(ctx, s.eng)
+		if err != nil {
+			return nil, err
+		}
+		s.resp, s.respAt = resps, time.Now()
+	}
+	return s.resp, nil
+}
+
 // Report dimensions.
 const (
 	ByStore   = "store"

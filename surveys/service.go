@@ -77,6 +77,10 @@ type Service struct {
 	digestDone map[string]bool // job ids this instance already enqueued
 
 	events *prometheus.CounterVec
+
+	respMu sync.Mutex
+	resp   []Response // folded survey log, refreshed after responsesTTL
+	respAt time.Time
 }
 
 // New builds a Service. cfg is validated.
