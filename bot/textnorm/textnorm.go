@@ -260,24 +260,20 @@ func (n *Normalizer) clean(s string) string {
 	s = stripEmojiCodes(s)
 	var b strings.Builder
 	b.Grow(len(s))
-	lastPunct := true // also trims leading punctuation
 	for _, r := range s {
 		switch {
 		case isEmoji(r):
 			continue
 		case unicode.IsPunct(r) || unicode.IsSpace(r) || unicode.IsSymbol(r) || unicode.IsControl(r):
-			// Punctuation carries no intent; collapse any run of it into one
-			// space so n-grams do not straddle clauses.
-			if !lastPunct {
-				b.WriteByte(' ')
-				lastPunct = true
-			}
+			// Punctuation and spaces carry no intent and are dropped. Joining
+			// the clauses (rather than splitting n-grams at them) was better on
+			// the dev half of all three evaluation sets: customers punctuate
+			// at random ("微粒贷,怎么还" / "微粒贷怎么还").
 		default:
 			b.WriteRune(r)
-			lastPunct = false
 		}
 	}
-	out := strings.TrimRight(b.String(), " ")
+	out := b.String()
 	if n != nil && n.typos != nil {
 		out = n.typos.Replace(out)
 	}
