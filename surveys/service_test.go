@@ -618,3 +618,24 @@ func TestMetrics_EventsByReason(t *testing.T) {
 		t.Fatalf("no timer gauge: %v", found)
 	}
 }
+
+// BenchmarkRoute_NoSurveyPending is the stage's cost on every message of a
+// customer without a pending survey (the common case).
+func BenchmarkRoute_NoSurveyPending(b *testing.B) {
+	eng, err := engine.OpenEmbedded(b.TempDir(), engine.EmbeddedOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer eng.Close()
+	svc, err := New(testConfig(), eng, &fakeSender{}, Options{Logger: testLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := conv.Message{ID: "m", Channel: "demo", ChannelType: conv.ChannelWeChatOA, Customer: "demo:bench", ExternalUser: "bench", Kind: conv.MsgText, Text: "请问营业时间是几点"}
+	ctx := context.Background()
+	for b.Loop() {
+		if _, handled, err := svc.Route(ctx, msg); err != nil || handled {
+			b.Fatal(handled, err)
+		}
+	}
+}
