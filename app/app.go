@@ -55,6 +55,7 @@ type App struct {
 
 	registry *prometheus.Registry
 	events   *eventWriter
+	botState *writeBehind
 	simSrv   *http.Server
 	ln       net.Listener
 }
@@ -119,7 +120,8 @@ func Build(cfg Config, log *slog.Logger) (*App, error) {
 	if botCfg.DataDir == "" && cfg.Redis.Addr == "" {
 		botCfg.DataDir = filepath.Join(cfg.DataDir, "bot")
 	}
-	botState := bot.EngineState(eng)
+	botState := newWriteBehind(bot.EngineState(eng), log)
+	a.botState = botState
 	b, err := bot.New(botCfg, botState, log)
 	if err != nil {
 		a.Close()
@@ -251,6 +253,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	services.Go(func() error { return a.Gateway.Sender.Run(svcCtx) })
 	services.Go(func() error { return a.Gateway.RunKFPuller(svcCtx) })
 	services.Go(func() error { return a.events.run(svcCtx) })
+	services.Go(func() error { return a.botState.run(svcCtx) })
 	services.Go(func() error { return a.Desk.Run(svcCtx) })
 	services.Go(func() error { return a.Surveys.Run(svcCtx) })
 	services.Go(func() error { return a.Reporter.Run(svcCtx) })

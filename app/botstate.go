@@ -1,0 +1,153 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"reflect"
+	"sync"
+	"time"
+
+	"kefu/bot"
+	"kefu/conv"
+)
+
+// writeBehind wraps the bot's engine-backed state and journal so that the
+// answer does not wait for their durable writes. The bot's per-customer
+// memory is soft (a pending numbered choice, a miss counter, a rating
+// prompt) and the journal feeds curation, not the customer, so a crash
+// losing the last few milliseconds of either costs a re-asked question at
+// worst. Saves that change nothing are skipped; the latest memory is served
+// from this process until it is written, so a customer's next message sees
+// it even before the engine does.
+type writeBehind struct {
+	inner   bot.State
+	journal bot.Journal
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	dirty   map[conv.CustomerID]memWrite
+	records []bot.Record
+	wake    chan struct{}
+}
+
+type memWrite struct {
+	mem bot.Memory
+	ttl time.Duration
+}
+
+var (
+	_ bot.State   = (*writeBehind)(nil)
+	_ bot.Journal = (*writeBehind)(nil)
+)
+
+func newWriteBehind(inner bot.State, log *slog.Logger) *writeBehind {
+	w := &writeBehind{inner: inner, log: log.With("component", "bot-state"), dirty: map[conv.CustomerID]memWrite{}, wake: make(chan struct{}, 1)}
+	w.journal, _ = inner.(bot.Journal)
+	return w
+}
+
+// Load returns the memory not yet written, else the engine's.
+func (w *writeBehind) Load(ctx context.Context, c conv.CustomerID) (bot.Memory, error) {
+	w.mu.Lock()
+	d, ok := w.dirty[c]
+	w.mu.Unlock()
+	if ok {
+		return d.mem, nil
+	}
+	return w.inner.Load(ctx, c)
+}
+
+// Save queues m for writing unless it equals what the customer has.
+func (w *writeBehind) Save(ctx context.Context, c conv.CustomerID, m bot.Memory, ttl time.Duration) error {
+	cur, err := w.Load(ctx, c)
+	if err == nil && reflect.DeepEqual(cur, m) {
+		return nil
+	}
+	w.mu.Lock()
+	w.dirty[c] = memWrite{mem: m, ttl: ttl}
+	w.mu.Unlock()
+	w.nudge()
+	return nil
+}
+
+// Append queues a journal record.
+func (w *writeBehind) Append(ctx context.Context, r bot.Record) error {
+	if w.journal == nil {
+		return nil
+	}
+	w.mu.Lock()
+	w.records = append(w.records, r)
+	w.mu.Unlock()
+	w.nudge()
+	return nil
+}
+
+// Records reads the journal (after writing what is queued).
+func (w *writeBehind) Records(ctx context.Context) ([]bot.Record, error) {
+	w.flush(ctx)
+	if w.journal == nil {
+		return nil, nil
+	}
+	return w.journal.Records(ctx)
+}
+
+func (w *writeBehind) nudge() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run writes queued state until ctx ends, then flushes.
+func (w *writeBehind) run(ctx context.Context) error {
+	for {
+		select {
+		case <-w.wake:
+			w.flush(context.WithoutCancel(ctx))
+		case <-ctx.Done():
+			w.flush(context.Background())
+			return nil
+		}
+	}
+}
+
+func (w *writeBehind) flush(ctx context.Context) {
+	w.mu.Lock()
+	dirty := make(map[conv.CustomerID]memWrite, len(w.dirty))
+	for c, d := range w.dirty {
+		dirty[c] = d
+	}
+	recs := w.records
+	w.records = nil
+	w.mu.Unlock()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16) // parallel writes share group commits
+	for c, d := range dirty {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(c conv.CustomerID, d memWrite) {
+			defer func() { <-sem; wg.Done() }()
+			if err := w.inner.Save(ctx, c, d.mem, d.ttl); err != nil {
+				w.log.Warn("bot state write failed; will retry", "err", err)
+				return // stays dirty: served from here and written next time
+			}
+			w.mu.Lock()
+			// Forget it only if no newer memory arrived meanwhile.
+			if cur, ok := w.dirty[c]; ok && reflect.DeepEqual(cur, d) {
+				delete(w.dirty, c)
+			}
+			w.mu.Unlock()
+		}(c, d)
+	}
+	for _, r := range recs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(r bot.Record) {
+			defer func() { <-sem; wg.Done() }()
+			if err := w.journal.Append(ctx, r); err != nil {
+				w.log.Warn("bot journal write failed", "err", err)
+			}
+		}(r)
+	}
+	wg.Wait()
+}
