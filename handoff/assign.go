@@ -5,11 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"maps"
 	"math"
 	"slices"
 	"sort"
 	"strconv"
 	"sync"
+	"time"
 
 	"kefu/conv"
 	"kefu/engine"
@@ -110,14 +112,11 @@ func (s *Service) dispatchOnce(ctx context.Context) (n int, retry bool, err erro
 	if err != nil {
 		return 0, false, err
 	}
-	agents := make(map[string]agentState, len(s.names))
-	for _, name := range s.names {
-		a, err := s.agent(ctx, name)
-		if err != nil {
-			return 0, false, err
-		}
-		agents[name] = a
+	loaded, err := s.loadAgents(ctx)
+	if err != nil {
+		return 0, false, err
 	}
+	agents := maps.Clone(loaded) // the plan simulates loads; the snapshot stays as read
 	// Oldest first across all queues, FIFO within each: an agent serving
 	// several stores takes the customer who has waited longest.
 	type entry struct {
@@ -197,6 +196,55 @@ func (s *Service) dispatchOnce(ctx context.Context) (n int, retry bool, err erro
 	}
 	wg.Wait()
 	return n, retry, firstErr
+}
+
+// agentsSnapshot is a recent read of every agent, for estimates only.
+type agentsSnapshot struct {
+	at     time.Time
+	agents map[string]agentState
+}
+
+// snapshotMaxAge bounds how stale the agents used for a wait estimate may be.
+const snapshotMaxAge = time.Second
+
+// recentAgents returns agent records at most snapshotMaxAge old: the
+// expected wait told to a customer does not need a fresh read of every
+// agent on every handoff.
+func (s *Service) recentAgents(ctx context.Context) map[string]agentState {
+	if snap := s.snapshot.Load(); snap != nil && time.Since(snap.at) < snapshotMaxAge {
+		return snap.agents
+	}
+	all, _ := s.loadAgents(ctx)
+	return all
+}
+
+// loadAgents reads every roster agent's record, concurrently (one round
+// trip of latency instead of one per agent), and refreshes the snapshot.
+func (s *Service) loadAgents(ctx context.Context) (map[string]agentState, error) {
+	out := make(map[string]agentState, len(s.names))
+	var mu sync.Mutex
+	var firstErr error
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for _, name := range s.names {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			a, err := s.agent(ctx, name)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			out[name] = a
+		}()
+	}
+	wg.Wait()
+	if firstErr == nil {
+		s.snapshot.Store(&agentsSnapshot{at: time.Now(), agents: out})
+	}
+	return out, firstErr
 }
 
 // assignMode says who assigns: the dispatcher needs an online agent, a

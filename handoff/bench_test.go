@@ -3,16 +3,61 @@ package handoff
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"kefu/conv"
 	"kefu/engine"
+	"kefu/internal/testredis"
 )
 
+// benchEngines runs f on Redis and on the embedded engine. On Redis it
+// also reports round trips per op (commands + pipelines sent), a figure
+// that does not depend on how loaded the machine is.
 func benchEngines(b *testing.B, f func(b *testing.B, eng engine.Engine)) {
-	b.Run("redis", func(b *testing.B) { f(b, redisEngine(b)) })
+	b.Run("redis", func(b *testing.B) {
+		client := testredis.Start(b).Client()
+		trips := &tripCounter{}
+		client.AddHook(trips)
+		eng := engine.NewRedis(client, "kefu:")
+		f(b, &timedEngine{Engine: eng, b: b, trips: trips})
+	})
 	b.Run("embedded", func(b *testing.B) { f(b, embeddedEngine(b)) })
+}
+
+// tripCounter counts Redis round trips.
+type tripCounter struct{ n atomic.Int64 }
+
+func (c *tripCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *tripCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { c.n.Add(1); return next(ctx, cmd) }
+}
+func (c *tripCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { c.n.Add(1); return next(ctx, cmds) }
+}
+
+// timedEngine carries the counter to reportTrips.
+type timedEngine struct {
+	engine.Engine
+	b     *testing.B
+	trips *tripCounter
+}
+
+// startTrips resets the round-trip counter (call after setup, with
+// b.ResetTimer); reportTrips reports trips/op.
+func startTrips(eng engine.Engine) {
+	if te, ok := eng.(*timedEngine); ok {
+		te.trips.n.Store(0)
+	}
+}
+
+func reportTrips(b *testing.B, eng engine.Engine) {
+	if te, ok := eng.(*timedEngine); ok {
+		b.ReportMetric(float64(te.trips.n.Load())/float64(b.N), "redis-trips/op")
+	}
 }
 
 func benchDesk(b *testing.B, eng engine.Engine, agents, maxChats int) *Service {
@@ -53,6 +98,7 @@ func BenchmarkDispatch(b *testing.B) {
 			}
 		}
 		b.ResetTimer()
+		startTrips(eng)
 		total := 0
 		for total < b.N {
 			n, err := s.Dispatch(ctx)
@@ -65,6 +111,7 @@ func BenchmarkDispatch(b *testing.B) {
 			total += n
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "assign/s")
+		reportTrips(b, eng)
 	})
 }
 
@@ -75,11 +122,13 @@ func BenchmarkHandoff(b *testing.B) {
 		ctx := context.Background()
 		s := benchDesk(b, eng, 10, 5)
 		b.ResetTimer()
+		startTrips(eng)
 		for i := 0; i < b.N; i++ {
 			if err := s.Handoff(ctx, benchMsg(i), "bench"); err != nil {
 				b.Fatal(err)
 			}
 		}
+		reportTrips(b, eng)
 	})
 }
 

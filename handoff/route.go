@@ -55,10 +55,9 @@ func (s *Service) Handoff(ctx context.Context, msg conv.Message, reason string) 
 	// The queue timeout is scheduled before the conversation exists: if
 	// this instance dies right after creating it, the timer still frees the
 	// customer (abandoned with a ticket) instead of leaving them queued
-	// outside every queue.
-	if _, err := s.eng.Get(ctx, convKey(id)); errors.Is(err, engine.ErrNotFound) {
-		s.schedule(ctx, tQueueTimeout, &c, c.QueueDeadline)
-	}
+	// outside every queue. (The customer has no live conversation, so this
+	// replaces no live timer; for a redelivery of an ended one it is a no-op.)
+	s.schedule(ctx, tQueueTimeout, &c, c.QueueDeadline)
 	created := false
 	var other conv.ConvID
 	err = s.eng.Update(ctx, []string{activeKey(msg.Customer), convKey(id)}, func(tx engine.Tx) error {
@@ -165,9 +164,8 @@ func (s *Service) position(ctx context.Context, c *conv.Conversation, justQueued
 		}
 	}
 	agents := 0
-	for _, name := range s.names {
-		a, err := s.agent(ctx, name)
-		if err == nil && a.Status == conv.AgentOnline && s.serves(s.roster[name], c) {
+	for name, a := range s.recentAgents(ctx) {
+		if a.Status == conv.AgentOnline && s.serves(s.roster[name], c) {
 			agents++
 		}
 	}

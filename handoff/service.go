@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"kefu/conv"
@@ -75,6 +76,8 @@ type Service struct {
 	wake    chan struct{}
 	hooksMu sync.RWMutex
 	hooks   []func(context.Context, conv.ContactEnded)
+	// snapshot is the last read of all agents (wait estimates only).
+	snapshot atomic.Pointer[agentsSnapshot]
 
 	// Transcripts is the per-customer transcript store the router appends to.
 	Transcripts *Transcripts
