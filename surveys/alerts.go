@@ -103,7 +103,11 @@ func (s *Service) alert(ctx context.Context, c Case, kind string, node conv.Stor
 				To: m.OpenID, Source: "alert", Template: &conv.Template{TemplateID: s.cfg.Alerts.TemplateID, URL: claim, Data: map[string]string{
 					"first": title, "keyword1": s.storeName(c.Store), "keyword2": strconv.Itoa(c.Score) + "分", "keyword3": clip(c.Comment, 60),
 					"keyword4": c.OpenedAt.In(s.loc).Format("01-02 15:04"), "remark": "请在" + c.Deadline.In(s.loc).Format("01-02 15:04") + "前回访，点击认领"}}})
-			if err != nil {
+			if errors.Is(err, conv.ErrBadInput) {
+				// Misconfigured (e.g. unknown channel): retrying cannot help,
+				// and the other routes must still go out.
+				s.noteCase(ctx, c.ID, "system", "alert_failed", "template: "+err.Error())
+			} else if err != nil {
 				return err
 			}
 		}
@@ -345,7 +349,11 @@ func (s *Service) batchDue(ctx context.Context, h string, j engine.Job) (bool, e
 	// same batch send it once.
 	out := conv.Outbound{ID: "batch:" + h + ":" + shortHash(strings.Join(sorted, ",")), Kind: target.Kind, Channel: target.Channel, To: target.To,
 		Reply: conv.Reply{Kind: conv.ReplyMarkdown, Text: body}, Source: "alert"}
-	if err := s.sender.Send(ctx, out); err != nil {
+	if err := s.sender.Send(ctx, out); errors.Is(err, conv.ErrBadInput) {
+		// Misconfigured (an unknown wecom_app channel): drop loudly rather
+		// than retry forever; the cases keep their history.
+		s.log.Error("alert batch refused by the sender; dropped", "kind", target.Kind, "channel", target.Channel, "alerts", len(ids), "err", err)
+	} else if err != nil {
 		return false, err
 	}
 	if _, err := s.eng.ZRem(ctx, keyBatchQ+h, ids...); err != nil {

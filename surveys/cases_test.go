@@ -381,3 +381,39 @@ func TestCase_UnknownStoreAlertsHQ(t *testing.T) {
 		t.Fatalf("alerts = %+v", h.out.all())
 	}
 }
+
+// A misconfigured route (the sender refuses it) neither blocks the other
+// routes nor retries forever.
+func TestCase_RefusedRouteDoesNotBlockOthers(t *testing.T) {
+	h := newHarnessSender(t, func(f *fakeSender) Sender { return refusing{f} }, func(c *Config, o *Options) {
+		c.Alerts.TemplateChannel, c.Alerts.TemplateID = "no-such-channel", "TPL"
+		c.Stores.Children[0].Children[0].Managers[0].OpenID = "oWangOpenID01"
+	})
+	h.detractor("x1", "store-001", "2分，太慢")
+	if n := len(h.out.to(conv.OutWeComApp, "mgr-001")); n != 1 {
+		t.Fatalf("app alert = %d", n)
+	}
+	c := h.svc.mustCases(t)[0]
+	failed := false
+	for _, e := range c.History {
+		failed = failed || (e.Action == "alert_failed" && strings.Contains(e.Note, "template"))
+	}
+	if !failed {
+		t.Fatalf("history = %+v", c.History)
+	}
+	// Left: two reminders, the escalation and the survey's expiry (it waits
+	// for the call-back time); no alert retrying.
+	if n, _ := h.eng.QueueLen(context.Background(), queueTimers); n != 4 {
+		t.Fatalf("%d timers pending: a refused alert is being retried", n)
+	}
+}
+
+// refusing rejects sends to unknown channels like gateway.Sender does.
+type refusing struct{ *fakeSender }
+
+func (r refusing) Send(ctx context.Context, o conv.Outbound) error {
+	if o.Channel == "no-such-channel" {
+		return fmt.Errorf("%w: unknown channel %q", conv.ErrBadInput, o.Channel)
+	}
+	return r.fakeSender.Send(ctx, o)
+}
