@@ -138,7 +138,8 @@ func TestQdrant_Hybrid(t *testing.T) {
 				t.Skip("KEFU_TEST_QDRANT_ADDR not set (host:6334 of a real Qdrant): covered by the in-process fake only")
 			}
 			ctx := context.Background()
-			q, err := index.NewQdrant(ctx, index.QdrantConfig{Addr: addr, Collection: fmt.Sprintf("kefu_hybrid_%d", time.Now().UnixNano())})
+			coll := fmt.Sprintf("kefu_hybrid_%d", time.Now().UnixNano())
+			q, err := index.NewQdrant(ctx, index.QdrantConfig{Addr: addr, Collection: coll})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -163,6 +164,17 @@ func TestQdrant_Hybrid(t *testing.T) {
 			}
 			if name == "fake" && (hits[0].Score < 0.999 || hits[0].Score > 1.001) {
 				t.Errorf("double first should score 1 after rescaling, got %v", hits[0].Score)
+			}
+			// A restarted client on the existing collection still uses its
+			// dense vectors.
+			q2, err := index.NewQdrant(ctx, index.QdrantConfig{Addr: addr, Collection: coll})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q2.Close()
+			dh, err := q2.Search(ctx, index.Query{Dense: []float32{0, 0.1, 1}}, index.Filter{AnyStore: true}, 1)
+			if err != nil || len(dh) != 1 || dh[0].Entry != "c" {
+				t.Errorf("dense search after reopen: %+v %v", dh, err)
 			}
 			if f := fakes[addr]; f != nil && len(f.Errors) > 0 {
 				t.Errorf("protocol violations: %v", f.Errors)

@@ -40,8 +40,6 @@ type Qdrant struct {
 	mu         sync.Mutex
 	ready      bool
 	denseDim   int
-	// IDFSparse reports that query sparse vectors must be idf-free (the
-	// collection applies idf); the bot checks it to choose QueryTF.
 }
 
 var _ Index = (*Qdrant)(nil)
@@ -68,6 +66,16 @@ func NewQdrant(ctx context.Context, cfg QdrantConfig) (*Qdrant, error) {
 		return nil, fmt.Errorf("qdrant: %w", err)
 	}
 	q.ready = exists
+	if exists {
+		// A restarted bot must know whether the collection has dense
+		// vectors, or hybrid queries would silently go lexical-only.
+		info, err := c.GetCollectionInfo(ctx, cfg.Collection)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("qdrant collection info: %w", err)
+		}
+		q.denseDim = int(info.GetConfig().GetParams().GetVectorsConfig().GetParamsMap().GetMap()[qDense].GetSize())
+	}
 	return q, nil
 }
 

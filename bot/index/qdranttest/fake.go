@@ -117,6 +117,22 @@ func (s *Server) collectionExists(_ context.Context, r *qdrant.CollectionExistsR
 	return &qdrant.CollectionExistsResponse{Result: &qdrant.CollectionExists{Exists: ok}}, nil
 }
 
+// get answers Get (collection info: the vector configuration).
+func (s *Server) get(_ context.Context, r *qdrant.GetCollectionInfoRequest) (*qdrant.GetCollectionInfoResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.coll(r.GetCollectionName())
+	if err != nil {
+		return nil, err
+	}
+	return &qdrant.GetCollectionInfoResponse{Result: &qdrant.CollectionInfo{
+		Status:        qdrant.CollectionStatus_Green,
+		PointsCount:   qdrant.PtrOf(uint64(len(c.points))),
+		Config:        &qdrant.CollectionConfig{Params: &qdrant.CollectionParams{VectorsConfig: c.req.GetVectorsConfig(), SparseVectorsConfig: c.req.GetSparseVectorsConfig()}},
+		PayloadSchema: map[string]*qdrant.PayloadSchemaInfo{},
+	}}, nil
+}
+
 // create answers Create.
 func (s *Server) create(_ context.Context, r *qdrant.CreateCollection) (*qdrant.CollectionOperationResponse, error) {
 	s.mu.Lock()
@@ -571,6 +587,11 @@ type collSrv struct {
 // CollectionExists implements qdrant.CollectionsServer.
 func (c collSrv) CollectionExists(ctx context.Context, r *qdrant.CollectionExistsRequest) (*qdrant.CollectionExistsResponse, error) {
 	return c.s.collectionExists(ctx, r)
+}
+
+// Get implements qdrant.CollectionsServer.
+func (c collSrv) Get(ctx context.Context, r *qdrant.GetCollectionInfoRequest) (*qdrant.GetCollectionInfoResponse, error) {
+	return c.s.get(ctx, r)
 }
 
 // Create implements qdrant.CollectionsServer.
