@@ -655,3 +655,22 @@ func (s *Service) History(ctx context.Context, customer conv.CustomerID) ([]conv
 }
 
 func historyKey(c conv.CustomerID) string { return "ho:h:{" + string(c) + "}" }
+
+// Forget deletes what the desk keeps about customer: transcript, ended
+// conversations, send book (OA unsubscribe: WeChat requires the user's
+// data to be deleted). Wire it as a router OnUnsubscribe hook; Route has
+// already abandoned a live conversation by then.
+func (s *Service) Forget(ctx context.Context, customer conv.CustomerID) error {
+	h, err := s.History(ctx, customer)
+	if err != nil {
+		return err
+	}
+	keys := []string{historyKey(customer), bookKey(customer)}
+	for _, c := range h {
+		keys = append(keys, convKey(c.ID))
+	}
+	if err := s.eng.Del(ctx, keys...); err != nil {
+		return err
+	}
+	return s.Transcripts.Delete(ctx, customer)
+}

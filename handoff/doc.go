@@ -46,8 +46,9 @@
 //	if msg.ChannelType == conv.ChannelWeComKF && msg.Origin == 5 {
 //		return nil, desk.AgentMessage(ctx, msg)
 //	}
-//	// 5. Unsubscribe deletes the transcript.
-//	router.OnUnsubscribe = append(router.OnUnsubscribe, desk.Transcripts.Delete)
+//	// 5. Unsubscribe deletes the customer's data (transcript, ended
+//	//    conversations, send book).
+//	router.OnUnsubscribe = append(router.OnUnsubscribe, desk.Forget)
 //	// 6. Contact ended (closed or abandoned): e.g. schedule the NPS survey.
 //	desk.OnClosed(surveys.Schedule)
 //	// 7. Timers and dispatch.

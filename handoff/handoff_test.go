@@ -516,6 +516,19 @@ func TestService_UnsubscribeAbandons(t *testing.T) {
 		if c = mustConv(t, d, c.ID); c.State != conv.StateAbandoned || c.EndReason != "customer_left" {
 			t.Fatalf("after unsubscribe: %+v", c)
 		}
+		// Then the router's unsubscribe hook deletes the customer's data.
+		if err := d.Forget(ctx, m.Customer); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Conversation(ctx, c.ID); !errors.Is(err, conv.ErrNotFound) {
+			t.Fatalf("conversation kept after Forget: %v", err)
+		}
+		if turns, _ := d.Transcripts.Read(ctx, m.Customer); len(turns) != 0 {
+			t.Fatalf("transcript kept after Forget: %+v", turns)
+		}
+		if h, _ := d.History(ctx, m.Customer); len(h) != 0 {
+			t.Fatalf("history kept after Forget: %+v", h)
+		}
 	})
 }
 
