@@ -104,6 +104,10 @@ type Result struct {
 	Sampled    int `json:"sampled_replies"`
 	// ServerCPU is the target process's CPU use in cores over the window.
 	ServerCPU float64 `json:"server_cpu_cores"`
+	// ServerCPUPerReq is the target's CPU time per request in µs: what a
+	// request costs the server, the number least disturbed by other load
+	// on the machine.
+	ServerCPUPerReq float64 `json:"server_cpu_us_per_req"`
 	// OtherCPU is the rest of the machine's CPU use in cores over the
 	// window (redis-server, other processes).
 	OtherCPU float64 `json:"other_cpu_cores"`
@@ -392,6 +396,7 @@ func runTarget(t string, o options, work, kb, simURL string, sim *wxsim.API, poo
 	}
 	if lr.Requests > 0 {
 		res.GenCPUPerReq = float64(lr.GenCPU.Microseconds()) / float64(lr.Requests)
+		res.ServerCPUPerReq = float64((cpu1 - cpu0).Microseconds()) / float64(lr.Requests)
 	}
 	res.Sampled, res.BadReplies = checkSamples(lr.samples)
 	// The window's counters include the work of requests that started
@@ -544,11 +549,11 @@ func report(w io.Writer, o options, rs []Result) {
 	}
 	fmt.Fprintf(w, "kefu bench: %d connections, warm-up %s, %s per target, safe-mode OA text pushes, %s\n\n", o.conns, o.warmup, o.duration, mode)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\treq/s\tp50 ms\tp99 ms\tp999 ms\tmax ms\terrors\tnon-200\tpassive\tbad replies\tserver CPU\tother CPU\tgen µs/req\tRSS MB\tpeak RSS MB\t")
+	fmt.Fprintln(tw, "target\treq/s\tp50 ms\tp99 ms\tp999 ms\tmax ms\terrors\tnon-200\tpassive\tbad replies\tserver CPU\tserver µs/req\tother CPU\tgen µs/req\tRSS MB\tpeak RSS MB\t")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.1f\t%d\t%d\t%d\t%d/%d\t%.2f\t%.2f\t%.1f\t%.1f\t%.1f\t\n",
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.1f\t%d\t%d\t%d\t%d/%d\t%.2f\t%.0f\t%.2f\t%.1f\t%.1f\t%.1f\t\n",
 			r.Target, r.ReqPerS, r.P50Ms, r.P99Ms, r.P999Ms, r.MaxMs, r.Errors, r.Non200, r.Passive, r.BadReplies, r.Sampled,
-			r.ServerCPU, r.OtherCPU, r.GenCPUPerReq, mb(r.RSS), mb(r.PeakRSS))
+			r.ServerCPU, r.ServerCPUPerReq, r.OtherCPU, r.GenCPUPerReq, mb(r.RSS), mb(r.PeakRSS))
 	}
 	_ = tw.Flush()
 	for _, r := range rs {
