@@ -408,3 +408,28 @@ func TestFold_SurveyReplyIsNotANewContact(t *testing.T) {
 		t.Errorf("pending left: %v", f.pending)
 	}
 }
+
+// The handoff domain's transfer: the event names the new owner, who must
+// accept again; the previous owner comes from the contact's history.
+func TestFold_TransferAsHandoffEmitsIt(t *testing.T) {
+	s := time.Second
+	f := runFold(t, DefaultConfig(), []conv.Event{
+		ev(conv.EvMessageReceived, "t", 0),
+		ev(conv.EvQueued, "t", 1*s),
+		ev(conv.EvAssigned, "t", 2*s, agent("a1")),
+		ev(conv.EvAccepted, "t", 6*s, agent("a1")),
+		ev(conv.EvAgentReply, "t", 10*s, agent("a1")),
+		func() conv.Event { e := ev(conv.EvTransferred, "t", 60*s, agent("a2")); e.Actor = "a1"; return e }(),
+		ev(conv.EvAccepted, "t", 70*s, agent("a2")),
+		ev(conv.EvClosed, "t", 200*s, agent("a2"), data("resolved", "true")),
+	})
+	a1, a2 := totals(f, byAgent("a1")), totals(f, byAgent("a2"))
+	if a1.Transfers != 1 || a1.Answered != 1 || a1.Handled != 0 {
+		t.Errorf("a1 = %+v", a1)
+	}
+	wantKPI(t, &a1, KPIASA, 5, 1) // the second accept does not restart the wait
+	wantKPI(t, &a2, KPIAHT, 194, 1)
+	if a2.Resolved != 1 || a2.Answered != 0 {
+		t.Errorf("a2 = %+v", a2)
+	}
+}
