@@ -317,12 +317,40 @@ func (s *Service) OptedOut(ctx context.Context, c conv.CustomerID) (bool, error)
 	return s.exists(ctx, keyOptOut+s.opts.Identity(c))
 }
 
-// ForgetCustomer deletes the customer's survey state (WeChat requires
-// deleting personal data on unsubscribe; wire it to Router.OnUnsubscribe).
-// Aggregated report records keep no more than the customer id.
+// ForgetCustomer deletes the customer's personal data held by surveys
+// (WeChat requires it on unsubscribe; wire it to Router.OnUnsubscribe): the
+// pending survey ends as unanswered ("unsubscribed") and forgets the
+// customer's ids, the open case keeps score and comment but loses the ids,
+// and the throttle, opt-out and bot-contact keys go. Report records only
+// ever held a pseudonym.
 func (s *Service) ForgetCustomer(ctx context.Context, c conv.CustomerID) error {
 	id := s.opts.Identity(c)
-	return s.eng.Del(ctx, keyPending+string(c), keyBot+string(c), keyThrottle+id)
+	if raw, err := s.eng.Get(ctx, keyPending+string(c)); err == nil {
+		if sv, err := s.loadSurvey(ctx, string(raw)); err == nil {
+			if err := s.finishUnanswered(ctx, sv, conv.Message{Customer: c}, "unsubscribed", ""); err != nil {
+				return err
+			}
+			if _, err := s.updateSurvey(ctx, sv.ID, func(v *Survey) error { scrubContact(&v.Contact); v.Identity = ""; return nil }); err != nil {
+				return err
+			}
+		}
+	}
+	if raw, err := s.eng.Get(ctx, keyCaseOpen+id); err == nil {
+		_, err := s.updateCase(ctx, string(raw), func(cs *Case) error {
+			cs.Customer, cs.ExternalUser, cs.Identity = conv.CustomerID(pseudonym(c)), "", ""
+			cs.History = append(cs.History, CaseEvent{At: s.now(), Actor: "system", Action: "customer_forgotten", Note: "客户已取消关注，个人信息已删除"})
+			return nil
+		})
+		if err != nil && !errors.Is(err, conv.ErrNotFound) {
+			return err
+		}
+	}
+	return s.eng.Del(ctx, keyPending+string(c), keyBot+string(c), keyThrottle+id, keyOptOut+id, keyCaseOpen+id)
+}
+
+// scrubContact removes the platform ids from a contact.
+func scrubContact(ce *conv.ContactEnded) {
+	ce.Customer, ce.ExternalUser, ce.KFCode = conv.CustomerID(pseudonym(ce.Customer)), "", ""
 }
 
 // botContact is the state of a bot-only contact between bot turns.

@@ -302,7 +302,7 @@ func (s *Service) record(typ string, sv Survey) Record {
 		att = attribution(sv.Contact)
 	}
 	return Record{Type: typ, SurveyID: sv.ID, Kind: sv.Kind, At: s.now(), SentAt: sv.SentAt, Version: sv.Version,
-		Customer: string(sv.Contact.Customer), Conv: string(sv.Contact.Conv), Attribution: att, Score: sv.Score, Comment: sv.Comment, Reason: sv.Reason}
+		Customer: pseudonym(sv.Contact.Customer), Conv: string(sv.Contact.Conv), Attribution: att, Score: sv.Score, Comment: sv.Comment, Reason: sv.Reason}
 }
 
 func attribution(ce conv.ContactEnded) Attribution {

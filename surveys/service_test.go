@@ -639,3 +639,34 @@ func BenchmarkRoute_NoSurveyPending(b *testing.B) {
 		}
 	}
 }
+
+// Unsubscribing deletes what surveys hold about the customer; report
+// records never held the platform id.
+func TestForgetCustomer(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	ce := h.detractor("gone", "store-001", "1分，太差了") // asked for a call-back time: still pending
+	if err := h.svc.ForgetCustomer(ctx, ce.Customer); err != nil {
+		t.Fatal(err)
+	}
+	sv, _ := h.svc.loadSurvey(ctx, surveyID(ce))
+	c := h.svc.mustCases(t)[0]
+	if sv.Contact.ExternalUser != "" || strings.Contains(string(sv.Contact.Customer), "gone") || c.ExternalUser != "" || strings.Contains(string(c.Customer), "gone") {
+		t.Fatalf("ids kept: survey %+v case %+v", sv.Contact, c)
+	}
+	if c.Score != 1 || c.Comment != "太差了" {
+		t.Fatalf("the case lost its substance: %+v", c)
+	}
+	if _, handled := h.reply(ce, "after", "明天"); handled {
+		t.Fatal("a forgotten customer's message was taken by the survey")
+	}
+	resps, err := LoadResponses(ctx, h.eng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range resps {
+		if strings.Contains(r.Customer, "gone") || !strings.HasPrefix(r.Customer, "p:") {
+			t.Fatalf("report record holds %q", r.Customer)
+		}
+	}
+}

@@ -118,8 +118,9 @@ type Record struct {
 	At       time.Time `json:"at"`
 	SentAt   time.Time `json:"sent_at,omitempty"`
 	Version  string    `json:"version,omitempty"`
-	Customer string    `json:"customer,omitempty"`
-	Conv     string    `json:"conv,omitempty"`
+	// Customer is a pseudonym of the customer id, never the platform id.
+	Customer string `json:"customer,omitempty"`
+	Conv     string `json:"conv,omitempty"`
 	Attribution
 	Score   *int   `json:"score,omitempty"`
 	Comment string `json:"comment,omitempty"`
@@ -135,6 +136,11 @@ func surveyID(ce conv.ContactEnded) string {
 	}
 	return "s" + shortHash(basis)
 }
+
+// pseudonym keys report records by an internal id rather than the
+// platform's user id (WECHAT.md §7.6): the log is append-only and outlives
+// an unsubscribe.
+func pseudonym(c conv.CustomerID) string { return "p:" + shortHash("customer|"+string(c)) }
 
 func shortHash(s string) string {
 	sum := sha256.Sum256([]byte(s))
