@@ -21,6 +21,7 @@ const (
 	DefaultCSATMinScore        = 7
 	DefaultRetentionDays       = 90
 	DefaultKeepContacts        = 35 * 24 * time.Hour
+	DefaultKeepDays            = 400
 	DefaultRefreshInterval     = 5 * time.Second
 	DefaultPageSize            = 5000
 )
@@ -53,6 +54,9 @@ type Config struct {
 	// RetentionDays is how many days of events the retention service keeps
 	// in the log (aggregates are kept regardless).
 	RetentionDays int `yaml:"retention_days"`
+	// KeepDays is how many days of per-bucket counters are kept (the
+	// default covers year-over-year comparisons); older days are dropped.
+	KeepDays int `yaml:"keep_days"`
 	// KeepContacts is how long ended contacts and closed cases are kept for
 	// late events (surveys, cases) and drill-down.
 	KeepContacts time.Duration `yaml:"keep_contacts"`
@@ -76,6 +80,7 @@ func DefaultConfig() Config {
 		DetractorMax:        DefaultDetractorMax,
 		CSATMinScore:        DefaultCSATMinScore,
 		RetentionDays:       DefaultRetentionDays,
+		KeepDays:            DefaultKeepDays,
 		KeepContacts:        DefaultKeepContacts,
 		RefreshInterval:     DefaultRefreshInterval,
 		PageSize:            DefaultPageSize,
@@ -114,6 +119,9 @@ func (c Config) Validate() error {
 	}
 	if c.RetentionDays < 1 {
 		errs = append(errs, errors.New("report.retention_days: must be >= 1"))
+	}
+	if c.KeepDays < 31 {
+		errs = append(errs, errors.New("report.keep_days: must be >= 31"))
 	}
 	if c.KeepContacts < c.RepeatWindow {
 		errs = append(errs, errors.New("report.keep_contacts: must be >= repeat_window"))

@@ -110,6 +110,7 @@ type fold struct {
 	dirtyK map[string]struct{}
 	goneC  map[conv.ConvID]struct{}
 	goneK  map[string]struct{}
+	goneB  map[Key]struct{}
 	dirtyP bool
 }
 
@@ -138,6 +139,7 @@ func (f *fold) clearDirty() {
 	f.dirtyK = map[string]struct{}{}
 	f.goneC = map[conv.ConvID]struct{}{}
 	f.goneK = map[string]struct{}{}
+	f.goneB = map[Key]struct{}{}
 	f.dirtyP = false
 }
 
@@ -684,6 +686,18 @@ func (f *fold) sweep() {
 				delete(f.last, c.Customer)
 			}
 		}
+	}
+	oldest := f.day(now - int64(f.cfg.KeepDays)*24*time.Hour.Milliseconds())
+	for day, keys := range f.days {
+		if day >= oldest {
+			continue
+		}
+		for _, k := range keys {
+			delete(f.buckets, k)
+			delete(f.dirtyB, k)
+			f.goneB[k] = struct{}{}
+		}
+		delete(f.days, day)
 	}
 	for id, cs := range f.cases {
 		if cs.Closed != 0 && cs.Closed < horizon {

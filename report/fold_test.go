@@ -335,6 +335,7 @@ func TestConfig_Validate(t *testing.T) {
 		{"stale < idle", func(c *Config) { c.StaleAfter = time.Minute }, false},
 		{"keep < window", func(c *Config) { c.KeepContacts = time.Hour }, false},
 		{"retention", func(c *Config) { c.RetentionDays = 0 }, false},
+		{"keep days", func(c *Config) { c.KeepDays = 7 }, false},
 		{"page", func(c *Config) { c.PageSize = 0 }, false},
 	}
 	for _, tc := range cases {
@@ -431,5 +432,25 @@ func TestFold_TransferAsHandoffEmitsIt(t *testing.T) {
 	wantKPI(t, &a2, KPIAHT, 194, 1)
 	if a2.Resolved != 1 || a2.Answered != 0 {
 		t.Errorf("a2 = %+v", a2)
+	}
+}
+
+func TestFold_OldBucketsDropAfterKeepDays(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.KeepDays = 40
+	d := 24 * time.Hour
+	f := runFold(t, cfg, []conv.Event{
+		ev(conv.EvMessageReceived, "old", 0),
+		ev(conv.EvBotAnswered, "old", time.Second),
+		ev(conv.EvMessageReceived, "mid", 20*d),
+		ev(conv.EvBotAnswered, "mid", 20*d+time.Second),
+		ev(conv.EvMessageReceived, "new", 45*d),
+		ev(conv.EvBotAnswered, "new", 45*d+time.Second),
+	})
+	if c := totals(f, nil); c.Contacts != 2 {
+		t.Fatalf("contacts = %d, want 2 (day 0 dropped after 40 days)", c.Contacts)
+	}
+	if _, ok := f.goneB[Key{Day: "2026-11-02", Store: "s1", Channel: "kf"}]; !ok {
+		t.Errorf("dropped bucket not scheduled for deletion: %v", f.goneB)
 	}
 }

@@ -447,6 +447,9 @@ func (f *fold) encodeDirty(fp string) (map[string][]byte, []string) {
 			out[pfxCase+id] = b
 		}
 	}
+	for k := range f.goneB {
+		gone = append(gone, pfxBucket+k.field())
+	}
 	for id := range f.goneK {
 		if f.cases[id] == nil {
 			gone = append(gone, pfxCase+id)
