@@ -3,7 +3,6 @@ package handoff
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"maps"
 	"math"
@@ -315,11 +314,4 @@ func (s *Service) assign(ctx context.Context, id conv.ConvID, version int64, nam
 	s.convEvent(conv.EvAssigned, &c, actor, "", "wait_ms", strconv.FormatInt(now.Sub(c.QueuedAt).Milliseconds(), 10))
 	s.publishConv(ctx, &c)
 	return a, nil
-}
-
-// randomToken returns a hex token (idempotency keys, lock tokens).
-func randomToken(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
