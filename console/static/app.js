@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 const state = { me: null, csrf: "", current: null, chat: null, es: null, reminders: new Set(), seq: 0 };
 
 const stateNames = { bot: "机器人", queued: "排队中", assigned: "已分配", closed: "已结束", abandoned: "已放弃" };
+const ticketReasons = { closed_hours: "非工作时间", queue_full: "排队已满", queue_timeout: "排队超时" };
 const roleNames = { customer: "客户", bot: "机器人", agent: "坐席", system: "系统", note: "备注" };
 
 async function api(method, path, body) {
@@ -117,7 +118,7 @@ async function doRefresh() {
     const tl = $("tickets");
     tl.textContent = "";
     for (const t of tickets.slice(0, 20)) {
-      tl.appendChild(el("li", "", t.customer + " · " + t.store + " · " + t.reason));
+      tl.appendChild(el("li", "", fmtTime(t.created_at) + " " + t.customer + " · " + t.store + " · " + (ticketReasons[t.reason] || t.reason)));
     }
     const agents = await api("GET", "/api/agents");
     if (state.me.supervisor) {
