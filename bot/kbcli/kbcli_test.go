@@ -2,12 +2,17 @@ package kbcli
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	"kefu/bot"
+	"kefu/conv"
 )
 
 func sample(t *testing.T) string {
@@ -103,5 +108,34 @@ func TestRun_ImportRejectsWholeFile(t *testing.T) {
 	}
 	if _, err := os.Stat(kbPath); err == nil {
 		t.Error("KB written although the import failed")
+	}
+}
+
+func TestRun_MissesAndTune(t *testing.T) {
+	dir := t.TempDir()
+	kbPath := filepath.Join(dir, "kb.jsonl")
+	data := filepath.Join(dir, "data")
+	if _, e, code := run(t, "import", "--kb", kbPath, sample(t)); code != 0 {
+		t.Fatal(e)
+	}
+	cfg := bot.DefaultConfig()
+	cfg.KB, cfg.DataDir, cfg.MaxMisses = kbPath, data, 9
+	b, err := bot.New(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, q := range []string{"你们卖不卖宠物粮食", "有没有宠物粮食卖", "火星快递怎么寄"} {
+		if _, err := b.Respond(context.Background(), bot.Query{Text: q, Customer: conv.CustomerID(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Close()
+	out, e, code := run(t, "misses", "--kb", kbPath, "--data", data)
+	if code != 0 || !strings.Contains(out, "1. ×2") || !strings.Contains(out, "宠物粮食") {
+		t.Errorf("misses: %q %s", out, e)
+	}
+	out, e, code = run(t, "tune", "--kb", kbPath, "--data", data)
+	if code != 0 || !strings.Contains(out, "need 20") {
+		t.Errorf("tune with few labels: %q %s", out, e)
 	}
 }
