@@ -63,7 +63,9 @@ func TestOA_URLVerification(t *testing.T) {
 }
 
 func TestOA_RejectsBadRequestsAndProcessesNothing(t *testing.T) {
-	e := newEnv(t, embeddedEngine)
+	// A small body cap keeps the oversized body inside the socket buffers,
+	// so the client reads the 413 instead of a reset from the early close.
+	e := newEnv(t, embeddedEngine, func(c *Config) { c.MaxBodyBytes = 4096 })
 	c := e.oa("demo", wxsim.ModeSafe)
 	c.Retries = wxsim.NoRetries
 	cases := []struct {
@@ -121,7 +123,7 @@ func TestOA_RejectsBadRequestsAndProcessesNothing(t *testing.T) {
 	if st, _ := raw("POST", "/wechat/oa/plain"+q, "<xml><MsgType>text</MsgType></xml>"); st != 400 {
 		t.Fatalf("missing fields: %d", st)
 	}
-	big := "<xml><Content>" + strings.Repeat("a", DefaultMaxBodyBytes) + "</Content></xml>"
+	big := "<xml><Content>" + strings.Repeat("a", 8192) + "</Content></xml>"
 	if st, _ := raw("POST", "/wechat/oa/plain"+q, big); st != 413 {
 		t.Fatalf("oversized body: %d", st)
 	}
