@@ -226,6 +226,10 @@ type CaseUpdate struct {
 	Outcome   string `json:"outcome,omitempty"`
 }
 
+// EvCaseResolved reports a case resolved by its manager (conv has opened,
+// contacted, escalated and closed, not resolved).
+const EvCaseResolved conv.EventType = "case_resolved"
+
 // Case transition errors.
 var (
 	ErrCaseState     = fmt.Errorf("%w: the case is not in a state that allows this", conv.ErrConflict)
@@ -262,7 +266,7 @@ func (s *Service) UpdateCase(ctx context.Context, id, actor string, u CaseUpdate
 			if c.State != CaseOpen && c.State != CaseContacted {
 				return ErrCaseState
 			}
-			c.State, c.ResolvedAt = CaseResolved, now
+			c.State, c.ResolvedAt, evType = CaseResolved, now, EvCaseResolved
 			if c.ContactedAt.IsZero() {
 				c.ContactedAt = now
 			}
@@ -299,7 +303,7 @@ func (s *Service) UpdateCase(ctx context.Context, id, actor string, u CaseUpdate
 	}
 	if evType != "" {
 		data := map[string]string{"case": c.ID, "state": c.State}
-		if evType == conv.EvCaseClosed {
+		if evType == conv.EvCaseClosed || evType == EvCaseResolved {
 			data["root_cause"], data["outcome"] = c.RootCause, c.Outcome
 			data["within_deadline"] = strconv.FormatBool(!c.ResolvedAt.After(c.Deadline))
 		}

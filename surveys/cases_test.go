@@ -331,6 +331,9 @@ func TestReSurvey_CountsRecoveredDetractor(t *testing.T) {
 	if _, err := h.svc.UpdateCase(context.Background(), cases[0].ID, "wang", CaseUpdate{Action: "resolved"}); err != nil {
 		t.Fatal(err)
 	}
+	if ev := h.ev.of(EvCaseResolved); len(ev) != 1 || ev[0].Data["within_deadline"] != "true" {
+		t.Fatalf("resolved events = %+v", ev)
+	}
 	h.advance(time.Hour)
 	rs := h.out.byPrefix("survey:r")
 	if len(rs) != 1 {
