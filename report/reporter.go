@@ -68,8 +68,12 @@ type Reporter struct {
 	loc  *time.Location
 
 	refreshMu sync.Mutex   // one Refresh at a time
-	mu        sync.RWMutex // guards f
+	mu        sync.RWMutex // guards f and gen
 	f         *fold
+	gen       int64 // bumped whenever f changes; invalidates roll
+
+	rollMu sync.Mutex // guards roll
+	roll   *rollupCache
 
 	token      string
 	readOnly   bool
@@ -195,6 +199,7 @@ func (r *Reporter) load(ctx context.Context) error {
 		r.needWipe = true
 		r.mu.Lock()
 		r.f = f
+		r.gen++
 		r.mu.Unlock()
 		return nil
 	}
@@ -248,6 +253,7 @@ func (r *Reporter) load(ctx context.Context) error {
 	f.clearDirty()
 	r.mu.Lock()
 	r.f = f
+	r.gen++
 	r.mu.Unlock()
 	return nil
 }
@@ -360,6 +366,7 @@ func (r *Reporter) refresh(ctx context.Context) (int, error) {
 			r.f.apply(recs[i].ID, &ev)
 		}
 		r.f.sweep()
+		r.gen++
 		if !leader {
 			r.f.clearDirty() // followers never write; nothing to remember
 		}

@@ -236,3 +236,22 @@ func TestReporter_LeaseLostStopsWriting(t *testing.T) {
 	// It followed: folded in memory only, and agrees with the reference.
 	sameSnapshot(t, snap(r), reference(t, cfg, evs))
 }
+
+func TestReporter_RollupAgreesWithBuckets(t *testing.T) {
+	r := threeDays(t)
+	byStore := r.KPIs(Query{By: DimStore})  // day × store roll-up
+	byAgent := r.KPIs(Query{By: DimAgent})  // fine buckets
+	byChan := r.KPIs(Query{By: DimChannel}) // fine buckets
+	if !reflect.DeepEqual(byStore.Total, byAgent.Total) || !reflect.DeepEqual(byStore.Total, byChan.Total) {
+		t.Fatalf("totals differ:\n store %+v\n agent %+v", byStore.Total.Counts, byAgent.Total.Counts)
+	}
+	// A new page invalidates the roll-up.
+	before := r.KPIs(Query{}).Total.Counts.Contacts
+	appendAll(t, r.eng, GenerateDay(5, t0, shanghai, GenOptions{Contacts: 20}))
+	if _, err := r.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if after := r.KPIs(Query{}).Total.Counts.Contacts; after <= before {
+		t.Errorf("contacts %d after a refresh, %d before: stale roll-up", after, before)
+	}
+}
