@@ -206,3 +206,63 @@ func TestService_TwoInstancesOneRedis(t *testing.T) {
 func principal0(name string) conv.Principal {
 	return conv.Principal{User: name, Name: name, Role: conv.RoleAgent}
 }
+
+// TestService_TimersFireOnceAcrossInstances: two instances on one Redis
+// race to fire the same 50 queue timeouts; each conversation is abandoned
+// once, with one ticket and one closed hook.
+func TestService_TimersFireOnceAcrossInstances(t *testing.T) {
+	srv := testredis.Start(t)
+	clk := newClock()
+	rec := &recorder{}
+	var desks []*Service
+	for i := 0; i < 2; i++ {
+		s, err := New(DefaultConfig(), Deps{Engine: engine.NewRedis(srv.Client(), "kefu:"), Sender: newFakeSender(t, clk.Now),
+			Agents: testAgents(), Emit: rec.emit, Now: clk.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.OnClosed(rec.closed)
+		desks = append(desks, s)
+	}
+	ctx := context.Background()
+	for i := 0; i < 50; i++ {
+		user := fmt.Sprintf("t%02d", i)
+		m := conv.Message{ID: "m-" + user, Channel: "oa", ChannelType: conv.ChannelWeChatOA, Customer: conv.NewCustomerID("oa", user),
+			ExternalUser: user, Store: "s3", Kind: conv.MsgText, Text: "人工", CreatedAt: clk.Now()}
+		if err := desks[i%2].Handoff(ctx, m, "explicit_request"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Advance(DefaultMaxWait + time.Second)
+	var wg sync.WaitGroup
+	for _, s := range desks {
+		for w := 0; w < 3; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for s.FireTimers(ctx) > 0 {
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	ended := map[conv.ConvID]int{}
+	for _, e := range rec.endedList() {
+		ended[e.Conv]++
+	}
+	if len(ended) != 50 {
+		t.Fatalf("%d conversations ended, want 50", len(ended))
+	}
+	for id, n := range ended {
+		if n != 1 {
+			t.Errorf("%s ended %d times", id, n)
+		}
+	}
+	tickets, err := desks[0].Tickets(ctx, conv.Principal{User: "hq", Role: conv.RoleAdmin})
+	if err != nil || len(tickets) != 50 {
+		t.Fatalf("tickets = %d (%v)", len(tickets), err)
+	}
+	if n := rec.count(conv.EvAbandoned); n != 50 {
+		t.Fatalf("abandoned events = %d", n)
+	}
+}
