@@ -39,7 +39,7 @@ func (a *App) buildDomains(tree *conv.StoreTree) error {
 		svCfg.Stores = cfg.Stores
 	}
 	sv, err := surveys.New(svCfg, eng, gw.Sender, surveys.Options{
-		Emit: a.events.emit, Logger: log, KFServiceState: gw.KFServiceState,
+		Emit: a.events.emit, Logger: log, KFServiceState: gw.KFServiceState, Registry: a.registry,
 	})
 	if err != nil {
 		return fmt.Errorf("surveys: %w", err)
