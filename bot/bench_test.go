@@ -17,6 +17,7 @@ import (
 
 	"kefu/bot/index"
 	"kefu/bot/kb"
+	"kefu/conv"
 )
 
 // evalTexts reads question texts of the evaluation sets (read in place,
@@ -161,4 +162,23 @@ func BenchmarkPublishIncremental(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkRespond measures a whole Respond (state load/save in memory,
+// handoff checks, retrieval, decision, journal append in memory) on the
+// sample KB, concurrently from all Ps.
+func BenchmarkRespond(b *testing.B) {
+	bt := newSampleBot(b, nil)
+	qs := []string{"你们几点关门", "怎么退货", "退款多久到账", "满多少包邮", "积分怎么用", "发票开错了", "火星天气"}
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			_, err := bt.Respond(context.Background(), Query{Text: qs[i%len(qs)], Customer: conv.CustomerID(fmt.Sprint("c", i%97))})
+			if err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
 }

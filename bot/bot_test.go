@@ -92,6 +92,16 @@ func TestBot_TwoMissesHandOff(t *testing.T) {
 	}
 }
 
+func TestBot_GreetingIsNotAMiss(t *testing.T) {
+	b := newSampleBot(t, nil)
+	for _, q := range []string{"你好", "在吗？", "[微笑]", "您好！！"} {
+		d := ask(t, b, "g", "", q)
+		if d.Action != ActFallback || d.Reason != "greeting" || d.Reply.Text != b.cfg.Texts.Greeting {
+			t.Errorf("%q: %s %s %q", q, d.Action, d.Reason, d.Reply.Text)
+		}
+	}
+}
+
 func TestBot_ClarifyPick(t *testing.T) {
 	b := newSampleBot(t, func(c *Config) { c.Answer = 0.99; c.Clarify = 0.01; c.Margin = 0.5 })
 	d := ask(t, b, "p", "", "退货")

@@ -171,9 +171,15 @@ func (b *Bot) fresh(ctx context.Context, r *retriever, q Query, mem *Memory, tex
 	if containsAny(intent, b.anger) {
 		return b.handoffDecision(ctx, q, mem, text, "anger"), nil
 	}
-	cands, _, err := r.search(ctx, text, b.customerFilter(q.Store), max(5, b.cfg.ClarifyOptions))
+	cands, norm, err := r.search(ctx, text, b.customerFilter(q.Store), max(5, b.cfg.ClarifyOptions))
 	if err != nil {
 		return Decision{}, fmt.Errorf("bot: search: %w", err)
+	}
+	if norm == "" {
+		// Only greetings, fillers, emoji or punctuation ("你好", "[微笑]",
+		// "？"): greet back; this is not a miss and must not count towards
+		// handing off.
+		return Decision{Action: ActFallback, Reply: conv.Text(b.cfg.Texts.Greeting), Reason: "greeting"}, nil
 	}
 	act, opts, reason := Decide(b.cfg.Thresholds, cands, b.cfg.ClarifyOptions)
 	top := 0.0
