@@ -222,13 +222,20 @@ func (b *Bot) Publish(ctx context.Context, entries []kb.Entry, progress func(don
 	}
 	start := time.Now()
 	em, hashes := entryMap(entries)
+	// What a stored vector depends on is the entry and the model (lexical
+	// options, typos, dense model): a store that outlives the process
+	// (Qdrant) compares both after an upgrade.
+	tag := b.modelTag()
+	for id, h := range hashes {
+		hashes[id] = tag + "." + h
+	}
 	prev := b.cur.Load()
 	var (
 		old     map[string]string
 		norm    *textnorm.Normalizer
 		lex     *embed.Lexical
 		drift   int
-		kbPrint = kbFingerprint(b.modelTag(), hashes)
+		kbPrint = kbFingerprint(tag, hashes)
 		rebuilt bool
 	)
 	if prev != nil {
@@ -239,7 +246,7 @@ func (b *Bot) Publish(ctx context.Context, entries []kb.Entry, progress func(don
 		norm, lex, drift = prev.norm, prev.lex.Clone(), prev.drift
 		old = prev.hashes
 		for id, h := range old {
-			if e, ok := em[id]; !ok || e.Hash() != h {
+			if _, ok := em[id]; !ok || hashes[id] != h {
 				for _, q := range prev.entries[id].Questions() {
 					lex.AddDoc(norm.Normalize(q), -1)
 					drift++
