@@ -26,9 +26,9 @@ import (
 const (
 	crashMessages      = 600
 	crashSenders       = 24
-	crashPassiveBudget = "5ms"
+	crashPassiveBudget = "1ms"
 	crashRecoveryAfter = 5 * time.Second
-	crashSendLatency   = 5 * time.Millisecond
+	crashSendLatency   = 30 * time.Millisecond
 	// crashOutboxLease mirrors gateway's outLease: an outbox job the killed
 	// process had claimed is invisible to the restarted one for this long.
 	crashOutboxLease = time.Minute
