@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -83,24 +84,51 @@ func (s *Service) Chat(ctx context.Context, p conv.Principal, id conv.ConvID) (c
 	return c, turns, err
 }
 
+// loaded is one result of loadConvs.
+type loaded struct {
+	c   conv.Conversation
+	err error
+}
+
+// loadConvs reads conversations concurrently (lists of the console are
+// read on every live update; one round trip of latency, not one per chat).
+func (s *Service) loadConvs(ctx context.Context, ids []conv.ConvID) []loaded {
+	out := make([]loaded, len(ids))
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			c, err := s.Conversation(ctx, id)
+			out[i] = loaded{c, err}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
 // Queue lists the queued conversations p may see, longest waiting first.
 func (s *Service) Queue(ctx context.Context, p conv.Principal) ([]conv.Conversation, error) {
 	queues, err := s.eng.ZRangeByScore(ctx, queuesKey, math.Inf(-1), math.Inf(1), 0)
 	if err != nil {
 		return nil, err
 	}
-	var out []conv.Conversation
+	var ids []conv.ConvID
 	for _, q := range queues {
 		items, err := s.eng.ZRangeByScore(ctx, q.Member, math.Inf(-1), math.Inf(1), 0)
 		if err != nil {
 			return nil, err
 		}
 		for _, it := range items {
-			c, err := s.Conversation(ctx, conv.ConvID(it.Member))
-			if err != nil || c.State != conv.StateQueued || !s.visible(p, c.Store) {
-				continue
-			}
-			out = append(out, c)
+			ids = append(ids, conv.ConvID(it.Member))
+		}
+	}
+	out := []conv.Conversation{}
+	for _, l := range s.loadConvs(ctx, ids) {
+		if l.err == nil && l.c.State == conv.StateQueued && s.visible(p, l.c.Store) {
+			out = append(out, l.c)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].QueuedAt.Before(out[j].QueuedAt) })
@@ -114,10 +142,9 @@ func (s *Service) Mine(ctx context.Context, p conv.Principal) ([]conv.Conversati
 		return nil, err
 	}
 	out := []conv.Conversation{}
-	for _, id := range a.Chats {
-		c, err := s.Conversation(ctx, id)
-		if err == nil && c.State == conv.StateAssigned && c.Agent == p.User {
-			out = append(out, c)
+	for _, l := range s.loadConvs(ctx, a.Chats) {
+		if l.err == nil && l.c.State == conv.StateAssigned && l.c.Agent == p.User {
+			out = append(out, l.c)
 		}
 	}
 	return out, nil
@@ -129,15 +156,17 @@ func (s *Service) Ongoing(ctx context.Context, p conv.Principal) ([]conv.Convers
 	if err != nil {
 		return nil, err
 	}
+	ids := make([]conv.ConvID, len(items))
+	for i, it := range items {
+		ids[i] = conv.ConvID(it.Member)
+	}
 	out := []conv.Conversation{}
-	for _, it := range items {
-		c, err := s.Conversation(ctx, conv.ConvID(it.Member))
-		if err != nil || c.State != conv.StateAssigned {
-			_, _ = s.eng.ZRem(ctx, liveKey, it.Member)
-			continue
-		}
-		if s.canRead(p, &c) {
-			out = append(out, c)
+	for i, l := range s.loadConvs(ctx, ids) {
+		switch {
+		case errors.Is(l.err, conv.ErrNotFound) || (l.err == nil && l.c.State != conv.StateAssigned):
+			_, _ = s.eng.ZRem(ctx, liveKey, string(ids[i])) // left behind by a crash
+		case l.err == nil && s.canRead(p, &l.c):
+			out = append(out, l.c)
 		}
 	}
 	return out, nil
@@ -621,24 +650,38 @@ func (s *Service) Close(ctx context.Context, p conv.Principal, id conv.ConvID, d
 	return err
 }
 
-// Tickets lists the tickets p may see, newest first.
+// Tickets lists the newest tickets p may see (at most 200), newest first.
 func (s *Service) Tickets(ctx context.Context, p conv.Principal) ([]conv.Ticket, error) {
-	all, err := s.eng.HGetAll(ctx, ticketsKey)
-	if errors.Is(err, engine.ErrNotFound) {
-		return []conv.Ticket{}, nil
-	}
+	items, err := s.eng.ZRangeByScore(ctx, ticketsKey, math.Inf(-1), math.Inf(1), 5*ticketsListed)
 	if err != nil {
 		return nil, err
 	}
 	out := []conv.Ticket{}
-	for _, b := range all {
+	for _, it := range items {
 		var t conv.Ticket
-		if jsonUnmarshal(b, &t) == nil && s.visible(p, t.Store) {
+		if jsonUnmarshal([]byte(it.Member), &t) == nil && s.visible(p, t.Store) {
 			out = append(out, t)
+			if len(out) == ticketsListed {
+				break
+			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
 	return out, nil
+}
+
+// trimTickets drops tickets older than the retention.
+func (s *Service) trimTickets(ctx context.Context) error {
+	cutoff := -float64(s.now().Add(-ticketRetention).UnixMilli())
+	old, err := s.eng.ZRangeByScore(ctx, ticketsKey, cutoff, math.Inf(1), 1000)
+	if err != nil || len(old) == 0 {
+		return err
+	}
+	members := make([]string, len(old))
+	for i, it := range old {
+		members[i] = it.Member
+	}
+	_, err = s.eng.ZRem(ctx, ticketsKey, members...)
+	return err
 }
 
 // History returns the customer's recent ended conversations, newest first.
@@ -671,6 +714,24 @@ func (s *Service) Forget(ctx context.Context, customer conv.CustomerID) error {
 	}
 	if err := s.eng.Del(ctx, keys...); err != nil {
 		return err
+	}
+	// Tickets hold the customer's id and words: drop theirs (a scan, but
+	// unsubscribes are rare and tickets bounded by retention).
+	all, err := s.eng.ZRangeByScore(ctx, ticketsKey, math.Inf(-1), math.Inf(1), 0)
+	if err != nil {
+		return err
+	}
+	var mine []string
+	for _, it := range all {
+		var t conv.Ticket
+		if jsonUnmarshal([]byte(it.Member), &t) == nil && t.Customer == customer {
+			mine = append(mine, it.Member)
+		}
+	}
+	if len(mine) > 0 {
+		if _, err := s.eng.ZRem(ctx, ticketsKey, mine...); err != nil {
+			return err
+		}
 	}
 	return s.Transcripts.Delete(ctx, customer)
 }

@@ -236,6 +236,30 @@ func TestService_ClosedHoursAndFullQueueCreateTickets(t *testing.T) {
 		if tk, _ := d.Tickets(ctx, principal("carol")); len(tk) != 0 {
 			t.Fatalf("carol sees %d tickets", len(tk))
 		}
+		// A redelivered message creates no second ticket.
+		if err := d.Handoff(ctx, m2, "explicit_request"); err != nil {
+			t.Fatal(err)
+		}
+		if tk, _ := d.Tickets(ctx, principal("alice")); len(tk) != 2 || tk[0].Reason != "queue_full" {
+			t.Fatalf("after redelivery (newest first): %+v", tk)
+		}
+		if d.rec.count(conv.EvTicketCreated) != 2 {
+			t.Fatalf("ticket events = %d", d.rec.count(conv.EvTicketCreated))
+		}
+		// Unsubscribing drops the customer's tickets; retention the rest.
+		if err := d.Forget(ctx, m2.Customer); err != nil {
+			t.Fatal(err)
+		}
+		if tk, _ := d.Tickets(ctx, principal("alice")); len(tk) != 1 || tk[0].Reason != "closed_hours" {
+			t.Fatalf("after Forget: %+v", tk)
+		}
+		d.clock.Advance(ticketRetention + time.Hour)
+		if err := d.trimTickets(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if tk, _ := d.Tickets(ctx, principal("alice")); len(tk) != 0 {
+			t.Fatalf("after retention: %+v", tk)
+		}
 	})
 }
 

@@ -227,9 +227,16 @@ func (s *Service) remember(ctx context.Context, c conv.Conversation) {
 func (s *Service) Run(ctx context.Context) error {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
+	var trimmed time.Time
 	for {
 		if _, err := s.Dispatch(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("dispatch failed", "err", err)
+		}
+		if time.Since(trimmed) > time.Hour {
+			trimmed = time.Now()
+			if err := s.trimTickets(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("ticket retention failed", "err", err)
+			}
 		}
 		for s.FireTimers(ctx) > 0 && ctx.Err() == nil {
 		}

@@ -191,9 +191,25 @@ func (s *Service) refuse(ctx context.Context, msg conv.Message, skill, reason, t
 	return nil
 }
 
+// Tickets are kept as JSON members of one sorted set scored by minus
+// their creation time, so the newest come first in a single read; a
+// per-ticket marker makes creation idempotent (a redelivered message
+// creates no second ticket).
+const (
+	ticketRetention = 90 * 24 * time.Hour
+	ticketsListed   = 200
+)
+
+func ticketMarker(id string) string { return "ho:tk:" + id }
+
 func (s *Service) addTicket(ctx context.Context, t conv.Ticket) error {
+	first, err := s.eng.SetNX(ctx, ticketMarker(t.ID), []byte("1"), ticketRetention)
+	if err != nil || !first {
+		return err
+	}
 	b, _ := json.Marshal(t)
-	if err := s.eng.HSet(ctx, ticketsKey, map[string][]byte{t.ID: b}); err != nil {
+	if err := s.eng.ZAdd(ctx, ticketsKey, engine.ZItem{Member: string(b), Score: -float64(t.CreatedAt.UnixMilli())}); err != nil {
+		_ = s.eng.Del(ctx, ticketMarker(t.ID))
 		return err
 	}
 	s.emit(conv.Event{Type: conv.EvTicketCreated, Conv: t.Conv, Customer: t.Customer, Store: t.Store, Channel: t.Channel,
