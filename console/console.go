@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -235,7 +236,13 @@ func (c *Console) routes() {
 		w.Header().Set("Cache-Control", "no-store")
 		http.ServeFileFS(w, r, sub, "index.html")
 	})
-	c.mux.Handle("GET /static/", http.StripPrefix("/static/", files))
+	c.mux.Handle("GET /static/", http.StripPrefix("/static/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "" || strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r) // no directory listings
+			return
+		}
+		files.ServeHTTP(w, r)
+	})))
 	c.mux.HandleFunc("POST /api/login", c.login)
 	c.mux.HandleFunc("POST /api/logout", c.logout)
 	all := []conv.Role(nil)

@@ -455,6 +455,9 @@ func TestConsole_ServeShutsDownWithOpenStreams(t *testing.T) {
 	if st, js := c.raw("GET", "/static/app.js", "", "", false); st != 200 || !strings.Contains(string(js), "EventSource") {
 		t.Fatalf("app.js: %d", st)
 	}
+	if st, _ := c.raw("GET", "/static/", "", "", false); st != http.StatusNotFound {
+		t.Fatalf("static directory listing: %d", st)
+	}
 	resp, err := c.http.Get(c.base + "/api/events")
 	if err != nil {
 		t.Fatal(err)
