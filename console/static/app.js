@@ -123,8 +123,13 @@ async function doRefresh() {
     const agents = await api("GET", "/api/agents");
     if (state.me.supervisor) {
       const al = $("agents");
+      const names = $("agent-names");
       al.textContent = "";
-      for (const a of agents) al.appendChild(el("li", "", a.name + " · " + a.status + " · " + a.chats.length + "/" + a.max_chats));
+      names.textContent = "";
+      for (const a of agents) {
+        al.appendChild(el("li", "", a.name + " · " + a.status + " · " + a.chats.length + "/" + a.max_chats));
+        names.appendChild(el("option")).value = a.name;
+      }
     }
     const self = agents.find((a) => a.name === state.me.user);
     if (self) {
