@@ -62,11 +62,8 @@ func TestCrash_KillDashNineLosesNoAckedMessage(t *testing.T) {
 	sim.SetLatency("/cgi-bin/message/custom/send", crashSendLatency)
 
 	addr := freeAddr(t)
-	// Each start gets its own bot.data_dir, so the bot re-indexes the KB
-	// instead of loading the index the previous process persisted: reloading
-	// a persisted index currently panics in bot/index searchSparse on the
-	// first question (reported; it is not what this test is about). The
-	// engine's data_dir — the gateway's durable state — is shared.
+	// Both starts share the data_dir: the engine (the gateway's durable
+	// state) and the bot's persisted index, as `kefu serve` would.
 	config := func(n int) string {
 		return fmt.Sprintf(`listen: %s
 data_dir: %q
@@ -89,11 +86,10 @@ gateway:
     max_backoff: 1s
 bot:
   kb: %q
-  data_dir: %q
 log:
   level: info
   format: json
-`, addr, filepath.Join(dir, "data"), simURL, simURL, oaAppID, oaSecret, oaToken, oaAESKey, crashPassiveBudget, crashRecoveryAfter, kb, filepath.Join(dir, fmt.Sprintf("bot-%d", n)))
+`, addr, filepath.Join(dir, "data"), simURL, simURL, oaAppID, oaSecret, oaToken, oaAESKey, crashPassiveBudget, crashRecoveryAfter, kb)
 	}
 
 	start := func(n int) *exec.Cmd {
