@@ -20,6 +20,7 @@ import (
 	"kefu/bot"
 	"kefu/bot/evaluate"
 	"kefu/bot/kb"
+	"kefu/conv"
 )
 
 const usage = `usage: kefu kb <command> [flags]
@@ -32,6 +33,7 @@ commands:
   publish --kb KB --data DIR         (re)build the embedded index, re-indexing only changed entries
   misses  --kb KB --data DIR [--since 168h] [--json]
   tune    --kb KB --data DIR [--precision 0.9] [--json]
+  search  --kb KB [--store S] [--agent] TEXT   what the bot would retrieve, with scores and decision
   eval    --kb FAQ.jsonl --queries Q.jsonl [--paraphrases P.jsonl] [--withhold 0.2 --seed N]
           [--half all|dev|test] [--answer T] [--curve] [--json]
 `
@@ -44,7 +46,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmds := map[string]func([]string, io.Writer, io.Writer) error{
 		"import": cmdImport, "export": cmdExport, "list": cmdList, "show": cmdShow,
-		"publish": cmdPublish, "misses": cmdMisses, "tune": cmdTune, "eval": cmdEval,
+		"publish": cmdPublish, "misses": cmdMisses, "tune": cmdTune, "eval": cmdEval, "search": cmdSearch,
 	}
 	fn, ok := cmds[args[0]]
 	if !ok {
@@ -384,5 +386,41 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "lowest threshold with false-answer rate ≤ 10%%: %.2f\n", res.Suggested)
 	}
+	return nil
+}
+
+func cmdSearch(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("search", stderr)
+	kbPath := fs.String("kb", "", "knowledge base file")
+	store := fs.String("store", "", "customer's store")
+	agent := fs.Bool("agent", false, "search as an agent (every store, agent-only entries too)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return errors.New("want a question")
+	}
+	text := strings.Join(fs.Args(), " ")
+	b, err := openBot(*kbPath, "", stderr)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	ctx := context.Background()
+	if *agent {
+		for _, c := range b.Search(ctx, text, conv.StoreID(*store), true, 5) {
+			fmt.Fprintf(stdout, "%.3f  %s  %s\n", c.Score, c.EntryID, c.Question)
+		}
+		return nil
+	}
+	d, err := b.Respond(ctx, bot.Query{Text: text, Store: conv.StoreID(*store), Customer: "kbcli"})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "decision: %s (%s) score %.3f\n", d.Action, d.Reason, d.Score)
+	for _, c := range d.Candidates {
+		fmt.Fprintf(stdout, "%.3f  %s  %s\n", c.Score, c.EntryID, c.Question)
+	}
+	fmt.Fprintf(stdout, "reply: %s\n", d.Reply.Text)
 	return nil
 }

@@ -139,3 +139,14 @@ func TestRun_MissesAndTune(t *testing.T) {
 		t.Errorf("tune with few labels: %q %s", out, e)
 	}
 }
+
+func TestRun_Search(t *testing.T) {
+	out, e, code := run(t, "search", "--kb", sample(t), "退款多久能到账")
+	if code != 0 || !strings.Contains(out, "decision: answer") || !strings.Contains(out, "return-003") {
+		t.Errorf("search: %q %s", out, e)
+	}
+	out, _, code = run(t, "search", "--kb", sample(t), "--agent", "超期退货怎么处理")
+	if code != 0 || !strings.Contains(out, "internal-001") {
+		t.Errorf("agent search: %q", out)
+	}
+}
