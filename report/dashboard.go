@@ -130,7 +130,37 @@ func (d *dashboard) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Redirect(w, req, path+"/"+query, http.StatusMovedPermanently)
 		return
 	}
+	// Routes are found by the end of the path, so the dashboard works under
+	// any prefix whether or not the mounting code strips it (links are
+	// relative too).
+	route := ""
+	for _, r := range dashboardRoutes {
+		if strings.HasSuffix(req.URL.Path, r) {
+			route = r
+			break
+		}
+	}
+	if route == "" {
+		http.NotFound(w, req)
+		return
+	}
+	if route != req.URL.Path {
+		r2 := new(http.Request)
+		*r2 = *req
+		u := *req.URL
+		u.Path, u.RawPath = route, ""
+		r2.URL = &u
+		req = r2
+	}
 	d.mux.ServeHTTP(w, req)
+}
+
+// dashboardRoutes are the dashboard's paths, longest first so that
+// "/api/kpi" wins over "/kpi".
+var dashboardRoutes = []string{
+	"/api/definitions.csv", "/api/definitions", "/api/funnel.csv", "/api/funnel", "/api/trend.csv", "/api/trend",
+	"/api/drill.csv", "/api/drill", "/api/cases.csv", "/api/cases", "/api/live", "/api/kpi.csv", "/api/kpi",
+	"/definitions", "/funnel", "/drill", "/cases", "/kpi", "/",
 }
 
 type handler func(w http.ResponseWriter, req *http.Request, v *viewer) error

@@ -244,4 +244,23 @@ func TestDashboard_MountedUnderPrefix(t *testing.T) {
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `href="drill?by=channel`) {
 		t.Fatalf("GET /reports/kpi: %d", rec.Code)
 	}
+
+	// Mounted without StripPrefix, as console.Mount does.
+	plain := http.NewServeMux()
+	plain.Handle("/reports/", NewDashboard(r, nil))
+	for path, want := range map[string]int{"/reports/": 200, "/reports/api/kpi.csv?by=agent": 200, "/reports/kpi": 200,
+		"/reports/api/live": 200, "/reports/nope": 404} {
+		rec := httptest.NewRecorder()
+		asPrincipal(&admin, plain).ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != want {
+			t.Errorf("unstripped GET %s: %d, want %d", path, rec.Code, want)
+		}
+	}
+	rec = httptest.NewRecorder()
+	asPrincipal(&admin, plain).ServeHTTP(rec, httptest.NewRequest("GET", "/reports/api/kpi?by=agent", nil))
+	var tb Table
+	decode(t, rec, &tb)
+	if tb.By != DimAgent || len(tb.Rows) == 0 {
+		t.Errorf("unstripped api/kpi by agent: %+v", tb.By)
+	}
 }
