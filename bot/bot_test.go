@@ -127,6 +127,22 @@ func TestBot_ClarifyPick(t *testing.T) {
 	}
 }
 
+func TestBot_MenuClickPicks(t *testing.T) {
+	b := newSampleBot(t, func(c *Config) { c.Answer = 0.99; c.Clarify = 0.01; c.Margin = 0.5 })
+	d := ask(t, b, "menu", "", "退货")
+	menu, ok := b.MenuReply(d)
+	if !ok || menu.Kind != conv.ReplyMenu || len(menu.Menu) != len(d.Candidates) {
+		t.Fatalf("menu %+v for %+v", menu, d)
+	}
+	d2 := ask(t, b, "menu", "", menu.Menu[1].Content)
+	if d2.Action != ActAnswer || d2.EntryID != d.Candidates[1].EntryID || d2.Reason != "picked" {
+		t.Fatalf("menu click: %s %s %s, want pick of %s", d2.Action, d2.EntryID, d2.Reason, d.Candidates[1].EntryID)
+	}
+	if _, ok := b.MenuReply(d2); ok {
+		t.Error("menu for an answer")
+	}
+}
+
 func TestBot_NeverServesHiddenEntries(t *testing.T) {
 	b := newSampleBot(t, func(c *Config) { c.Answer = 0.05; c.Clarify = 0.01; c.Margin = 0 })
 	check := func(store, q string, banned ...string) {

@@ -101,6 +101,15 @@ func choice(folded string) (int, bool) {
 func (b *Bot) followUp(ctx context.Context, r *retriever, q Query, mem *Memory, folded string) (Decision, bool) {
 	if len(mem.Pending) > 0 {
 		n, ok := choice(folded)
+		if !ok {
+			// A click on a menu option (MenuReply) sends the option's
+			// question text back.
+			for i, id := range mem.Pending {
+				if e, found := r.entries[id]; found && textnorm.Fold(e.Question) == folded {
+					n, ok = i+1, true
+				}
+			}
+		}
 		if !ok || n > len(mem.Pending) {
 			// Not an answer to the clarify: treat as a new question.
 			mem.Pending, mem.PendingQuestion = nil, ""
@@ -262,4 +271,20 @@ func (b *Bot) journalAdd(ctx context.Context, r Record) {
 	if err := b.journal.Append(ctx, r); err != nil {
 		b.log.Warn("journal append failed", "kind", r.Kind, "err", err)
 	}
+}
+
+// MenuReply renders a clarify as a WeChat menu message (msgmenu: WeCom
+// customer service, OA customer-service API) for channels that support it.
+// Each option's content is the entry's question: clicking it sends that text
+// back, which Respond treats as picking the option. ok is false for other
+// actions.
+func (b *Bot) MenuReply(d Decision) (conv.Reply, bool) {
+	if d.Action != ActClarify || len(d.Candidates) == 0 {
+		return conv.Reply{}, false
+	}
+	r := conv.Reply{Kind: conv.ReplyMenu, Head: b.cfg.Texts.ClarifyHead, Tail: b.cfg.Texts.ClarifyTail}
+	for i, c := range d.Candidates {
+		r.Menu = append(r.Menu, conv.MenuItem{ID: fmt.Sprintf("kefu-pick-%d", i+1), Content: c.Question})
+	}
+	return r, true
 }
