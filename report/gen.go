@@ -82,8 +82,12 @@ func betaish(r *rand.Rand) float64 {
 	if r.IntN(2) == 1 {
 		peak = 0.75
 	}
-	v := peak + r.NormFloat64()*0.15
-	return math.Min(math.Max(v, 0), 0.9999)
+	for {
+		// Redraw rather than clamp, so the day does not pile up at opening time.
+		if v := peak + r.NormFloat64()*0.15; v >= 0 && v < 1 {
+			return v
+		}
+	}
 }
 
 type gen struct {
