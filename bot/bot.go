@@ -241,24 +241,27 @@ func (b *Bot) Publish(ctx context.Context, entries []kb.Entry, progress func(don
 	if prev != nil {
 		// Incremental publish: keep the normaliser and update document
 		// frequencies for the changed entries only, so unchanged vectors stay
-		// valid. Their idf weights drift a little; once more than a tenth
-		// of the questions changed since the last full build, rebuild all.
+		// valid. Their weights drift a little; once changes since the last
+		// full build add up to a tenth of the entries, rebuild all.
 		norm, lex, drift = prev.norm, prev.lex.Clone(), prev.drift
 		old = prev.hashes
+		normAll := func(qs []string) []string {
+			out := make([]string, len(qs))
+			for i, q := range qs {
+				out[i] = norm.Normalize(q)
+			}
+			return out
+		}
 		for id, h := range old {
 			if _, ok := em[id]; !ok || hashes[id] != h {
-				for _, q := range prev.entries[id].Questions() {
-					lex.AddDoc(norm.Normalize(q), -1)
-					drift++
-				}
+				lex.AddEntry(normAll(prev.entries[id].Questions()), -1)
+				drift++
 			}
 		}
 		for id, e := range em {
 			if old[id] != hashes[id] {
-				for _, q := range e.Questions() {
-					lex.AddDoc(norm.Normalize(q), 1)
-					drift++
-				}
+				lex.AddEntry(normAll(e.Questions()), 1)
+				drift++
 			}
 		}
 		if drift*10 > lex.Docs() {

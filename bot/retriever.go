@@ -36,7 +36,7 @@ type retriever struct {
 	expansion float64
 	entries   map[string]*kb.Entry
 	hashes    map[string]string
-	// drift counts questions re-embedded incrementally since the last full
+	// drift counts entries re-indexed incrementally since the last full
 	// build (see Publish).
 	drift int
 }
@@ -62,6 +62,7 @@ func newModel(entries []kb.Entry, typos map[string]string, assoc bool) (*textnor
 	lex := embed.NewLexical(lexicalOptions)
 	var normed []string
 	var pairs []embed.Pair
+	var groups [][]string
 	for i := range entries {
 		qs := entries[i].Questions()
 		nq := make([]string, len(qs))
@@ -69,6 +70,7 @@ func newModel(entries []kb.Entry, typos map[string]string, assoc bool) (*textnor
 			nq[j] = norm.Normalize(q)
 		}
 		normed = append(normed, nq...)
+		groups = append(groups, nq)
 		// Every pair of questions of one entry is a paraphrase pair.
 		for a := 0; a < len(nq); a++ {
 			for b := a + 1; b < len(nq); b++ {
@@ -76,7 +78,7 @@ func newModel(entries []kb.Entry, typos map[string]string, assoc bool) (*textnor
 			}
 		}
 	}
-	lex.Fit(normed)
+	lex.FitEntries(groups)
 	if assoc && len(pairs) > 0 {
 		lex.LearnAssociations(pairs, 2, 8)
 	}

@@ -152,6 +152,45 @@ func (l *Lexical) AddDoc(doc string, sign int32) {
 	l.docs += int(sign)
 }
 
+// FitEntries learns document frequencies counting each entry — all its
+// questions together — as one document. With paraphrases in the KB this
+// keeps an entry's signature words rare: under per-question counting, ten
+// paraphrases of one entry saying "提额" would make "提额" look common and
+// lower exactly the evidence that leads to that entry (bq with paraphrases,
+// dev half: R@1 0.190 → 0.199). Without similar questions it equals Fit.
+func (l *Lexical) FitEntries(groups [][]string) {
+	l.df = make(map[uint32]int32, len(groups)*8)
+	l.docs, l.sumLen = 0, 0
+	for _, g := range groups {
+		l.AddEntry(g, 1)
+	}
+}
+
+// AddEntry adds (sign=1) or removes (sign=-1) one entry's questions as one
+// document (see FitEntries), for incremental re-indexing. The average
+// document length stays the average question length.
+func (l *Lexical) AddEntry(questions []string, sign int32) {
+	if len(questions) == 0 {
+		return
+	}
+	seen := map[uint32]struct{}{}
+	var length float64
+	for _, q := range questions {
+		Grams(q, l.opt.MaxN, func(n int, id uint32) {
+			length += l.opt.Weights[n-1]
+			if _, ok := seen[id]; !ok {
+				seen[id] = struct{}{}
+				l.df[id] += sign
+				if l.df[id] <= 0 {
+					delete(l.df, id)
+				}
+			}
+		})
+	}
+	l.sumLen += float64(sign) * length / float64(len(questions))
+	l.docs += int(sign)
+}
+
 // Docs is the number of documents the idf was learnt from.
 func (l *Lexical) Docs() int { return l.docs }
 
