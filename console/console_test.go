@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,38 @@ import (
 )
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// TestConsole_JSONChannelRepliesGoToCallback: a web-widget customer talks
+// through the signed JSON channel; the agent's replies (no per-customer
+// quota) reach the channel's callback URL, signed.
+func TestConsole_JSONChannelRepliesGoToCallback(t *testing.T) {
+	s := newStack(t, stackOpts{})
+	alice := s.login("alice")
+	alice.do("POST", "/api/status", `{"status":"online"}`, nil)
+	if body := s.webSays("visitor-1", "w1", "转人工"); !strings.Contains(body, "replies") {
+		t.Fatalf("gateway answer: %s", body)
+	}
+	var q queueView
+	waitFor(t, 5*time.Second, "assigned", func() bool { alice.do("GET", "/api/queue", "", &q); return len(q.Mine) == 1 })
+	id := string(q.Mine[0].ID)
+	if st := alice.do("POST", "/api/chats/"+id+"/accept", `{}`, nil); st != 200 {
+		t.Fatalf("accept: %d", st)
+	}
+	var cv chatView
+	alice.do("GET", "/api/chats/"+id, "", &cv)
+	if cv.Quota.Remaining != -1 || !cv.Quota.CanReply {
+		t.Fatalf("JSON quota = %+v", cv.Quota)
+	}
+	for i := 0; i < 7; i++ { // more than any WeChat allowance
+		if st := alice.do("POST", "/api/chats/"+id+"/reply", `{"client_id":"w`+strconv.Itoa(i)+`","text":"第`+strconv.Itoa(i)+`条"}`, nil); st != 200 {
+			t.Fatalf("reply %d: %d", i, st)
+		}
+	}
+	waitFor(t, 10*time.Second, "replies at the callback", func() bool {
+		got := s.callbacks.all()
+		return strings.Contains(got, "visitor-1: 第6条") && strings.Contains(got, "小爱")
+	})
+}
 
 type chatView struct {
 	Conv        conv.Conversation   `json:"conv"`

@@ -1,7 +1,12 @@
 package console
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -9,6 +14,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -36,6 +42,7 @@ const (
 	testKFKey    = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
 	testKFSecret = "kf-secret"
 	testKFID     = "wkTESTKF01"
+	testJSONKey  = "json-hmac-secret-0123456789"
 )
 
 func testLogger() *slog.Logger {
@@ -120,6 +127,9 @@ type stack struct {
 	oa      *wxsim.OAClient
 	kf      *wxsim.KFClient
 	closed  chan conv.ContactEnded
+	// gwURL is the gateway; callbacks records the JSON channel's replies.
+	gwURL     string
+	callbacks *callbackSink
 }
 
 type stackOpts struct {
@@ -146,6 +156,7 @@ func newStack(t testing.TB, o stackOpts) *stack {
 	base := sim.Start()
 	t.Cleanup(sim.Close)
 
+	callbacks := newCallbackSink(t)
 	gcfg := gateway.DefaultConfig()
 	gcfg.APIBase, gcfg.WeComAPIBase = base, base
 	gcfg.PassiveBudget = time.Second
@@ -154,6 +165,7 @@ func newStack(t testing.TB, o stackOpts) *stack {
 	gcfg.Channels = []gateway.ChannelConfig{
 		{Name: "oa", Type: conv.ChannelWeChatOA, AppID: testAppID, AppSecret: "oa-secret", Token: testOAToken, Store: "s1"},
 		{Name: "kf", Type: conv.ChannelWeComKF, AppID: testCorpID, AppSecret: testKFSecret, Token: testKFToken, EncodingAESKey: testKFKey, Store: "s1"},
+		{Name: "web", Type: conv.ChannelJSON, Token: testJSONKey, Store: "s1", CallbackURL: callbacks.url},
 	}
 	router := &miniRouter{}
 	gw, err := gateway.New(gcfg, eng, router, gateway.Options{Logger: testLogger()})
@@ -209,7 +221,8 @@ func newStack(t testing.TB, o stackOpts) *stack {
 		OriginalID: "gh_test", Mode: wxsim.ModePlain, API: sim, Timeout: 5 * time.Second, RetryWait: -1}
 	kf := &wxsim.KFClient{URL: "http://" + ln.Addr().String() + "/wecom/kf/kf", Token: testKFToken, CorpID: testCorpID,
 		EncodingAESKey: testKFKey, API: sim, RetryWait: -1}
-	return &stack{t: t, eng: eng, sim: sim, gw: gw, desk: desk, console: con, url: hs.URL, oa: oa, kf: kf, closed: closed}
+	return &stack{t: t, eng: eng, sim: sim, gw: gw, desk: desk, console: con, url: hs.URL, oa: oa, kf: kf, closed: closed,
+		gwURL: "http://" + ln.Addr().String(), callbacks: callbacks}
 }
 
 // customerSays sends text from openID through the simulator and the gateway.
@@ -301,4 +314,71 @@ func (c *client) raw(method, path, ctype, body string, withCSRF bool) (int, []by
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, b
+}
+
+// callbackSink is the JSON channel's callback endpoint (a web chat widget's
+// server): it checks the signature and records every reply.
+type callbackSink struct {
+	url  string
+	mu   sync.Mutex
+	msgs []string
+}
+
+func newCallbackSink(t testing.TB) *callbackSink {
+	cs := &callbackSink{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.Header.Get("X-Kefu-Signature") != signJSON(b, r.Header.Get("X-Kefu-Timestamp")) {
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		var p struct {
+			UserID  string       `json:"user_id"`
+			Replies []conv.Reply `json:"replies"`
+		}
+		_ = json.Unmarshal(b, &p)
+		cs.mu.Lock()
+		for _, r := range p.Replies {
+			cs.msgs = append(cs.msgs, p.UserID+": "+r.Text)
+		}
+		cs.mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	cs.url = srv.URL
+	return cs
+}
+
+func (cs *callbackSink) all() string {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return strings.Join(cs.msgs, "\n")
+}
+
+func signJSON(body []byte, ts string) string {
+	m := hmac.New(sha256.New, []byte(testJSONKey))
+	m.Write([]byte(ts + "."))
+	m.Write(body)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// webSays posts a signed JSON message from user to the gateway and
+// returns the synchronous replies in the response body.
+func (s *stack) webSays(user, id, text string) string {
+	s.t.Helper()
+	body, _ := json.Marshal(map[string]string{"message_id": id, "user_id": user, "type": "text", "text": text})
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	req, _ := http.NewRequest("POST", s.gwURL+"/im/web", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Kefu-Timestamp", ts)
+	req.Header.Set("X-Kefu-Signature", signJSON(body, ts))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		s.t.Fatalf("json channel: %d %s", resp.StatusCode, b)
+	}
+	return string(b)
 }
