@@ -184,7 +184,9 @@ func runLoad(pool []callback, spec loadSpec) (*loadResult, error) {
 			resp := fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
-			var extra []*fasthttp.Response
+			// resp2 receives the concurrent second copy (-dup).
+			resp2 := fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseResponse(resp2)
 			for {
 				t0 := time.Now()
 				if !t0.Before(end) {
@@ -233,22 +235,16 @@ func runLoad(pool []callback, spec loadSpec) (*loadResult, error) {
 				if spec.copies > 1 {
 					// A retry arriving while the first delivery is still
 					// being answered: the hardest case for dedupe.
-					if extra == nil {
-						extra = make([]*fasthttp.Response, spec.copies)
-					}
 					wg2.Add(1)
 					go func() {
 						defer wg2.Done()
 						r2 := fasthttp.AcquireRequest()
 						defer fasthttp.ReleaseRequest(r2)
-						if extra[1] == nil {
-							extra[1] = fasthttp.AcquireResponse()
-						}
 						fill(r2)
 						t2 := time.Now()
-						err2 = hc.Do(r2, extra[1])
+						err2 = hc.Do(r2, resp2)
 						lat2 = time.Since(t2)
-						status2 = extra[1].StatusCode()
+						status2 = resp2.StatusCode()
 					}()
 				}
 				err := hc.Do(req, resp)
@@ -267,11 +263,11 @@ func runLoad(pool []callback, spec loadSpec) (*loadResult, error) {
 					wg2.Wait()
 					bodies := make([][]byte, 0, spec.copies)
 					bodies = append(bodies, keepBody(err, status, body))
-					bodies = append(bodies, keepBody(err2, status2, extra[1].Body()))
+					bodies = append(bodies, keepBody(err2, status2, resp2.Body()))
 					if recording {
 						out.lat.record(lat2)
 						out.n++
-						out.classify(err2, status2, extra[1].Body())
+						out.classify(err2, status2, resp2.Body())
 					}
 					for c := 2; c < spec.copies; c++ {
 						t1 := time.Now()
