@@ -188,8 +188,15 @@ func (f *fold) apply(id string, ev *conv.Event) {
 	if ev.At.IsZero() {
 		t = idMillis(id)
 	}
-	if t > f.watermark {
-		f.watermark = t
+	// The fold's clock follows event time, but an instance with a clock far
+	// ahead must not end everyone's contacts early: the log's own ID (its
+	// append time) bounds it.
+	wm := t
+	if idt := idMillis(id); idt > plausibleMs && wm > idt+maxSkew.Milliseconds() {
+		wm = idt + maxSkew.Milliseconds()
+	}
+	if wm > f.watermark {
+		f.watermark = wm
 	}
 	switch ev.Type {
 	case conv.EvSurveyScheduled, conv.EvSurveySent, conv.EvSurveyNotSent, conv.EvSurveyAnswered:
@@ -707,6 +714,14 @@ func (f *fold) sweep() {
 		}
 	}
 }
+
+// maxSkew is how far ahead of its log append time an event's At may move
+// the fold's clock; plausibleMs (2001-09-09) tells real log IDs from the
+// small sequence IDs tests use.
+const (
+	maxSkew     = 5 * time.Minute
+	plausibleMs = 1_000_000_000_000
+)
 
 // reSurveyKind is surveys' Data["kind"] of a re-survey after a resolved case.
 const reSurveyKind = "re_survey"

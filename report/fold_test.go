@@ -454,3 +454,23 @@ func TestFold_OldBucketsDropAfterKeepDays(t *testing.T) {
 		t.Errorf("dropped bucket not scheduled for deletion: %v", f.goneB)
 	}
 }
+
+func TestFold_ClockSkewDoesNotEndContacts(t *testing.T) {
+	f := newFold(DefaultConfig())
+	base := t0.UnixMilli()
+	id := func(ms int64) string { return fmt.Sprintf("%d-0", ms) }
+	evs := []conv.Event{
+		ev(conv.EvMessageReceived, "a", 0),
+		ev(conv.EvBotAnswered, "a", time.Second),
+		// An instance whose clock is a day ahead logs an event now.
+		ev(conv.EvMessageReceived, "b", 24*time.Hour),
+		ev(conv.EvBotAnswered, "b", 24*time.Hour+time.Second),
+	}
+	for i := range evs {
+		f.apply(id(base+int64(i)*1000), &evs[i])
+	}
+	f.sweep()
+	if c := f.contacts["a"]; c.Ended {
+		t.Errorf("contact a ended by a skewed clock (watermark %v)", time.UnixMilli(f.watermark).Sub(t0))
+	}
+}
