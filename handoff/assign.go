@@ -137,14 +137,19 @@ func (s *Service) dispatchOnce(ctx context.Context) (n int, retry bool, err erro
 		c     conv.Conversation
 		agent string
 	}
+	ids := make([]conv.ConvID, len(all))
+	for i, e := range all {
+		ids[i] = conv.ConvID(e.item.Member)
+	}
+	convs := s.loadConvs(ctx, ids)
 	var plan []step
 	blocked := map[string]bool{}
 	tick := s.now().UnixNano()
-	for _, e := range all {
+	for i, e := range all {
 		if blocked[e.queue] {
 			continue
 		}
-		c, err := s.Conversation(ctx, conv.ConvID(e.item.Member))
+		c, err := convs[i].c, convs[i].err
 		if errors.Is(err, conv.ErrNotFound) {
 			_, _ = s.eng.ZRem(ctx, e.queue, e.item.Member)
 			continue
