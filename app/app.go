@@ -254,6 +254,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	services.Go(func() error { return a.Gateway.RunKFPuller(svcCtx) })
 	services.Go(func() error { return a.events.run(svcCtx) })
 	services.Go(func() error { return a.botState.run(svcCtx) })
+	services.Go(func() error { return trimJournal(svcCtx, a.Engine, a.Log) })
 	services.Go(func() error { return a.Desk.Run(svcCtx) })
 	services.Go(func() error { return a.Surveys.Run(svcCtx) })
 	services.Go(func() error { return a.Reporter.Run(svcCtx) })

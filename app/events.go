@@ -106,3 +106,23 @@ func (w *eventWriter) write(ev conv.Event) {
 	}
 	w.log.Error("event lost after retries", "type", ev.Type)
 }
+
+// journalRetention bounds the bot's curation journal (every decision is
+// journaled): records older than this are trimmed hourly.
+const journalRetention = 90 * 24 * time.Hour
+
+// trimJournal keeps the bot's curation journal bounded.
+func trimJournal(ctx context.Context, eng engine.Engine, log *slog.Logger) error {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if err := eng.TrimLog(ctx, "bot:journal", time.Now().Add(-journalRetention)); err != nil && ctx.Err() == nil {
+			log.Warn("bot journal trim failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
