@@ -255,6 +255,8 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	services.Go(func() error { return a.events.run(svcCtx) })
 	services.Go(func() error { return a.botState.run(svcCtx) })
 	services.Go(func() error { return trimJournal(svcCtx, a.Engine, a.Log) })
+	// Editing the KB file re-publishes it (only changed entries re-index).
+	services.Go(func() error { return bot.KBWatcher{Bot: a.Bot}.Run(svcCtx) })
 	services.Go(func() error { return a.Desk.Run(svcCtx) })
 	services.Go(func() error { return a.Surveys.Run(svcCtx) })
 	services.Go(func() error { return a.Reporter.Run(svcCtx) })
