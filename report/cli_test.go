@@ -275,3 +275,16 @@ func TestCollector_LagAndToday(t *testing.T) {
 		t.Errorf("open cases series = %d (sum %v)", n, open)
 	}
 }
+
+func TestCSV_DefusesFormulas(t *testing.T) {
+	var b bytes.Buffer
+	err := WriteDrillCSV(&b, []ContactRef{{Conv: "=HYPERLINK(\"x\")", Customer: "web:-5", Agent: "@boss", Outcome: "-7", Start: t0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, _ := csv.NewReader(&b).ReadAll()
+	got := recs[1]
+	if got[0] != `'=HYPERLINK("x")` || got[1] != "web:-5" || got[4] != "'@boss" || got[6] != "-7" {
+		t.Errorf("cells = %q", got)
+	}
+}

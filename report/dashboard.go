@@ -336,7 +336,7 @@ func (d *dashboard) apiTrend(w http.ResponseWriter, req *http.Request, v *viewer
 			if p.OK {
 				val = strconv.FormatFloat(p.Value, 'f', 2, 64)
 			}
-			fmt.Fprintf(&b, "%s,%s,%s,%s,%d\n", csvCell(orAll(s.Key)), csvCell(s.Label), p.Period, val, p.N)
+			fmt.Fprintf(&b, "%s,%s,%s,%s,%d\n", csvCell(cell(orAll(s.Key))), csvCell(cell(s.Label)), p.Period, val, p.N)
 		}
 	}
 	_, err = w.Write([]byte(b.String()))

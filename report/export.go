@@ -39,6 +39,18 @@ var countColumns = []struct {
 	{"recovered_detractors", func(c *Counts) int64 { return c.Recovered }},
 }
 
+// cell defuses spreadsheet formulas in text that came from outside (names,
+// ids, reasons): Excel runs a cell starting with = + - @ as a formula.
+func cell(s string) string {
+	if s == "" || !strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return s
+	}
+	if _, err := strconv.ParseFloat(s, 64); err == nil {
+		return s
+	}
+	return "'" + s
+}
+
 func num(v Value) string {
 	if !v.OK {
 		return ""
@@ -59,7 +71,7 @@ func WriteTableCSV(w io.Writer, t Table) error {
 	}
 	_ = cw.Write(head)
 	row := func(r Row) {
-		rec := []string{r.Key, r.Label}
+		rec := []string{cell(r.Key), cell(r.Label)}
 		for _, v := range r.KPIs {
 			rec = append(rec, num(v), strconv.FormatInt(v.N, 10))
 		}
@@ -89,12 +101,12 @@ func WriteFunnelCSV(w io.Writer, f Funnel) error {
 	cw := csv.NewWriter(w)
 	_ = cw.Write([]string{"stage", "label", "count", "parent", "conversion_pct", "drop_reason", "drop_count"})
 	for _, s := range f.Stages {
-		base := []string{s.Name, s.Label, strconv.FormatInt(s.Count, 10), s.Parent, strconv.FormatFloat(100*s.Conversion, 'f', 2, 64)}
+		base := []string{s.Name, cell(s.Label), strconv.FormatInt(s.Count, 10), s.Parent, strconv.FormatFloat(100*s.Conversion, 'f', 2, 64)}
 		if len(s.Drops) == 0 {
 			_ = cw.Write(append(base, "", ""))
 		}
 		for _, d := range s.Drops {
-			_ = cw.Write(append(append([]string(nil), base...), d.Reason, strconv.FormatInt(d.Count, 10)))
+			_ = cw.Write(append(append([]string(nil), base...), cell(d.Reason), strconv.FormatInt(d.Count, 10)))
 		}
 	}
 	cw.Flush()
@@ -125,8 +137,8 @@ func WriteDrillCSV(w io.Writer, refs []ContactRef) error {
 		if c.Score != nil {
 			score = strconv.Itoa(*c.Score)
 		}
-		_ = cw.Write([]string{string(c.Conv), string(c.Customer), string(c.Store), c.Channel, c.Agent,
-			c.Start.Format(time.RFC3339), c.Outcome, score})
+		_ = cw.Write([]string{cell(string(c.Conv)), cell(string(c.Customer)), cell(string(c.Store)), cell(c.Channel), cell(c.Agent),
+			c.Start.Format(time.RFC3339), cell(c.Outcome), score})
 	}
 	cw.Flush()
 	return cw.Error()
@@ -137,7 +149,7 @@ func WriteCasesCSV(w io.Writer, cases []CaseRef) error {
 	cw := csv.NewWriter(w)
 	_ = cw.Write([]string{"case", "conv", "store", "opened", "deadline", "called_back", "overdue"})
 	for _, c := range cases {
-		_ = cw.Write([]string{c.ID, string(c.Conv), string(c.Store), c.Opened.Format(time.RFC3339),
+		_ = cw.Write([]string{cell(c.ID), cell(string(c.Conv)), cell(string(c.Store)), c.Opened.Format(time.RFC3339),
 			c.Deadline.Format(time.RFC3339), strconv.FormatBool(c.Called), strconv.FormatBool(c.Overdue)})
 	}
 	cw.Flush()
