@@ -9,8 +9,11 @@
 // agent) — plus the state of contacts and cases that are still open, and a
 // cursor: the ID of the last log record folded in. Refresh reads only the
 // records after the cursor. Counters, open state and cursor are persisted in
-// the engine in one hash ("report:state") and written with one HSet per page
-// of records, so a crash between pages never counts a record twice.
+// the engine in one hash ("report:state"); each write is one HSet that
+// carries the cursor with the counters it covers (every page when caught
+// up, every 10 pages while catching up), so a crash never counts a record
+// twice. Counters older than Config.KeepDays are dropped; the event log
+// itself is trimmed by the Retention service (Config.RetentionDays).
 //
 // Several gateway instances may run a Reporter on one Redis: a lease
 // ("report:lock") elects the one that persists; the others fold the same log
@@ -25,8 +28,13 @@
 // Filtering by agent therefore starts the funnel at "picked up".
 //
 // Changing a KPI parameter (service-level seconds, repeat window, …)
-// changes its Definition; the Reporter then rebuilds its buckets from the
-// retained log, because the counters were computed with the old parameters.
+// changes its Definition (stored in "report:defs" with the time it was
+// first used, shown next to every number); the Reporter then rebuilds its
+// buckets from the retained log, because the counters were computed with
+// the old parameters.
+//
+// Queries by store, period, trend and funnel read a day × store roll-up
+// rebuilt once per refresh; by agent or channel they read the buckets.
 //
 // # Event contract
 //
