@@ -68,7 +68,7 @@ func (a *App) buildDomains(tree *conv.StoreTree) error {
 			}
 		}
 	})
-	r.OnUnsubscribe = append(r.OnUnsubscribe, desk.Transcripts.Delete, sv.ForgetCustomer)
+	r.OnUnsubscribe = append(r.OnUnsubscribe, desk.Forget, sv.ForgetCustomer)
 	desk.OnClosed(func(ctx context.Context, ended conv.ContactEnded) {
 		if err := sv.Schedule(ctx, ended); err != nil {
 			log.Error("surveys: schedule", "conv", ended.Conv, "err", err)
