@@ -255,3 +255,60 @@ func TestReporter_RollupAgreesWithBuckets(t *testing.T) {
 		t.Errorf("contacts %d after a refresh, %d before: stale roll-up", after, before)
 	}
 }
+
+func TestReporter_RunRefreshesAndHandsOverOnStop(t *testing.T) {
+	e := openEmbedded(t)
+	evs := smallDay(t)
+	appendAll(t, e, evs)
+	cfg := DefaultConfig()
+	cfg.RefreshInterval = 10 * time.Millisecond
+	r := newReporter(t, e, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for r.KPIs(Query{}).Total.Counts.Contacts == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not fold the log")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if _, err := e.Get(context.Background(), LockKey); err == nil {
+		t.Error("the lease is still held after Run returned")
+	}
+}
+
+func TestReporter_ReadOnlyNeverWipesTheStore(t *testing.T) {
+	e := openEmbedded(t)
+	ctx := context.Background()
+	evs := smallDay(t)
+	appendAll(t, e, evs)
+	r := newReporter(t, e, DefaultConfig())
+	if _, err := r.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.release(ctx)
+	stored, _ := e.HGetAll(ctx, StateKey)
+	// A CLI run with other parameters computes with them, in memory only.
+	cfg := DefaultConfig()
+	cfg.ServiceLevelSeconds = 45
+	ro, err := New(ctx, e, SampleTree(), cfg, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ro.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sameSnapshot(t, snap(ro), reference(t, cfg, evs))
+	after, _ := e.HGetAll(ctx, StateKey)
+	if !reflect.DeepEqual(stored, after) {
+		t.Error("a read-only reporter changed the persisted state")
+	}
+	if _, err := e.Get(ctx, LockKey); err == nil {
+		t.Error("a read-only reporter took the lease")
+	}
+}
