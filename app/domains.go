@@ -57,10 +57,12 @@ func (a *App) buildDomains(tree *conv.StoreTree) error {
 	}
 	r.OnAgentOrigin = desk.AgentMessage
 	r.OnBotTurn = append(r.OnBotTurn, func(ctx context.Context, msg conv.Message, d bot.Decision) {
-		text := msg.Text
-		_ = desk.Transcripts.Append(ctx, msg.Customer, conv.Turn{At: msg.CreatedAt, Role: conv.TurnCustomer, Text: text, Kind: msg.Kind, MsgID: msg.ID})
+		turns := []conv.Turn{{At: msg.CreatedAt, Role: conv.TurnCustomer, Text: msg.Text, Kind: msg.Kind, MsgID: msg.ID}}
 		if d.Reply.Text != "" {
-			_ = desk.Transcripts.Append(ctx, msg.Customer, conv.Turn{At: a.now(), Role: conv.TurnBot, Text: d.Reply.Text, EntryID: d.EntryID, Intent: d.Reason})
+			turns = append(turns, conv.Turn{At: a.now(), Role: conv.TurnBot, Text: d.Reply.Text, EntryID: d.EntryID, Intent: d.Reason})
+		}
+		if err := desk.Transcripts.AppendMany(ctx, msg.Customer, turns...); err != nil {
+			log.Warn("transcript append failed", "err", err)
 		}
 		if d.Action != bot.ActHandoff {
 			if err := sv.NoteBotTurn(ctx, msg, d.EntryID); err != nil {
