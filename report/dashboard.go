@@ -481,7 +481,9 @@ func (d *dashboard) overview(w http.ResponseWriter, req *http.Request, v *viewer
 	}
 	p.Live = d.liveView(req, v)
 	tq := p.Q
-	tq.By = DimDay
+	if tq.By != DimWeek && tq.By != DimMonth {
+		tq.By = DimDay // trends are over time even when the table is by store
+	}
 	target := 100 * d.r.cfg.ServiceLevelTarget
 	p.Charts = []template.HTML{
 		LineChart("chart-nps", "NPS by store", d.r.Trend(tq, KPINPS, 6), -100, 100, nil, ""),

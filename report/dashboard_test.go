@@ -86,7 +86,7 @@ func TestDashboard_AuthAndScope(t *testing.T) {
 	var all, own Table
 	decode(t, get(t, h, &admin, "/api/kpi?by=store"), &all)
 	decode(t, get(t, h, &manager, "/api/kpi?by=store"), &own)
-	if len(own.Rows) != 1 || own.Rows[0].Key != "s-01" {
+	if len(own.Rows) != 1 || own.Rows[0].Key != "s-01" || own.Rows[0].Depth != 0 {
 		t.Fatalf("manager rows = %v", keys(own.Rows))
 	}
 	if len(all.Rows) != 9 || all.Total.Counts.Contacts <= own.Total.Counts.Contacts {

@@ -182,7 +182,7 @@ func (r *Reporter) KPIs(q Query) Table {
 	t.Total = Row{Key: "", Label: "Total", Counts: total, KPIs: total.Compute()}
 	for _, g := range r.order(q.By, groups) {
 		c := groups[g]
-		t.Rows = append(t.Rows, Row{Key: g, Label: r.label(q.By, g), Depth: r.depth(q.By, g), Counts: *c, KPIs: c.Compute()})
+		t.Rows = append(t.Rows, Row{Key: g, Label: r.label(q.By, g), Depth: r.depth(&q, g), Counts: *c, KPIs: c.Compute()})
 	}
 	return t
 }
@@ -234,11 +234,19 @@ func (r *Reporter) label(by Dimension, g string) string {
 	return g
 }
 
-func (r *Reporter) depth(by Dimension, g string) int {
-	if by != DimStore || r.tree == nil {
+// depth counts the ancestors shown above g, so a manager's own store is
+// not indented under regions they cannot see.
+func (r *Reporter) depth(q *Query, g string) int {
+	if q.By != DimStore || r.tree == nil {
 		return 0
 	}
-	return len(r.tree.Ancestors(conv.StoreID(g)))
+	n := 0
+	for _, a := range r.tree.Ancestors(conv.StoreID(g)) {
+		if (q.Store == "" || r.within(a, q.Store)) && (q.Scope == nil || q.Scope(a)) {
+			n++
+		}
+	}
+	return n
 }
 
 // period maps a day to its day, ISO week ("2026-W48") or month ("2026-11").
