@@ -148,7 +148,7 @@ func TestFunnel_HandComputed(t *testing.T) {
 		ev(conv.EvSurveyNotSent, "c4", 3*time.Minute, reason("frequency_cap")),
 	)
 	cfg := DefaultConfig()
-	r := &Reporter{cfg: cfg, defs: Definitions(cfg), loc: cfg.location(), f: runFold(t, cfg, evs)}
+	r := &Reporter{cfg: cfg, defs: Definitions(cfg), loc: cfg.location(), f: runFold(t, cfg, evs), now: time.Now}
 	f := r.Funnel(Query{})
 	got := map[string]Stage{}
 	for _, s := range f.Stages {

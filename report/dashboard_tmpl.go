@@ -64,6 +64,7 @@ ul.convs{columns:4;font-family:ui-monospace,Menlo,monospace;font-size:12px}
 <td>{{.Counts.Contacts}}</td></tr>{{end}}
 <tr class="total"><td>Total</td>{{range $i, $v := .Table.Total.KPIs}}{{$d := def $.Table.Definitions $i}}<td>{{fmtv $v $d.Unit}}<small>n={{$v.N}}</small></td>{{end}}<td>{{.Table.Total.Counts.Contacts}}</td></tr>
 </tbody></table>
+<div class="defs">FCR of contacts from {{.Table.ProvisionalFrom}} on is provisional: their repeat window has not passed yet.</div>
 <div class="defs">{{range .Table.Definitions}}<div><code>{{.Name}} v{{.Version}} #{{.Hash}}</code>{{with params .Params}} [{{.}}]{{end}} — {{.Formula}}</div>{{end}}</div>{{end}}
 
 {{define "funneltable"}}<table id="funnel-table"><thead><tr><th>Stage</th><th>Count</th><th>Conversion</th><th>Drop-offs</th></tr></thead><tbody>

@@ -64,6 +64,9 @@ type Table struct {
 	Rows        []Row        `json:"rows"`
 	Total       Row          `json:"total"`
 	Definitions []Definition `json:"definitions"`
+	// ProvisionalFrom is the first contact day whose FCR can still drop:
+	// its repeat window has not fully passed.
+	ProvisionalFrom string `json:"provisional_from"`
 }
 
 func (r *Reporter) match(q *Query, k Key) bool {
@@ -146,7 +149,8 @@ func (r *Reporter) rollup() *rollupCache {
 func (r *Reporter) KPIs(q Query) Table {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	t := Table{By: q.By, From: q.From, To: q.To, Definitions: r.Definitions()}
+	t := Table{By: q.By, From: q.From, To: q.To, Definitions: r.Definitions(),
+		ProvisionalFrom: r.now().Add(-r.cfg.RepeatWindow - 24*time.Hour).In(r.loc).Format(time.DateOnly)}
 	groups := map[string]*Counts{}
 	var total Counts
 	add := func(g string, c *Counts) {

@@ -77,7 +77,8 @@ func snap(r *Reporter) snapshot {
 // reference computes the snapshot with an in-memory fold of evs.
 func reference(t *testing.T, cfg Config, evs []conv.Event) snapshot {
 	t.Helper()
-	r := &Reporter{cfg: cfg, tree: SampleTree(), defs: Definitions(cfg), loc: cfg.location(), f: runFold(t, cfg, evs)}
+	r := &Reporter{cfg: cfg, tree: SampleTree(), defs: Definitions(cfg), loc: cfg.location(), f: runFold(t, cfg, evs),
+		now: func() time.Time { return t0.Add(30 * time.Hour) }} // the clock newReporter uses
 	return snap(r)
 }
 
@@ -296,7 +297,7 @@ func TestReporter_ReadOnlyNeverWipesTheStore(t *testing.T) {
 	// A CLI run with other parameters computes with them, in memory only.
 	cfg := DefaultConfig()
 	cfg.ServiceLevelSeconds = 45
-	ro, err := New(ctx, e, SampleTree(), cfg, Options{ReadOnly: true})
+	ro, err := New(ctx, e, SampleTree(), cfg, Options{ReadOnly: true, Now: func() time.Time { return t0.Add(30 * time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
 	}
