@@ -410,3 +410,21 @@ func TestAlertsAndDashboard_UseExportedSeries(t *testing.T) {
 		t.Errorf("dashboard uid %q with %d panels; %d alert rules", dash.UID, panels, n)
 	}
 }
+
+func TestPrometheus_ScrapesBothGatewaysAndLoadsRules(t *testing.T) {
+	c := readYAML(t, "prometheus/prometheus.yaml")[0]
+	if rules := str(c["rule_files"]); !strings.Contains(rules, "alerts.yaml") {
+		t.Errorf("rule_files = %s", rules)
+	}
+	job := get(c, "scrape_configs", 0)
+	if get(job, "job_name") != "kefu" { // the alerts' up{job="kefu"}
+		t.Errorf("job_name = %v", get(job, "job_name"))
+	}
+	targets := str(get(job, "static_configs", 0, "targets"))
+	svcs, _ := readYAML(t, "compose.yaml")[0]["services"].(m)
+	for name := range svcs {
+		if strings.HasPrefix(name, "kefu-") && !strings.Contains(targets, name+":8080") {
+			t.Errorf("gateway %s is not scraped (targets %s)", name, targets)
+		}
+	}
+}
