@@ -288,3 +288,27 @@ func TestCSV_DefusesFormulas(t *testing.T) {
 		t.Errorf("cells = %q", got)
 	}
 }
+
+func TestGenerateDay_Deterministic(t *testing.T) {
+	dir := t.TempDir()
+	gen := func(name, seed string) []byte {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		var out, errb bytes.Buffer
+		if code := RunCLI([]string{"gen", "--seed", seed, "--day", "2026-11-02", "--contacts", "200", "--jsonl", p}, &out, &errb, nil, nil); code != 0 {
+			t.Fatalf("gen: %d %s", code, errb.String())
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	a, b, c := gen("a.jsonl", "42"), gen("b.jsonl", "42"), gen("c.jsonl", "43")
+	if !bytes.Equal(a, b) {
+		t.Error("the same seed gave two different days")
+	}
+	if bytes.Equal(a, c) {
+		t.Error("different seeds gave the same day")
+	}
+}
