@@ -621,7 +621,7 @@ func optWait(p *float64) string {
 // drillFor names the drill-down filter behind a KPI cell.
 func drillFor(kpi string) string {
 	switch kpi {
-	case KPIServiceLevel, KPIASA:
+	case KPIServiceLevel, KPIASA, KPIAgentFirst:
 		return "picked_up"
 	case KPIAbandonment:
 		return "abandoned"

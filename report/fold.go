@@ -52,6 +52,7 @@ type contact struct {
 	QueuedAt    int64           `json:"q,omitempty"`
 	PickedAt    int64           `json:"p,omitempty"`
 	PickAgent   string          `json:"pa,omitempty"`
+	AgentReply  bool            `json:"ar,omitempty"` // the first agent reply after pickup was counted
 	Ended       bool            `json:"e,omitempty"`
 	EndAt       int64           `json:"te,omitempty"`
 	EndAgent    string          `json:"ea,omitempty"`
@@ -253,7 +254,14 @@ func (f *fold) apply(id string, ev *conv.Event) {
 		if c.HandedOff && c.PickedAt == 0 {
 			f.pickup(c, t, ev.Agent)
 		}
-		f.respond(c, t, firstNonEmpty(ev.Agent, c.Agent))
+		agent := firstNonEmpty(ev.Agent, c.Agent)
+		if c.PickedAt > 0 && !c.AgentReply && !c.Ended {
+			c.AgentReply = true
+			b := f.b(c.key(agent))
+			b.AFRn++
+			b.AFRMs += max(t-c.PickedAt, 0)
+		}
+		f.respond(c, t, agent)
 	case conv.EvTransferred:
 		from := firstNonEmpty(ev.Data["from"], c.Agent)
 		if !c.Ended {

@@ -138,6 +138,9 @@ func TestFold_ServiceLevelASAAHTAbandonment(t *testing.T) {
 	wantKPI(t, &a2, KPIServiceLevel, 0, 1)
 	wantKPI(t, &a2, KPIAHT, (570+100)/2.0, 2)
 	wantKPI(t, &a2, KPIFRT, 40, 1)
+	// Agent first reply: c1 4 s after pickup (a1), c2 8 s (a2); c4 none.
+	wantKPI(t, &a2, KPIAgentFirst, 8, 1)
+	wantKPI(t, &c, KPIAgentFirst, 6, 2)
 	// The abandoned handoff belongs to nobody.
 	none := totals(f, byAgent(""))
 	if none.Abandoned != 1 || none.Answered != 0 {
@@ -429,6 +432,7 @@ func TestFold_TransferAsHandoffEmitsIt(t *testing.T) {
 		t.Errorf("a1 = %+v", a1)
 	}
 	wantKPI(t, &a1, KPIASA, 5, 1) // the second accept does not restart the wait
+	wantKPI(t, &a1, KPIAgentFirst, 4, 1)
 	wantKPI(t, &a2, KPIAHT, 194, 1)
 	if a2.Resolved != 1 || a2.Answered != 0 {
 		t.Errorf("a2 = %+v", a2)

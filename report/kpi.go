@@ -31,6 +31,8 @@ type Counts struct {
 	Unresolved   int64 `json:"ur,omitempty"` // closed by an agent with resolved=false
 	FRTn         int64 `json:"fn,omitempty"` // contacts with a first response
 	FRTMs        int64 `json:"fm,omitempty"` // sum of first customer message → first reply
+	AFRn         int64 `json:"af,omitempty"` // picked-up contacts with an agent reply
+	AFRMs        int64 `json:"ag,omitempty"` // sum of pickup → first agent reply
 	SurveySched  int64 `json:"ss,omitempty"` // surveys scheduled
 	SurveySent   int64 `json:"st,omitempty"` // surveys sent
 	SurveyNot    int64 `json:"sn,omitempty"` // surveys not sent
@@ -75,6 +77,8 @@ func (c *Counts) Add(o *Counts) {
 	c.Unresolved += o.Unresolved
 	c.FRTn += o.FRTn
 	c.FRTMs += o.FRTMs
+	c.AFRn += o.AFRn
+	c.AFRMs += o.AFRMs
 	c.SurveySched += o.SurveySched
 	c.SurveySent += o.SurveySent
 	c.SurveyNot += o.SurveyNot
@@ -121,6 +125,7 @@ const (
 	KPIFCR            = "fcr"
 	KPIContainment    = "bot_containment"
 	KPIFRT            = "first_response"
+	KPIAgentFirst     = "agent_first_reply"
 	KPINPS            = "nps"
 	KPICSAT           = "csat"
 	KPIResponseRate   = "response_rate"
@@ -174,6 +179,8 @@ func Definitions(cfg Config) []Definition {
 			Params:  map[string]string{"contact_idle": fmtDur(cfg.ContactIdle)}},
 		{Name: KPIFRT, Version: 1, Title: "First response", Unit: UnitSeconds,
 			Formula: "mean(first customer message → first bot answer/clarify/fallback, handoff notice or agent reply)"},
+		{Name: KPIAgentFirst, Version: 1, Title: "Agent first reply", Unit: UnitSeconds,
+			Formula: "mean(pickup → the picking agent's first reply) over picked-up contacts with an agent reply"},
 		{Name: KPINPS, Version: 1, Title: "NPS", Unit: UnitNPS,
 			Formula: "%promoters − %detractors of survey answers, −100..+100",
 			Params:  map[string]string{"promoter_min": strconv.Itoa(cfg.PromoterMin), "detractor_max": strconv.Itoa(cfg.DetractorMax)}},
@@ -231,7 +238,7 @@ func paramsFingerprint(cfg Config) string {
 }
 
 // aggVersion is bumped when the fold itself changes meaning.
-const aggVersion = 3
+const aggVersion = 4
 
 // Value is one KPI computed over some counters. OK is false when the
 // denominator is zero (shown as "—").
@@ -270,6 +277,7 @@ func (c *Counts) Compute() []Value {
 		ratio(KPIFCR, c.Ended-c.Repeat, c.Ended),
 		ratio(KPIContainment, c.BotContained, c.Ended),
 		mean(KPIFRT, c.FRTMs, c.FRTn, 1000),
+		mean(KPIAgentFirst, c.AFRMs, c.AFRn, 1000),
 		nps,
 		ratio(KPICSAT, c.CSATSat, c.CSATn),
 		ratio(KPIResponseRate, c.Responses, c.SurveySent),
