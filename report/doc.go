@@ -63,7 +63,8 @@
 //	transferred        Agent = the new owner. The previous owner is the last
 //	                   Agent seen on the contact, or (optional) Data["from"].
 //	                   ASA is not restarted; AHT goes to the closing agent.
-//	agent_reply        an agent's message (first response if none came before).
+//	agent_reply        an agent's message: the first response if none came
+//	                   before; the first one after pickup is the agent first reply.
 //	closed             the contact ended. Agent = closing agent; Reason = "agent",
 //	                   "idle", "kf_session_ended", …; Data["disposition"] =
 //	                   work-order type; Data["resolved"] = "true"/"false".
