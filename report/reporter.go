@@ -281,7 +281,8 @@ func (r *Reporter) acquire(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	if err := r.load(ctx); err != nil {
-		_, _ = r.eng.CompareAndDelete(ctx, LockKey, tok)
+		// Give the lease back even when ctx is what failed the load.
+		_, _ = r.eng.CompareAndDelete(context.WithoutCancel(ctx), LockKey, tok)
 		return false, err
 	}
 	r.needLoad = false
@@ -403,14 +404,17 @@ func (r *Reporter) flush(ctx context.Context) error {
 	// Renew the lease first: a long catch-up can outlast it, and a second
 	// writer would count records twice.
 	tok := []byte(r.token)
-	if ok, err := r.eng.CompareAndSwap(ctx, LockKey, tok, tok, r.lockTTL()); err != nil || !ok {
+	ok, err := r.eng.CompareAndSwap(ctx, LockKey, tok, tok, r.lockTTL())
+	if err != nil {
+		// Unknown (engine down, ctx ended): keep the lease so that Run's
+		// release still gives it back; the next refresh retries.
+		return fmt.Errorf("report: persisting: %w", err)
+	}
+	if !ok {
 		r.leader = false
 		r.isLeader.Store(false)
 		r.needLoad = true
-		if err == nil {
-			err = errors.New("lease taken over")
-		}
-		return fmt.Errorf("report: persisting: %w", err)
+		return fmt.Errorf("report: persisting: %w", errors.New("lease taken over"))
 	}
 	r.mu.Lock()
 	fields, gone := r.f.encodeDirty(r.fp)
