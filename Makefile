@@ -36,7 +36,7 @@ fuzz: ## fuzz every parser for 20 s each
 
 .PHONY: bench
 bench: build ## run the benchmarks recorded in docs/BENCHMARKS.md
-	$(GO) test -run '^$$' -bench . -benchmem ./engine/ ./gateway/ ./bot/...
+	$(GO) test -run '^$$' -bench . -benchmem ./engine/ ./gateway/ ./bot/... ./handoff/ ./report/ ./surveys/
 	$(BIN) bench
 
 .PHONY: lint
@@ -50,7 +50,7 @@ fmt: ## format the code
 
 .PHONY: docker
 docker: ## build the container image (needs a Docker engine)
-	docker build -f deployments/Dockerfile -t kefu:$(VERSION) .
+	docker build -f deployments/Dockerfile --build-arg VERSION=$(VERSION) -t kefu:$(VERSION) .
 
 .PHONY: up
 up: ## start the scale-out stack: 2 gateways, nginx, Redis, Qdrant (needs Docker)

@@ -22,6 +22,10 @@ fi
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
 	missing+=(nginx-light)
 fi
+# Chinese text in browser screenshots (console, dashboard) renders as boxes without a CJK font.
+if ! fc-list 2>/dev/null | grep -qi 'wqy\|noto.*cjk'; then
+	missing+=(fonts-wqy-zenhei)
+fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
 	echo "install-test-deps: everything already installed"
