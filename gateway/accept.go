@@ -253,6 +253,17 @@ func (g *Gateway) process(msg conv.Message, claimKey, queue, owner string, h *ha
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	log := g.log.With("msg_id", msg.ID, "channel", msg.Channel)
+	defer func() {
+		// A handler bug must not take the process down (and, since the
+		// message stays in the inbox, crash-loop it on every restart):
+		// leave the message to recovery, which gives up after a few tries.
+		if r := recover(); r != nil {
+			log.Error("handler panicked; message left for recovery", "panic", fmt.Sprint(r))
+			if h.workerClaim() {
+				h.finish(nil, false)
+			}
+		}
+	}()
 	var replies []conv.Reply
 	var after func(context.Context)
 	var err error

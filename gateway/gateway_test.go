@@ -484,3 +484,36 @@ func TestGateway_OnRedisCluster(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "slow answer via custom/send", func() bool { return len(sim.Inbox("cu-slow")) == 1 })
 }
+
+// A handler that panics does not take the gateway down: the callback is
+// acked (the message is safe in the inbox) and recovery gives up after a
+// bounded number of attempts instead of crash-looping.
+func TestGateway_HandlerPanicIsContained(t *testing.T) {
+	e := newEnv(t, embeddedEngine, func(c *Config) { c.RecoveryAfter = 5 * time.Second })
+	e.h.set(func(s *scripted) {
+		s.replies = func(conv.Message) []conv.Reply { panic("bug in a domain") }
+	})
+	d, err := e.oa("demo", wxsim.ModeSafe).SendText(context.Background(), "u-panic", "hi", 0)
+	if err != nil || !d.Acked {
+		t.Fatalf("panicking handler: %v %+v", err, d)
+	}
+	// The process is still serving.
+	e.h.set(func(s *scripted) { s.replies = nil })
+	if d, err := e.oa("demo", wxsim.ModeSafe).SendText(context.Background(), "u-ok", "你好", 0); err != nil || d.Reply == nil {
+		t.Fatalf("after the panic: %v %+v", err, d)
+	}
+	e.h.set(func(s *scripted) {
+		s.replies = func(conv.Message) []conv.Reply { panic("still broken") }
+	})
+	offset := time.Duration(0)
+	for i := 0; i < maxRecoveryAttempts+2; i++ {
+		offset += 2 * time.Minute
+		o := offset
+		e.gw.SetClock(func() time.Time { return time.Now().Add(o) })
+		e.gw.RecoverOnce(context.Background())
+	}
+	n, err := e.eng.QueueLen(context.Background(), fmt.Sprintf("in:{%d}", e.gw.shard("demo:u-panic")))
+	if err != nil || n != 0 {
+		t.Fatalf("poison message still in the inbox: %d %v", n, err)
+	}
+}

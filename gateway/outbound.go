@@ -27,7 +27,6 @@ const (
 	outDead     = "out:dead"
 	outSentPfx  = "out:sent:"
 	outSentTTL  = 7 * 24 * time.Hour
-	outLease    = time.Minute
 	quotaPrefix = "quota:"
 )
 
@@ -146,14 +145,14 @@ func (s *Sender) Run(ctx context.Context) error {
 
 // SendDue sends one batch of due messages and returns how many it handled.
 func (s *Sender) SendDue(ctx context.Context) int {
-	jobs, err := s.g.eng.Claim(ctx, outQueue, s.g.now(), outLease, 64)
+	jobs, err := s.g.eng.Claim(ctx, outQueue, s.g.now(), s.lease(), 64)
 	if err != nil {
 		s.log.Warn("outbox claim failed", "err", err)
 		return 0
 	}
 	// Claimed jobs are finished even when ctx ends (shutdown): a send cut
 	// off mid-flight would wait out its lease before anyone retried it.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outLease/2)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.lease()/2)
 	defer cancel()
 	// One recipient's messages go out in order; different recipients in
 	// parallel, so one slow API call does not hold up everyone.
@@ -186,6 +185,11 @@ func (s *Sender) SendDue(ctx context.Context) int {
 	wg.Wait()
 	return len(jobs)
 }
+
+// lease is how long a claimed send stays invisible to other workers: long
+// enough for a token refresh plus the call and its retry (each bounded by
+// http_timeout), short so a crashed worker's sends resume quickly.
+func (s *Sender) lease() time.Duration { return 4 * s.g.cfg.HTTPTimeout }
 
 // sendParallelism bounds concurrent API calls per instance.
 const sendParallelism = 16

@@ -12,6 +12,9 @@ import (
 // recoveryLease is how long a recovery worker owns a claimed inbox job.
 const recoveryLease = time.Minute
 
+// maxRecoveryAttempts bounds how often recovery retries one message.
+const maxRecoveryAttempts = 5
+
 // RunRecovery takes over accepted messages whose worker died (process
 // crash, kill -9, lost instance) and answers them through the send API.
 // Every instance runs it; Claim's lease makes each job go to one worker.
@@ -53,6 +56,16 @@ func (g *Gateway) recoverShard(ctx context.Context, shard int) {
 			continue
 		}
 		claimKey := fmt.Sprintf("in:{%d}:d:%s", shard, msg.ID)
+		if job.Attempts > maxRecoveryAttempts {
+			// A message that keeps failing (a handler bug, a poison input)
+			// is given up loudly rather than retried forever.
+			g.log.Error("giving up on a message that failed every recovery attempt", "msg_id", msg.ID, "attempts", job.Attempts)
+			g.metrics.recovered.Inc()
+			done := dedupeState{S: "d", At: g.now().UnixMilli()}
+			_ = g.eng.Set(ctx, claimKey, done.bytes(), g.ttlFor(msg))
+			_ = g.eng.Ack(ctx, queue, job.ID)
+			continue
+		}
 		cur, err := g.eng.Get(ctx, claimKey)
 		if err == nil {
 			st, perr := parseState(cur)
