@@ -16,12 +16,12 @@ import (
 // eventBuffer bounds events waiting for the log. Events are written off
 // the answer path so a customer's reply never waits on reporting; when the
 // buffer is full the event is counted as dropped rather than blocking.
-const eventBuffer = 65536
+const eventBuffer = 16384
 
 // eventWriters is how many appends run at once. One writer would manage
 // one event per group commit; several let the engine batch them. Events of
 // one customer always go to the same writer, so they stay in order.
-const eventWriters = 16
+const eventWriters = 64
 
 // eventWriter appends domain events to the engine log in the background.
 type eventWriter struct {
