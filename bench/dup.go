@@ -49,6 +49,7 @@ func (d *DupReport) OK() bool {
 	return d.HandledTwice == 0 && d.NotAcked == 0 && d.Inconsistent == 0 && d.Unanswered == 0 && d.AnsweredTwice == 0
 }
 
+// String renders the report as the table kefu bench -dup prints.
 func (d *DupReport) String() string {
 	verdict := "PASS"
 	if !d.OK() {

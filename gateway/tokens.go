@@ -27,6 +27,7 @@ type APIError struct {
 	Path string
 }
 
+// Error formats the errcode, errmsg and the API path.
 func (e *APIError) Error() string {
 	return fmt.Sprintf("%s: errcode=%d errmsg=%s", e.Path, e.Code, e.Msg)
 }
