@@ -44,7 +44,7 @@ func TestQdrant_MatchesEmbedded(t *testing.T) {
 			eb := newSampleBot(t, nil)
 			ctx := context.Background()
 			for _, q := range []string{"几点关门", "怎么退货", "积分会过期吗", "满多少包邮", "发票开错了", "徐家汇店在哪里"} {
-				for _, store := range []string{"", "sh-xjh"} {
+				for _, store := range []string{"", "store-002"} {
 					we := eb.customerSearch(t, q, store)
 					qe := qb.customerSearch(t, q, store)
 					if len(we) == 0 || len(qe) == 0 || we[0].EntryID != qe[0].EntryID {
@@ -54,7 +54,7 @@ func TestQdrant_MatchesEmbedded(t *testing.T) {
 			}
 			// Filters: agent-only, draft and other stores' entries never reach customers.
 			for _, q := range []string{"顾客要求超期退货如何处理", "双十一活动什么时候开始", "人民广场店营业时间"} {
-				for _, c := range qb.customerSearch(t, q, "sh-xjh") {
+				for _, c := range qb.customerSearch(t, q, "store-002") {
 					if slices.Contains([]string{"internal-001", "draft-001", "hours-003"}, c.EntryID) {
 						t.Errorf("%q: customer search returned hidden entry %s", q, c.EntryID)
 					}
