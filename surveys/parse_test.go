@@ -167,3 +167,17 @@ func BenchmarkParseReply(b *testing.B) {
 		ParseReply(inputs[i%len(inputs)], nil)
 	}
 }
+
+// The cheap filter in front of ParseReply never hides an opt-out that
+// ParseReply would recognise in these spellings.
+func TestMentionsAny_OptOutSpellings(t *testing.T) {
+	words := DefaultConfig().OptOutWords
+	for _, s := range []string{"退订", "ＴＤ", "TD", "td", "退订！", " 退订 ", "STOP", "不要再发了"} {
+		if ParseReply(s, words).Kind == ReplyOptOut && !mentionsAny(s, words) {
+			t.Errorf("%q is an opt-out but the filter drops it", s)
+		}
+	}
+	if mentionsAny("营业时间是几点", words) {
+		t.Error("an ordinary question passes the opt-out filter")
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"golang.org/x/text/width"
 	"time"
 
 	"kefu/conv"
@@ -25,7 +27,7 @@ func (s *Service) Route(ctx context.Context, msg conv.Message) (replies []conv.R
 	raw, err := s.eng.Get(ctx, keyPending+string(msg.Customer))
 	if errors.Is(err, engine.ErrNotFound) {
 		// Most messages land here: only an exact opt-out word is ours.
-		if len(text) <= 64 && ParseReply(text, s.cfg.OptOutWords).Kind == ReplyOptOut {
+		if len(text) <= 64 && mentionsAny(text, s.cfg.OptOutWords) && ParseReply(text, s.cfg.OptOutWords).Kind == ReplyOptOut {
 			if err := s.optOut(ctx, msg.Customer, ""); err != nil {
 				return nil, false, err
 			}
@@ -446,4 +448,17 @@ func (s *Service) idleDue(ctx context.Context, customer string) (bool, error) {
 		return true, nil
 	}
 	return false, engine.ErrTxConflict
+}
+
+// mentionsAny is a cheap filter in front of ParseReply on the path every
+// message takes: a text that contains none of the opt-out words (case
+// folded) cannot be an opt-out.
+func mentionsAny(text string, words []string) bool {
+	lower := strings.ToLower(width.Fold.String(text)) // "ＴＤ" is "td"
+	for _, w := range words {
+		if w != "" && strings.Contains(lower, strings.ToLower(w)) {
+			return true
+		}
+	}
+	return false
 }
