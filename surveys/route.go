@@ -445,6 +445,9 @@ func (s *Service) idleDue(ctx context.Context, customer string) (bool, error) {
 			}
 			return false, err
 		}
+		// Reports end bot-only contacts on this event (report/doc.go).
+		s.emit(conv.Event{Type: conv.EvClosed, At: ce.EndedAt, Conv: ce.Conv, Customer: ce.Customer, Store: ce.Store,
+			Channel: ce.Channel, Data: map[string]string{"outcome": "bot_idle", "resolved": "true"}})
 		return true, nil
 	}
 	return false, engine.ErrTxConflict

@@ -355,6 +355,10 @@ func TestBotIdle_EndsContactUnlessHandedOff(t *testing.T) {
 	if len(sch) != 1 || sch[0].Data["outcome"] != "bot_idle" || sch[0].Store != "store-002" {
 		t.Fatalf("scheduled = %+v", sch)
 	}
+	// Reports end the bot-only contact on a closed event.
+	if cl := h.ev.of(conv.EvClosed); len(cl) != 1 || cl[0].Data["outcome"] != "bot_idle" || cl[0].Customer != "demo:bot1" {
+		t.Fatalf("closed = %+v", cl)
+	}
 	h.advance(time.Minute) // past the delay (counted from the last turn)
 	sent := h.out.byPrefix("survey:")
 	if len(sent) != 1 {
