@@ -158,10 +158,10 @@ func TestBot_NeverServesHiddenEntries(t *testing.T) {
 			}
 		}
 	}
-	check("", "顾客要求超期退货如何处理", "internal-001") // agent-only
-	check("", "双十一活动什么时候开始", "draft-001")     // draft
+	check("", "顾客要求超期退货如何处理", "internal-001")    // agent-only
+	check("", "双十一活动什么时候开始", "draft-001")        // draft
 	check("store-002", "人民广场店营业时间", "hours-003") // other store
-	check("", "徐家汇店在哪里", "store-003")         // store-scoped, no store known
+	check("", "徐家汇店在哪里", "store-003")            // store-scoped, no store known
 	if d := ask(t, b, "y", "store-002", "徐家汇店在哪里"); d.EntryID != "store-003" && (len(d.Candidates) == 0 || d.Candidates[0].EntryID != "store-003") {
 		t.Errorf("store entry not found in its own store: %+v", d)
 	}
