@@ -222,12 +222,6 @@ func (e *Embedded) mutateKeys(ctx context.Context, keys []string, fn func(now in
 	return err
 }
 
-// read runs fn under the read lock, then waits until everything fn could
-// have observed is durable.
-func (e *Embedded) read(ctx context.Context, fn func(now int64) error) error {
-	return e.readKeys(ctx, nil, fn)
-}
-
 // readKeys runs fn, which looks only at keys, under the read lock, then
 // waits until the writes to those keys it could have observed are durable.
 // Reads of keys with no write in flight return at once instead of waiting

@@ -19,7 +19,6 @@ type mod func(*conv.Event)
 func agent(a string) mod  { return func(e *conv.Event) { e.Agent = a } }
 func reason(r string) mod { return func(e *conv.Event) { e.Reason = r } }
 func cust(c string) mod   { return func(e *conv.Event) { e.Customer = conv.CustomerID(c) } }
-func store(s string) mod  { return func(e *conv.Event) { e.Store = conv.StoreID(s) } }
 func noConv() mod         { return func(e *conv.Event) { e.Conv = "" } }
 func data(k, v string) mod {
 	return func(e *conv.Event) {

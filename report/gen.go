@@ -58,10 +58,6 @@ func GenerateDay(seed uint64, day time.Time, loc *time.Location, o GenOptions) [
 	midnight := time.Date(y, m, d, 0, 0, 0, 0, loc)
 	g := &gen{rng: rng}
 	customers := o.Contacts * 4 // some customers come more than once
-	type seq struct {
-		at time.Time
-		n  int
-	}
 	for i := 0; i < o.Contacts; i++ {
 		// Arrivals peak late morning and evening, 08:00–22:00.
 		hour := 8 + 14*betaish(rng)

@@ -17,14 +17,13 @@ import (
 // bearer auth, JSON body, known model, non-empty string inputs, a maximum
 // batch size; it can answer 429 with Retry-After a given number of times.
 type fakeOpenAI struct {
-	mu        sync.Mutex
-	key       string
-	model     string
-	maxBatch  int
-	throttle  int // 429s still to send
-	requests  int
-	inputs    int
-	lastRetry time.Time
+	mu       sync.Mutex
+	key      string
+	model    string
+	maxBatch int
+	throttle int // 429s still to send
+	requests int
+	inputs   int
 }
 
 func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {

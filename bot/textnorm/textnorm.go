@@ -110,9 +110,6 @@ type Normalizer struct {
 	// counts; homo maps a rune to the other members of its homophone group.
 	vocab map[string]int
 	homo  map[rune][]rune
-	// keep holds KB n-grams containing a filler (e.g. "吧" in "酒吧"), which
-	// must not be broken apart by filler removal.
-	keepFillerWords bool
 }
 
 // Options configures a Normalizer.
