@@ -161,8 +161,6 @@ func Build(cfg Config, log *slog.Logger) (*App, error) {
 	return a, nil
 }
 
-func (a *App) now() time.Time { return time.Now() }
-
 func (a *App) startSimulator() error {
 	var opts wxsim.APIOptions
 	for _, ch := range a.Cfg.Channels {

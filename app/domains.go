@@ -59,7 +59,7 @@ func (a *App) buildDomains(tree *conv.StoreTree) error {
 	r.OnBotTurn = append(r.OnBotTurn, func(ctx context.Context, msg conv.Message, d bot.Decision) {
 		turns := []conv.Turn{{At: msg.CreatedAt, Role: conv.TurnCustomer, Text: msg.Text, Kind: msg.Kind, MsgID: msg.ID}}
 		if d.Reply.Text != "" {
-			turns = append(turns, conv.Turn{At: a.now(), Role: conv.TurnBot, Text: d.Reply.Text, EntryID: d.EntryID, Intent: d.Reason})
+			turns = append(turns, conv.Turn{At: time.Now(), Role: conv.TurnBot, Text: d.Reply.Text, EntryID: d.EntryID, Intent: d.Reason})
 		}
 		if err := desk.Transcripts.AppendMany(ctx, msg.Customer, turns...); err != nil {
 			log.Warn("transcript append failed", "err", err)

@@ -2,8 +2,8 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
+	"strconv"
 	"strings"
 
 	"kefu/bot"
@@ -72,7 +72,7 @@ func (r *Router) HandleDeferred(ctx context.Context, msg conv.Message) ([]conv.R
 
 func (r *Router) handle(ctx context.Context, msg conv.Message, later *[]func(context.Context)) ([]conv.Reply, error) {
 	r.emit(ctx, conv.Event{Type: conv.EvMessageReceived, Customer: msg.Customer, Store: msg.Store, Channel: msg.Channel,
-		Data: map[string]string{"kind": string(msg.Kind), "msg_id": msg.ID, "origin": itoa(msg.Origin)}})
+		Data: map[string]string{"kind": string(msg.Kind), "msg_id": msg.ID, "origin": strconv.Itoa(msg.Origin)}})
 	// KF messages typed by an agent in the WeCom client (origin 5) and
 	// system events belong to the transcript, not to the bot.
 	if msg.ChannelType == conv.ChannelWeComKF && msg.Origin == 5 {
@@ -128,7 +128,7 @@ func (r *Router) ask(ctx context.Context, msg conv.Message, text string, later *
 		return nil, err
 	}
 	ev := conv.Event{Customer: msg.Customer, Store: msg.Store, Channel: msg.Channel,
-		Data: map[string]string{"entry": d.EntryID, "score": ftoa(d.Score), "reason": d.Reason}}
+		Data: map[string]string{"entry": d.EntryID, "score": strconv.FormatFloat(d.Score, 'f', 3, 64), "reason": d.Reason}}
 	switch d.Action {
 	case bot.ActAnswer:
 		ev.Type = conv.EvBotAnswered
@@ -160,13 +160,3 @@ func (r *Router) ask(ctx context.Context, msg conv.Message, text string, later *
 
 // emit hands an event to the background writer.
 func (r *Router) emit(_ context.Context, ev conv.Event) { r.events.emit(ev) }
-
-func itoa(n int) string {
-	b, _ := json.Marshal(n)
-	return string(b)
-}
-
-func ftoa(f float64) string {
-	b, _ := json.Marshal(float64(int(f*1000)) / 1000)
-	return string(b)
-}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,11 +48,9 @@ func (g *Gateway) serveAdmin(ctx *fasthttp.RequestCtx, path string) {
 			return
 		}
 		ctx.SetContentType("application/json")
-		ctx.SetBodyString(`{"replayed":` + itoa(n) + "}")
+		ctx.SetBodyString(`{"replayed":` + strconv.Itoa(n) + "}")
 	default:
 		ctx.SetStatusCode(fasthttp.StatusNotFound)
 		ctx.SetBodyString("not found\n")
 	}
 }
-
-func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }

@@ -126,18 +126,6 @@ func New(cfg Config, eng engine.Engine, h Handler, opts Options) (*Gateway, erro
 	return g, nil
 }
 
-// Channel returns the configured channel named name.
-func (g *Gateway) Channel(name string) (ChannelConfig, bool) {
-	ch, ok := g.byName[name]
-	if !ok {
-		return ChannelConfig{}, false
-	}
-	return ch.cfg, true
-}
-
-// Engine returns the state engine the gateway runs on.
-func (g *Gateway) Engine() engine.Engine { return g.eng }
-
 // httpError carries the HTTP status an error maps to.
 type httpError struct {
 	status int
