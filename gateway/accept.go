@@ -86,6 +86,14 @@ func (h *handover) finish(passive *conv.Reply, failed bool) {
 	close(h.done)
 }
 
+// ack tells a still-waiting handler to answer with a plain ack (no
+// passive reply); it does nothing once the handler has timed out.
+func (h *handover) ack() {
+	if h.workerClaim() {
+		h.finish(nil, false)
+	}
+}
+
 // timeout is called by the handler when the passive budget ends. It
 // reports whether the worker is already committing (then the handler
 // should wait a little longer for the outcome).
@@ -259,9 +267,7 @@ func (g *Gateway) process(msg conv.Message, claimKey, queue, owner string, h *ha
 		// leave the message to recovery, which gives up after a few tries.
 		if r := recover(); r != nil {
 			log.Error("handler panicked; message left for recovery", "panic", fmt.Sprint(r))
-			if h.workerClaim() {
-				h.finish(nil, false)
-			}
+			h.ack()
 		}
 	}()
 	var replies []conv.Reply
@@ -287,9 +293,7 @@ func (g *Gateway) process(msg conv.Message, claimKey, queue, owner string, h *ha
 		// Leave the job in the inbox: recovery retries it after
 		// RecoveryAfter. The HTTP handler acks (the message is safe).
 		log.Error("handler failed; message left for recovery", "err", err)
-		if h.workerClaim() {
-			h.finish(nil, false)
-		}
+		h.ack()
 		return
 	}
 	var passive *conv.Reply
@@ -315,17 +319,13 @@ func (g *Gateway) process(msg conv.Message, claimKey, queue, owner string, h *ha
 		}
 		h.finish(passive, false)
 	} else {
-		if err := g.commit(ctx, claimKey, owner, h.claimed, nil, async, msg); err != nil {
+		err := g.commit(ctx, claimKey, owner, h.claimed, nil, async, msg)
+		h.ack()
+		if err != nil {
 			if !errors.Is(err, errNotOwner) {
 				log.Error("cannot store answer; message left for recovery", "err", err)
 			}
-			if h.workerClaim() {
-				h.finish(nil, false)
-			}
 			return
-		}
-		if h.workerClaim() {
-			h.finish(nil, false)
 		}
 	}
 	runAfter()
