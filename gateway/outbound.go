@@ -365,6 +365,25 @@ func quotaFor(short bool) (int, time.Duration) {
 	return QuotaPerMessage, QuotaWindow
 }
 
+// ttl keeps the book an hour past its window, then lets it expire.
+func (q quotaState) ttl() time.Duration {
+	if q.WindowMS <= 0 {
+		return QuotaWindow + time.Hour
+	}
+	return time.Duration(q.WindowMS)*time.Millisecond + time.Hour
+}
+
+// renewed returns the book after a trigger at t: a newer trigger resets it
+// to that trigger's allowance (quotas do not accumulate); a zero or older
+// one leaves it as it is.
+func (q quotaState) renewed(t time.Time, short bool) quotaState {
+	if t.IsZero() || t.UnixMilli() <= q.WindowStart {
+		return q
+	}
+	limit, window := quotaFor(short)
+	return quotaState{WindowStart: t.UnixMilli(), Limit: limit, WindowMS: window.Milliseconds()}
+}
+
 // quotaTrigger says which allowance an inbound message opens (WECHAT.md
 // §2.1): a customer message opens 5 in 48 h; a follow, custom-menu click or
 // QR scan opens 3 in a minute; a msgmenu click and other events open
@@ -391,7 +410,6 @@ func quotaTrigger(msg conv.Message) (time.Time, bool) {
 // without calling the API.
 func (s *Sender) takeQuota(ctx context.Context, job conv.Outbound) error {
 	key := quotaKey(job.Channel, job.To)
-	limit, window := quotaFor(job.TriggerShort)
 	now := s.g.now()
 	return s.g.eng.Update(ctx, []string{key}, func(tx engine.Tx) error {
 		var q quotaState
@@ -400,9 +418,7 @@ func (s *Sender) takeQuota(ctx context.Context, job conv.Outbound) error {
 		}
 		// A zero trigger (msgmenu click, agent follow-up without one) uses
 		// the book as it is; no book means no open window.
-		if !job.TriggerAt.IsZero() && job.TriggerAt.UnixMilli() > q.WindowStart {
-			q = quotaState{WindowStart: job.TriggerAt.UnixMilli(), Limit: limit, WindowMS: window.Milliseconds()}
-		}
+		q = q.renewed(job.TriggerAt, job.TriggerShort)
 		if q.Limit == 0 {
 			return conv.ErrWindowClosed
 		}
@@ -414,7 +430,7 @@ func (s *Sender) takeQuota(ctx context.Context, job conv.Outbound) error {
 		}
 		q.Used++
 		b, _ := json.Marshal(q)
-		tx.Set(key, b, window+time.Hour)
+		tx.Set(key, b, q.ttl())
 		return nil
 	})
 }
@@ -438,7 +454,7 @@ func (s *Sender) settleQuota(ctx context.Context, job conv.Outbound, err error) 
 			q.Used--
 		}
 		b, _ = json.Marshal(q)
-		tx.Set(key, b, QuotaWindow+time.Hour)
+		tx.Set(key, b, q.ttl())
 		return nil
 	})
 	return err
@@ -454,7 +470,7 @@ func (s *Sender) exhaustQuota(ctx context.Context, channel, user string) {
 		}
 		q.Used = q.Limit
 		b, _ := json.Marshal(q)
-		tx.Set(key, b, QuotaWindow+time.Hour)
+		tx.Set(key, b, q.ttl())
 		return nil
 	})
 }
@@ -477,9 +493,7 @@ func (s *Sender) Quota(ctx context.Context, channel, user string, lastMsg time.T
 	} else if !errors.Is(err, engine.ErrNotFound) {
 		return 0, time.Time{}, err
 	}
-	if lastMsg.UnixMilli() > q.WindowStart {
-		q = quotaState{WindowStart: lastMsg.UnixMilli(), Limit: QuotaPerMessage, WindowMS: QuotaWindow.Milliseconds()}
-	}
+	q = q.renewed(lastMsg, false)
 	until = time.UnixMilli(q.WindowStart + q.WindowMS)
 	if s.g.now().After(until) {
 		return 0, until, nil
