@@ -3,10 +3,12 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"kefu/conv"
+	"kefu/engine"
 )
 
 // recoveryLease is how long a recovery worker owns a claimed inbox job.
@@ -60,41 +62,36 @@ func (g *Gateway) recoverShard(ctx context.Context, shard int) {
 			// A message that keeps failing (a handler bug, a poison input)
 			// is given up loudly rather than retried forever.
 			g.log.Error("giving up on a message that failed every recovery attempt", "msg_id", msg.ID, "attempts", job.Attempts)
-			g.metrics.recovered.Inc()
 			done := dedupeState{S: "d", At: g.now().UnixMilli()}
 			_ = g.eng.Set(ctx, claimKey, done.bytes(), g.ttlFor(msg))
 			_ = g.eng.Ack(ctx, queue, job.ID)
 			continue
 		}
+		// Take ownership with a compare-and-swap so a slow original worker
+		// cannot answer too; an expired dedupe key is claimed afresh, so
+		// nothing accepted is ever lost.
+		var old []byte // nil: the key must be absent
 		cur, err := g.eng.Get(ctx, claimKey)
-		if err == nil {
-			st, perr := parseState(cur)
-			if perr == nil && st.S == "d" {
-				// Answered; only the ack was lost.
-				_ = g.eng.Ack(ctx, queue, job.ID)
+		switch {
+		case errors.Is(err, engine.ErrNotFound):
+		case err != nil:
+			continue // engine trouble: the lease brings the job back
+		default:
+			if st, perr := parseState(cur); perr == nil && st.S == "d" {
+				_ = g.eng.Ack(ctx, queue, job.ID) // answered; only the ack was lost
 				continue
 			}
-			if perr == nil {
-				// Take ownership so a slow original worker cannot answer too.
-				owner := g.newOwner()
-				next := dedupeState{S: "p", O: owner, A: true, At: g.now().UnixMilli()}
-				ok, err := g.eng.CompareAndSwap(ctx, claimKey, cur, next.bytes(), g.ttlFor(msg))
-				if err != nil || !ok {
-					continue // someone else moved it; the lease brings it back if needed
-				}
-				g.metrics.recovered.Inc()
-				g.log.Info("recovering accepted message", "msg_id", msg.ID, "attempt", job.Attempts)
-				g.process(msg, claimKey, queue, owner, newHandover(), false)
-				continue
-			}
+			old = cur
 		}
-		// The dedupe key expired or is unreadable: answer anyway under a
-		// fresh claim, so nothing accepted is ever lost.
 		owner := g.newOwner()
-		st := dedupeState{S: "p", O: owner, A: true, At: g.now().UnixMilli()}
-		if err := g.eng.Set(ctx, claimKey, st.bytes(), g.ttlFor(msg)); err != nil {
-			continue
+		next := dedupeState{S: "p", O: owner, A: true, At: g.now().UnixMilli()}.bytes()
+		if ok, err := g.eng.CompareAndSwap(ctx, claimKey, old, next, g.ttlFor(msg)); err != nil || !ok {
+			continue // someone else moved it; the lease brings it back if needed
 		}
-		g.process(msg, claimKey, queue, owner, newHandover(), false)
+		g.metrics.recovered.Inc()
+		g.log.Info("recovering accepted message", "msg_id", msg.ID, "attempt", job.Attempts)
+		h := newHandover()
+		h.claimed = next
+		g.process(msg, claimKey, queue, owner, h, false)
 	}
 }
