@@ -128,7 +128,7 @@ func Build(cfg Config, log *slog.Logger) (*App, error) {
 		return nil, fmt.Errorf("bot: %w", err)
 	}
 	a.Bot = b
-	a.Router = &Router{bot: b, eng: eng, messages: cfg.Messages, log: log.With("component", "router"), events: a.events}
+	a.Router = &Router{bot: b, messages: cfg.Messages, log: log.With("component", "router"), events: a.events}
 	gw, err := gateway.New(cfg.GatewayConfig(), eng, a.Router, gateway.Options{Logger: log, Registry: a.registry})
 	if err != nil {
 		a.Close()

@@ -16,9 +16,8 @@ import (
 // memory is soft (a pending numbered choice, a miss counter, a rating
 // prompt) and the journal feeds curation, not the customer, so a crash
 // losing the last few milliseconds of either costs a re-asked question at
-// worst. Saves that change nothing are skipped; the latest memory is served
-// from this process until it is written, so a customer's next message sees
-// it even before the engine does.
+// worst. The latest memory is served from this process until it is
+// written, so a customer's next message sees it even before the engine does.
 type writeBehind struct {
 	inner   bot.State
 	journal bot.Journal
@@ -57,13 +56,14 @@ func (w *writeBehind) Load(ctx context.Context, c conv.CustomerID) (bot.Memory, 
 	return w.inner.Load(ctx, c)
 }
 
-// Save queues m for writing unless it equals what the customer has.
+// Save queues m for writing (a repeat of a still-queued value is skipped;
+// no engine read here: this runs on the answer path).
 func (w *writeBehind) Save(ctx context.Context, c conv.CustomerID, m bot.Memory, ttl time.Duration) error {
-	cur, err := w.Load(ctx, c)
-	if err == nil && reflect.DeepEqual(cur, m) {
+	w.mu.Lock()
+	if d, ok := w.dirty[c]; ok && reflect.DeepEqual(d.mem, m) {
+		w.mu.Unlock()
 		return nil
 	}
-	w.mu.Lock()
 	w.dirty[c] = memWrite{mem: m, ttl: ttl}
 	w.mu.Unlock()
 	w.nudge()

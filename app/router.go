@@ -8,7 +8,6 @@ import (
 
 	"kefu/bot"
 	"kefu/conv"
-	"kefu/engine"
 )
 
 // eventLog is the engine log every domain appends its events to; the
@@ -27,7 +26,6 @@ type Stage interface {
 type Router struct {
 	stages   []Stage
 	bot      *bot.Bot
-	eng      engine.Engine
 	messages MessagesConfig
 	log      *slog.Logger
 	events   *eventWriter

@@ -150,7 +150,7 @@ func (g *Gateway) pullKF(ctx context.Context, ch *channel, job kfSyncJob) error 
 			}
 			g.kfSideEffects(ctx, msg)
 			// Accepted and answered in order, one message at a time.
-			if _, err := g.acceptInline(ctx, msg); err != nil {
+			if err := g.acceptInline(ctx, msg); err != nil {
 				return err
 			}
 		}
@@ -183,14 +183,14 @@ func (g *Gateway) kfSideEffects(ctx context.Context, msg conv.Message) {
 
 // acceptInline accepts and processes a message synchronously (no passive
 // reply): used by the KF puller to keep a customer's messages in order.
-func (g *Gateway) acceptInline(ctx context.Context, msg conv.Message) (bool, error) {
+func (g *Gateway) acceptInline(ctx context.Context, msg conv.Message) error {
 	c, ok, _, err := g.claim(ctx, msg, g.ttlFor(msg), true)
 	if err != nil {
-		return false, err
+		return err
 	}
 	if !ok {
 		g.metrics.dedupeHits.WithLabelValues(msg.Channel).Inc()
-		return false, nil
+		return nil
 	}
 	g.metrics.requests.WithLabelValues(msg.Channel, "kf_accepted").Inc()
 	g.work.Add(1)
@@ -198,7 +198,7 @@ func (g *Gateway) acceptInline(ctx context.Context, msg conv.Message) (bool, err
 	h := newHandover()
 	h.claimed = c.state
 	g.process(msg, c.key, c.queue, c.owner, h, false)
-	return true, nil
+	return nil
 }
 
 // kfMessage maps one sync_msg entry to a conv.Message.
