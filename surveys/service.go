@@ -653,7 +653,8 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// maxTimerAttempts bounds retries of a failing timer (≈ 25 min of leases).
+// maxTimerAttempts bounds retries of a failing timer (≈ 25 min at the
+// 30 s backoff cap).
 const maxTimerAttempts = 50
 
 // timerLease is how long a claimed timer stays invisible to other instances.
@@ -677,8 +678,13 @@ func (s *Service) RunDue(ctx context.Context) int {
 			ack, err = true, nil
 		}
 		if err != nil {
-			// The lease brings the timer back; nothing is lost.
-			s.log.Warn("timer failed; will retry", "timer", j.ID, "attempt", j.Attempts, "err", err)
+			// Retry soon with backoff rather than waiting out the whole
+			// lease (a transient conflict between instances would delay an
+			// alert by half a minute); if even this fails, the lease still
+			// brings the timer back, so nothing is lost.
+			retry := min(time.Second<<min(j.Attempts, 5), timerLease)
+			s.log.Warn("timer failed; will retry", "timer", j.ID, "attempt", j.Attempts, "in", retry, "err", err)
+			_ = s.eng.Enqueue(ctx, queueTimers, engine.Job{ID: j.ID, Data: j.Data, Due: s.now().Add(retry)})
 			continue
 		}
 		if ack {
