@@ -265,8 +265,11 @@ func (s *Service) FireTimers(ctx context.Context) int {
 			continue
 		}
 		if err := s.fire(ctx, t); err != nil {
-			// Leave it claimed: the lease brings it back.
-			s.log.Warn("timer failed; will retry", "kind", t.Kind, "conv_id", t.Conv, "err", err)
+			// Retry soon with backoff instead of waiting out the whole lease;
+			// if even this fails, the lease brings the timer back.
+			retry := min(time.Second<<min(j.Attempts, 5), timerLease)
+			s.log.Warn("timer failed; will retry", "kind", t.Kind, "conv_id", t.Conv, "in", retry, "err", err)
+			_ = s.eng.Enqueue(ctx, timerQueue, engine.Job{ID: j.ID, Data: j.Data, Due: s.now().Add(retry)})
 			continue
 		}
 		_ = s.eng.Ack(ctx, timerQueue, j.ID)
