@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -43,6 +44,7 @@ func parseState(b []byte) (dedupeState, error) {
 }
 
 // acceptResult is what the HTTP handler learns from accept.
+// acceptResult is what the HTTP handler learns from accept.
 type acceptResult struct {
 	// passive is the reply to put in the HTTP response (nil: ack only).
 	passive *conv.Reply
@@ -50,23 +52,39 @@ type acceptResult struct {
 }
 
 // handover connects the HTTP handler waiting for a passive reply with the
-// worker computing it. Whoever moves it out of "waiting" first decides:
-// the worker (the reply goes back passively) or the handler's timer (the
-// reply goes through the send API).
+// worker computing it (see acceptPassive). Whoever moves it out of
+// "waiting" first decides: the worker (the answer is stored and goes back
+// passively) or the handler's timer (the message is claimed durably and
+// the answer goes through the send API).
 type handover struct {
-	mu      sync.Mutex
-	state   int // 0 waiting, 1 worker committing, 2 timed out
-	done    chan struct{}
-	passive *conv.Reply
-	failed  bool // commit failed: answer 503 so WeChat retries
-	// claimed is the dedupe state this worker wrote; the commit tries a
-	// compare-and-swap against it first and saves a read.
-	claimed []byte
+	msg   conv.Message
+	key   string        // the message's dedupe key
+	ttl   time.Duration // its TTL
+	owner string        // the owner name a claim of this message writes
+
+	mu       sync.Mutex
+	state    int // 0 waiting, 1 worker storing its answer, 2 timed out
+	done     chan struct{}
+	finished bool
+	passive  *conv.Reply
+	failed   bool // nothing durable: answer 503 so WeChat retries
+	// dupOf is set when the worker found the message already accepted
+	// by another worker, whose dedupe state it holds: the handler answers
+	// as for a duplicate.
+	dupOf []byte
+
+	// claimDone is closed once the timed-out handler has tried to claim
+	// the message (state 2); claim, claimOK, claimCur, claimErr say how.
+	claimDone chan struct{}
+	claim     claimed
+	claimOK   bool
+	claimCur  []byte
+	claimErr  error
 }
 
 func newHandover() *handover { return &handover{done: make(chan struct{})} }
 
-// workerClaim is called by the worker with a reply ready; it reports
+// workerClaim is called by the worker with an outcome ready; it reports
 // whether the handler is still waiting for it.
 func (h *handover) workerClaim() bool {
 	h.mu.Lock()
@@ -78,33 +96,17 @@ func (h *handover) workerClaim() bool {
 	return true
 }
 
-// finish publishes the worker's outcome to the waiting handler(s).
-func (h *handover) finish(passive *conv.Reply, failed bool) {
-	h.mu.Lock()
-	h.passive, h.failed = passive, failed
-	h.mu.Unlock()
-	close(h.done)
-}
-
-// ack tells a still-waiting handler to answer with a plain ack (no
-// passive reply); it does nothing once the handler has timed out.
-func (h *handover) ack() {
-	if h.workerClaim() {
-		h.finish(nil, false)
-	}
-}
-
-// timeout is called by the handler when the passive budget ends. It
-// reports whether the worker is already committing (then the handler
-// should wait a little longer for the outcome).
-func (h *handover) timeout() (committing bool) {
+// finish publishes the worker's outcome to the waiting handler(s). Only
+// the first call counts.
+func (h *handover) finish(passive *conv.Reply, failed bool, dupOf []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.state == 0 {
-		h.state = 2
-		return false
+	if h.finished {
+		return
 	}
-	return h.state == 1
+	h.finished = true
+	h.passive, h.failed, h.dupOf = passive, failed, dupOf
+	close(h.done)
 }
 
 // claimed names what claim wrote for one message.
@@ -116,12 +118,22 @@ type claimed struct {
 // claim claims msg's dedupe key and durably enqueues it in its inbox shard
 // in one engine call; async marks it for delivery through the send API.
 func (g *Gateway) claim(ctx context.Context, msg conv.Message, ttl time.Duration, async bool) (claimed, bool, []byte, error) {
-	shard := g.shard(msg.Customer)
-	c := claimed{
-		key:   fmt.Sprintf("in:{%d}:d:%s", shard, msg.ID),
-		queue: fmt.Sprintf("in:{%d}", shard),
-		owner: g.newOwner(),
-	}
+	return g.claimAs(ctx, msg, g.newOwner(), ttl, async)
+}
+
+// dedupeKey and inboxQueue name msg's dedupe key and inbox shard; they
+// share a hash tag so one script can write both on Redis Cluster.
+func (g *Gateway) dedupeKey(msg conv.Message) string {
+	return fmt.Sprintf("in:{%d}:d:%s", g.shard(msg.Customer), msg.ID)
+}
+
+func (g *Gateway) inboxQueue(msg conv.Message) string {
+	return fmt.Sprintf("in:{%d}", g.shard(msg.Customer))
+}
+
+// claimAs is claim with a given owner name.
+func (g *Gateway) claimAs(ctx context.Context, msg conv.Message, owner string, ttl time.Duration, async bool) (claimed, bool, []byte, error) {
+	c := claimed{key: g.dedupeKey(msg), queue: g.inboxQueue(msg), owner: owner}
 	data, err := json.Marshal(msg)
 	if err != nil {
 		return c, false, nil, err
@@ -133,46 +145,94 @@ func (g *Gateway) claim(ctx context.Context, msg conv.Message, ttl time.Duration
 	return c, ok, cur, err
 }
 
-// commitGrace bounds how long a handler waits for a commit already under
-// way once its budget is spent; the budget plus this stays under 5 s.
+// commitGrace bounds how long a handler waits for a worker already storing
+// its answer once the budget is spent; the budget plus this stays under 5 s.
 const commitGrace = 1200 * time.Millisecond
 
-// accept claims the dedupe key and durably enqueues msg in one engine call,
-// then (for a new message) starts processing and waits up to the passive
-// budget for the answer. ttl is the dedupe TTL. passiveOK says whether the
-// channel can carry a passive reply.
+// accept takes msg in and answers it at most once; ttl is the dedupe TTL.
+// passiveOK says whether the channel can carry a passive reply in the HTTP
+// response (acceptPassive); otherwise the message is claimed and durably
+// enqueued before the ack and answered through the send API afterwards
+// (acceptQueued).
 func (g *Gateway) accept(ctx context.Context, msg conv.Message, ttl time.Duration, passiveOK bool) (acceptResult, error) {
-	start := g.now()
-	c, claimed, cur, err := g.claim(ctx, msg, ttl, false)
+	if passiveOK {
+		return g.acceptPassive(ctx, msg, ttl)
+	}
+	return g.acceptQueued(ctx, msg, ttl)
+}
+
+// acceptQueued claims the dedupe key and durably enqueues msg in one engine
+// call, acks, and processes it in the background.
+func (g *Gateway) acceptQueued(ctx context.Context, msg conv.Message, ttl time.Duration) (acceptResult, error) {
+	c, ok, _, err := g.claim(ctx, msg, ttl, false)
 	if err != nil {
 		// Not durably accepted: answer non-200 so WeChat retries. Never
 		// ack what we could lose.
 		return acceptResult{}, errStatus(503, "cannot accept message now", err)
 	}
-	claimKey, queue, owner, st := c.key, c.queue, c.owner, c.state
-	if !claimed {
+	if !ok {
 		g.metrics.dedupeHits.WithLabelValues(msg.Channel).Inc()
-		return g.duplicate(ctx, msg, claimKey, cur, passiveOK, start)
-	}
-	h := newHandover()
-	h.claimed = st
-	if passiveOK {
-		g.inflight.Store(msg.ID, h)
+		return acceptResult{dup: true}, nil
 	}
 	g.work.Add(1)
 	go func() {
 		defer g.work.Done()
-		defer g.inflight.Delete(msg.ID)
-		g.process(msg, claimKey, queue, owner, h, passiveOK)
+		g.process(msg, c)
 	}()
-	if !passiveOK {
-		return acceptResult{}, nil
-	}
-	return g.wait(h, start)
+	return acceptResult{}, nil
 }
 
-// wait blocks until the worker hands over a passive reply or the budget ends.
-func (g *Gateway) wait(h *handover, start time.Time) (acceptResult, error) {
+// acceptPassive answers msg with one durable write in the common case: the
+// handler runs first, then the outcome (the passive reply) is stored as the
+// message's "done" dedupe state with a set-if-absent, and only then does the
+// HTTP response carry it. So an ack always follows a durable record of what
+// was answered — a crash before that write loses nothing WeChat will not
+// retry — and a message costs one durable write and one wait for the disk
+// (or Redis) instead of three writes (claim+enqueue, commit, inbox ack) and
+// two waits.
+//
+// The message is claimed and durably enqueued in its inbox, as
+// acceptQueued does up front, only when that write alone cannot carry the
+// outcome: the answer is not ready within the passive budget (the handler
+// claims it, acks, and the answer goes through the send API), the handler
+// fails (recovery retries it), or part of the answer must go through the
+// send API.
+//
+// Retries that arrive while the first delivery is being answered here
+// share its outcome; later ones find the dedupe state.
+func (g *Gateway) acceptPassive(ctx context.Context, msg conv.Message, ttl time.Duration) (acceptResult, error) {
+	start := g.now()
+	h := newHandover()
+	h.msg, h.key, h.ttl, h.owner = msg, g.dedupeKey(msg), ttl, g.newOwner()
+	if v, loaded := g.inflight.LoadOrStore(msg.ID, h); loaded {
+		g.metrics.dedupeHits.WithLabelValues(msg.Channel).Inc()
+		res, err := g.wait(ctx, v.(*handover), start)
+		res.dup = true
+		return res, err
+	}
+	// Registered first, read second: a delivery that finishes between the
+	// two has already stored its state, so the read sees it.
+	cur, err := g.eng.Get(ctx, h.key)
+	switch {
+	case err == nil:
+		g.inflight.CompareAndDelete(msg.ID, h)
+		g.metrics.dedupeHits.WithLabelValues(msg.Channel).Inc()
+		return g.duplicate(ctx, msg, h.key, cur, start)
+	case !errors.Is(err, engine.ErrNotFound):
+		g.inflight.CompareAndDelete(msg.ID, h)
+		return acceptResult{}, errStatus(503, "cannot accept message now", err)
+	}
+	g.work.Add(1)
+	go func() {
+		defer g.work.Done()
+		defer g.inflight.CompareAndDelete(msg.ID, h)
+		g.processPassive(h)
+	}()
+	return g.wait(ctx, h, start)
+}
+
+// wait blocks until the worker hands over its outcome or the budget ends.
+func (g *Gateway) wait(ctx context.Context, h *handover, start time.Time) (acceptResult, error) {
 	budget := g.cfg.PassiveBudget - g.now().Sub(start)
 	if budget < 0 {
 		budget = 0
@@ -181,45 +241,68 @@ func (g *Gateway) wait(h *handover, start time.Time) (acceptResult, error) {
 	defer t.Stop()
 	select {
 	case <-h.done:
+		return g.outcome(ctx, h, start)
 	case <-t.C:
-		if !h.timeout() {
-			select {
-			case <-h.done:
-			default:
-				return acceptResult{}, nil // ack now; the answer goes via the API
-			}
-		} else {
-			grace := time.NewTimer(commitGrace)
-			defer grace.Stop()
-			select {
-			case <-h.done:
-			case <-grace.C:
-				// The reply is being stored as passive but we cannot wait
-				// longer: make WeChat retry, the retry returns it.
-				return acceptResult{}, errStatus(503, "reply commit slow", nil)
-			}
-		}
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.failed {
-		return acceptResult{}, errStatus(503, "reply commit failed", nil)
+	switch h.state {
+	case 0: // the worker is still busy: accept the message durably, then ack
+		h.state = 2
+		h.claimDone = make(chan struct{})
+		h.mu.Unlock()
+		c, ok, cur, err := g.claimAs(ctx, h.msg, h.owner, h.ttl, true)
+		h.mu.Lock()
+		h.claim, h.claimOK, h.claimCur, h.claimErr = c, ok, cur, err
+		h.mu.Unlock()
+		close(h.claimDone)
+	case 1: // the worker is storing its answer: wait a little for it
+		h.mu.Unlock()
+		grace := time.NewTimer(commitGrace)
+		defer grace.Stop()
+		select {
+		case <-h.done:
+			return g.outcome(ctx, h, start)
+		case <-grace.C:
+			// The answer may yet be stored as passive: make WeChat retry,
+			// the retry returns it.
+			return acceptResult{}, errStatus(503, "reply commit slow", nil)
+		}
+	default: // another waiter (a retry) is claiming it
+		ch := h.claimDone
+		h.mu.Unlock()
+		<-ch
 	}
-	return acceptResult{passive: h.passive}, nil
+	h.mu.Lock()
+	ok, cur, err := h.claimOK, h.claimCur, h.claimErr
+	h.mu.Unlock()
+	switch {
+	case err != nil:
+		// Not durably accepted: never ack what we could lose.
+		return acceptResult{}, errStatus(503, "cannot accept message now", err)
+	case !ok:
+		return g.duplicate(ctx, h.msg, h.key, cur, start)
+	}
+	return acceptResult{}, nil // ack now; the answer goes via the API
 }
 
-// duplicate answers a retry of an accepted message without processing it
-// again: the stored passive reply if there is one, an ack otherwise.
-func (g *Gateway) duplicate(ctx context.Context, msg conv.Message, claimKey string, cur []byte, passiveOK bool, start time.Time) (acceptResult, error) {
-	if !passiveOK {
-		return acceptResult{dup: true}, nil
+// outcome turns a finished handover into the HTTP handler's result.
+func (g *Gateway) outcome(ctx context.Context, h *handover, start time.Time) (acceptResult, error) {
+	h.mu.Lock()
+	passive, failed, dupOf := h.passive, h.failed, h.dupOf
+	h.mu.Unlock()
+	switch {
+	case failed:
+		return acceptResult{}, errStatus(503, "reply commit failed", nil)
+	case dupOf != nil:
+		return g.duplicate(ctx, h.msg, h.key, dupOf, start)
 	}
-	if v, ok := g.inflight.Load(msg.ID); ok {
-		// The first delivery is still being answered here: share its result.
-		res, err := g.wait(v.(*handover), start)
-		res.dup = true
-		return res, err
-	}
+	return acceptResult{passive: passive}, nil
+}
+
+// duplicate answers a retry of a message accepted by another worker (cur is
+// its dedupe state) without processing it again: the stored passive reply
+// once there is one, an ack otherwise.
+func (g *Gateway) duplicate(ctx context.Context, msg conv.Message, claimKey string, cur []byte, start time.Time) (acceptResult, error) {
 	deadline := start.Add(g.cfg.PassiveBudget)
 	for {
 		st, err := parseState(cur)
@@ -254,82 +337,193 @@ func (g *Gateway) duplicate(ctx context.Context, msg conv.Message, claimKey stri
 	}
 }
 
-// process runs the handler for an accepted message and delivers its
-// replies exactly once: passively through h when the HTTP handler is still
-// waiting, otherwise through the outbound sender.
-func (g *Gateway) process(msg conv.Message, claimKey, queue, owner string, h *handover, passiveOK bool) {
+// handle runs the handler for msg; after is the handler's bookkeeping to
+// run once the answer is out (nil when the handler has none).
+func (g *Gateway) handle(ctx context.Context, msg conv.Message) (replies []conv.Reply, after func(context.Context), err error) {
+	if d, ok := g.handler.(Deferrer); ok {
+		return d.HandleDeferred(ctx, msg)
+	}
+	replies, err = g.handler.Handle(ctx, msg)
+	return replies, nil, err
+}
+
+// processPassive runs the handler for a message taken in by acceptPassive
+// (nothing written yet) and stores its outcome, see acceptPassive.
+func (g *Gateway) processPassive(h *handover) {
+	msg := h.msg
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	log := g.log.With("msg_id", msg.ID, "channel", msg.Channel)
+	var after func(context.Context)
+	defer func() {
+		// A handler bug must not take the process down: queue the message
+		// for recovery (which gives up after a few tries) and ack, or let
+		// WeChat retry if even that fails.
+		if r := recover(); r != nil {
+			log.Error("handler panicked; message queued for recovery", "panic", fmt.Sprint(r))
+			g.queueForRecovery(ctx, h, log)
+		}
+		// The bookkeeping runs once the answer is out; a crash before it
+		// loses only this bookkeeping, never the answer.
+		if after != nil {
+			after(ctx)
+		}
+	}()
+	replies, after, err := g.handle(ctx, msg)
+	if err != nil {
+		log.Error("handler failed; message queued for recovery", "err", err)
+		g.queueForRecovery(ctx, h, log)
+		return
+	}
+	if !h.workerClaim() {
+		// The handler's budget ran out and it claimed the message (or is
+		// claiming it): the answer goes through the send API.
+		h.mu.Lock()
+		ch := h.claimDone
+		h.mu.Unlock()
+		<-ch
+		h.mu.Lock()
+		c, ok := h.claim, h.claimOK
+		h.mu.Unlock()
+		if !ok {
+			log.Info("message accepted by another worker; dropping this answer")
+			return
+		}
+		if err := g.commit(ctx, c.key, c.owner, c.state, nil, replies, msg); err != nil {
+			if !errors.Is(err, errNotOwner) {
+				log.Error("cannot store answer; message left for recovery", "err", err)
+			}
+			return
+		}
+		g.ackInbox(ctx, c.queue, msg.ID, log)
+		return
+	}
+	if len(replies) > 1 || len(replies) == 1 && !passiveCapable(replies[0]) {
+		g.commitQueued(ctx, h, replies, log)
+		return
+	}
+	var passive *conv.Reply
+	if len(replies) == 1 {
+		passive = &replies[0]
+	}
+	done := dedupeState{S: "d", R: passive, At: g.now().UnixMilli()}.bytes()
+	ok, err := g.eng.SetNX(ctx, h.key, done, h.ttl)
+	if err != nil {
+		// Nothing is acked: WeChat retries and the retry is answered anew.
+		log.Error("cannot store answer", "err", err)
+		h.finish(nil, true, nil)
+		return
+	}
+	if !ok {
+		cur, err := g.eng.Get(ctx, h.key)
+		if err != nil {
+			h.finish(nil, true, nil)
+			return
+		}
+		log.Info("message accepted by another worker; dropping this answer")
+		h.finish(nil, false, cur)
+		return
+	}
+	h.finish(passive, false, nil)
+}
+
+// commitQueued stores an answer that is partly sent through the API: the
+// message is claimed and enqueued, the API sends are enqueued by the commit
+// (exactly once, see commit), and the first reply still goes back
+// passively when it can.
+func (g *Gateway) commitQueued(ctx context.Context, h *handover, replies []conv.Reply, log *slog.Logger) {
+	c, ok, cur, err := g.claimAs(ctx, h.msg, h.owner, h.ttl, false)
+	if err != nil {
+		log.Error("cannot accept message", "err", err)
+		h.finish(nil, true, nil)
+		return
+	}
+	if !ok {
+		h.finish(nil, false, cur)
+		return
+	}
+	var passive *conv.Reply
+	async := replies
+	if passiveCapable(replies[0]) {
+		passive, async = &replies[0], replies[1:]
+	}
+	switch err := g.commit(ctx, c.key, c.owner, c.state, passive, async, h.msg); {
+	case errors.Is(err, errNotOwner):
+		log.Info("message taken over by another worker; dropping this answer")
+		h.finish(nil, false, nil)
+		return
+	case errors.Is(err, errAsyncRequested):
+		h.finish(nil, false, nil)
+	case err != nil:
+		// The job stays in the inbox: recovery answers it through the API.
+		log.Error("cannot store answer; message left for recovery", "err", err)
+		h.finish(nil, false, nil)
+		return
+	default:
+		h.finish(passive, false, nil)
+	}
+	g.ackInbox(ctx, c.queue, h.msg.ID, log)
+}
+
+// queueForRecovery claims and enqueues a message whose handler failed so
+// recovery runs it again after RecoveryAfter, then lets the handler ack. If
+// the handler has already claimed it (budget spent), it is queued already.
+func (g *Gateway) queueForRecovery(ctx context.Context, h *handover, log *slog.Logger) {
+	if !h.workerClaim() {
+		return
+	}
+	_, ok, cur, err := g.claimAs(ctx, h.msg, h.owner, h.ttl, true)
+	switch {
+	case err != nil:
+		log.Error("cannot queue message for recovery; WeChat will retry", "err", err)
+		h.finish(nil, true, nil)
+	case !ok:
+		h.finish(nil, false, cur)
+	default:
+		h.finish(nil, false, nil)
+	}
+}
+
+// process runs the handler for a message already claimed and enqueued (by
+// acceptQueued, the KF puller or recovery) and delivers its replies exactly
+// once through the outbound sender. On failure the job stays in the inbox
+// and recovery retries it.
+func (g *Gateway) process(msg conv.Message, c claimed) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	log := g.log.With("msg_id", msg.ID, "channel", msg.Channel)
+	var after func(context.Context)
 	defer func() {
 		// A handler bug must not take the process down (and, since the
 		// message stays in the inbox, crash-loop it on every restart):
 		// leave the message to recovery, which gives up after a few tries.
 		if r := recover(); r != nil {
 			log.Error("handler panicked; message left for recovery", "panic", fmt.Sprint(r))
-			h.ack()
+		}
+		// The deferred work runs once the answer is out and before the
+		// inbox ack; on paths that leave the message for recovery it still
+		// runs.
+		if after != nil {
+			after(ctx)
 		}
 	}()
-	var replies []conv.Reply
-	var after func(context.Context)
-	var err error
-	if d, ok := g.handler.(Deferrer); ok {
-		replies, after, err = d.HandleDeferred(ctx, msg)
-	} else {
-		replies, err = g.handler.Handle(ctx, msg)
-	}
-	// The deferred work runs once the answer is out and before the inbox
-	// ack (a crash in between loses only this bookkeeping, never the
-	// answer); on paths that leave the message for recovery it still runs.
-	runAfter := func() {
-		if after != nil {
-			a := after
-			after = nil
-			a(ctx)
-		}
-	}
-	defer runAfter()
+	replies, after, err := g.handle(ctx, msg)
 	if err != nil {
-		// Leave the job in the inbox: recovery retries it after
-		// RecoveryAfter. The HTTP handler acks (the message is safe).
 		log.Error("handler failed; message left for recovery", "err", err)
-		h.ack()
 		return
 	}
-	var passive *conv.Reply
-	async := replies
-	if passiveOK && len(replies) > 0 && passiveCapable(replies[0]) && h.workerClaim() {
-		passive = &replies[0]
-		async = replies[1:]
-		if err := g.commit(ctx, claimKey, owner, h.claimed, passive, async, msg); err != nil {
-			if errors.Is(err, errNotOwner) {
-				log.Info("message taken over by another worker; dropping this answer")
-				h.finish(nil, false)
-				return
-			}
-			if errors.Is(err, errAsyncRequested) {
-				h.finish(nil, false)
-				runAfter()
-				g.ackInbox(ctx, queue, msg.ID, log)
-				return
-			}
-			log.Error("cannot store answer", "err", err)
-			h.finish(nil, true)
-			return
+	if err := g.commit(ctx, c.key, c.owner, c.state, nil, replies, msg); err != nil {
+		if !errors.Is(err, errNotOwner) {
+			log.Error("cannot store answer; message left for recovery", "err", err)
 		}
-		h.finish(passive, false)
-	} else {
-		err := g.commit(ctx, claimKey, owner, h.claimed, nil, async, msg)
-		h.ack()
-		if err != nil {
-			if !errors.Is(err, errNotOwner) {
-				log.Error("cannot store answer; message left for recovery", "err", err)
-			}
-			return
-		}
+		return
 	}
-	runAfter()
-	g.ackInbox(ctx, queue, msg.ID, log)
+	a := after
+	after = nil
+	if a != nil {
+		a(ctx)
+	}
+	g.ackInbox(ctx, c.queue, msg.ID, log)
 }
 
 func (g *Gateway) ackInbox(ctx context.Context, queue, id string, log interface{ Error(string, ...any) }) {

@@ -517,3 +517,63 @@ func TestGateway_HandlerPanicIsContained(t *testing.T) {
 		t.Fatalf("poison message still in the inbox: %d %v", n, err)
 	}
 }
+
+// A message answered within the passive budget costs one durable write:
+// its "done" dedupe state with the reply. Nothing goes through the inbox.
+func TestOA_PassiveAnswerIsOneDurableWrite(t *testing.T) {
+	e := newEnv(t, embeddedEngine)
+	emb := e.eng.(*engine.Embedded)
+	before := emb.Stats().Frames
+	d, err := e.oa("demo", wxsim.ModeSafe).SendText(context.Background(), "u-one", "营业时间", 0)
+	if err != nil || d.Reply == nil || d.Reply.Content != "echo:营业时间" {
+		t.Fatalf("reply: %v %+v", err, d)
+	}
+	if n := emb.Stats().Frames - before; n != 1 {
+		t.Fatalf("%d WAL frames for one answered message, want 1", n)
+	}
+	n, err := e.eng.QueueLen(context.Background(), fmt.Sprintf("in:{%d}", e.gw.shard("demo:u-one")))
+	if err != nil || n != 0 {
+		t.Fatalf("inbox length %d (%v), want 0", n, err)
+	}
+}
+
+// If another worker claimed the message while this one was answering it (a
+// retry reached another instance after this one's budget elsewhere), this
+// worker's answer is dropped and the retry is answered as a duplicate: the
+// owner is asked to send through the API.
+func TestOA_AnswerForAMessageClaimedElsewhereIsDropped(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, kind engineKind) {
+		e := newEnv(t, kind, func(c *Config) { c.PassiveBudget = 800 * time.Millisecond })
+		c := e.oa("demo", wxsim.ModeSafe)
+		c.Retries = wxsim.NoRetries
+		msgID := int64(5151)
+		key := fmt.Sprintf("in:{%d}:d:oa:%s:m:u-other:%d", e.gw.shard("demo:u-other"), testAppID, msgID)
+		other := dedupeState{S: "p", O: "other-instance", At: time.Now().UnixMilli()}.bytes()
+		e.h.set(func(s *scripted) {
+			s.delay = 200 * time.Millisecond
+			s.replies = func(m conv.Message) []conv.Reply {
+				if err := e.eng.Set(context.Background(), key, other, time.Hour); err != nil {
+					t.Error(err)
+				}
+				return []conv.Reply{conv.Text("echo:" + m.Text)}
+			}
+		})
+		req, _ := c.BuildOARequest(&wxsim.Message{FromUserName: "u-other", MsgType: "text", Content: "退货", MsgID: msgID})
+		d, err := c.Deliver(context.Background(), req)
+		if err != nil || !d.Acked || d.Reply != nil {
+			t.Fatalf("want a plain ack: err=%v acked=%v reply=%+v", err, d.Acked, d.Reply)
+		}
+		cur, err := e.eng.Get(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := parseState(cur)
+		if st.S != "p" || st.O != "other-instance" || !st.A {
+			t.Fatalf("dedupe state %+v: want the other owner's, asked to answer through the API", st)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if got := e.sim.Inbox("u-other"); len(got) != 0 {
+			t.Fatalf("this worker's answer was sent: %+v", got)
+		}
+	})
+}

@@ -195,9 +195,7 @@ func (g *Gateway) acceptInline(ctx context.Context, msg conv.Message) error {
 	g.metrics.requests.WithLabelValues(msg.Channel, "kf_accepted").Inc()
 	g.work.Add(1)
 	defer g.work.Done()
-	h := newHandover()
-	h.claimed = c.state
-	g.process(msg, c.key, c.queue, c.owner, h, false)
+	g.process(msg, c)
 	return nil
 }
 

@@ -90,8 +90,6 @@ func (g *Gateway) recoverShard(ctx context.Context, shard int) {
 		}
 		g.metrics.recovered.Inc()
 		g.log.Info("recovering accepted message", "msg_id", msg.ID, "attempt", job.Attempts)
-		h := newHandover()
-		h.claimed = next
-		g.process(msg, claimKey, queue, owner, h, false)
+		g.process(msg, claimed{key: claimKey, queue: queue, owner: owner, state: next})
 	}
 }
