@@ -347,13 +347,29 @@ func (g *Gateway) handle(ctx context.Context, msg conv.Message) (replies []conv.
 	return replies, nil, err
 }
 
+// msgLog logs about one message. Unlike slog's With it builds the
+// message's attributes only when a line is written, which on the answer
+// path is almost never.
+type msgLog struct {
+	l           *slog.Logger
+	id, channel string
+}
+
+func (m msgLog) Error(msg string, args ...any) {
+	m.l.Error(msg, append([]any{"msg_id", m.id, "channel", m.channel}, args...)...)
+}
+
+func (m msgLog) Info(msg string, args ...any) {
+	m.l.Info(msg, append([]any{"msg_id", m.id, "channel", m.channel}, args...)...)
+}
+
 // processPassive runs the handler for a message taken in by acceptPassive
 // (nothing written yet) and stores its outcome, see acceptPassive.
 func (g *Gateway) processPassive(h *handover) {
 	msg := h.msg
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	log := g.log.With("msg_id", msg.ID, "channel", msg.Channel)
+	log := msgLog{g.log, msg.ID, msg.Channel}
 	var after func(context.Context)
 	defer func() {
 		// A handler bug must not take the process down: queue the message
@@ -431,7 +447,7 @@ func (g *Gateway) processPassive(h *handover) {
 // message is claimed and enqueued, the API sends are enqueued by the commit
 // (exactly once, see commit), and the first reply still goes back
 // passively when it can.
-func (g *Gateway) commitQueued(ctx context.Context, h *handover, replies []conv.Reply, log *slog.Logger) {
+func (g *Gateway) commitQueued(ctx context.Context, h *handover, replies []conv.Reply, log msgLog) {
 	c, ok, cur, err := g.claimAs(ctx, h.msg, h.owner, h.ttl, false)
 	if err != nil {
 		log.Error("cannot accept message", "err", err)
@@ -468,7 +484,7 @@ func (g *Gateway) commitQueued(ctx context.Context, h *handover, replies []conv.
 // queueForRecovery claims and enqueues a message whose handler failed so
 // recovery runs it again after RecoveryAfter, then lets the handler ack. If
 // the handler has already claimed it (budget spent), it is queued already.
-func (g *Gateway) queueForRecovery(ctx context.Context, h *handover, log *slog.Logger) {
+func (g *Gateway) queueForRecovery(ctx context.Context, h *handover, log msgLog) {
 	if !h.workerClaim() {
 		return
 	}
@@ -491,7 +507,7 @@ func (g *Gateway) queueForRecovery(ctx context.Context, h *handover, log *slog.L
 func (g *Gateway) process(msg conv.Message, c claimed) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	log := g.log.With("msg_id", msg.ID, "channel", msg.Channel)
+	log := msgLog{g.log, msg.ID, msg.Channel}
 	var after func(context.Context)
 	defer func() {
 		// A handler bug must not take the process down (and, since the
