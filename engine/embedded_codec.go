@@ -176,7 +176,9 @@ func nextFrame(b []byte) (payload []byte, size int, ok bool) {
 	}
 	n := binary.LittleEndian.Uint32(b[0:4])
 	sum := binary.LittleEndian.Uint32(b[4:8])
-	if n > maxFrame || uint64(n) > uint64(len(b)-frameHeader) {
+	// n == 0 is never written; refusing it keeps a zero-filled tail (see
+	// segment) from reading as a run of empty frames.
+	if n == 0 || n > maxFrame || uint64(n) > uint64(len(b)-frameHeader) {
 		return nil, 0, false
 	}
 	p := b[frameHeader : frameHeader+int(n)]

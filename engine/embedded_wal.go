@@ -55,7 +55,7 @@ type walWriter struct {
 	failedF  atomic.Bool
 	closing  bool
 	exited   bool
-	f        *os.File // only the committer goroutine touches f, seq and size
+	f        *segment // only the committer goroutine touches f, seq and size
 	seq      uint64
 	size     atomic.Int64
 	noSync   bool
@@ -66,7 +66,8 @@ type walWriter struct {
 	snapshot atomic.Uint64
 }
 
-func newWALWriter(f *os.File, seq uint64, size int64, noSync bool) *walWriter {
+func newWALWriter(f *segment, seq uint64, size int64, noSync bool) *walWriter {
+	f.end = size
 	w := &walWriter{f: f, seq: seq, noSync: noSync}
 	w.size.Store(size)
 	w.work.L = &w.mu
@@ -129,9 +130,9 @@ func (w *walWriter) flush() {
 	if len(buf) == 0 || failed {
 		return
 	}
-	_, err := w.f.Write(buf)
+	err := w.f.writeAt(buf, w.size.Load())
 	if err == nil && !w.noSync {
-		err = w.f.Sync()
+		err = w.f.datasync()
 		w.syncs.Add(1)
 	}
 	w.batches.Add(1)
@@ -229,22 +230,6 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
-}
-
-// createSegment creates an empty WAL segment and makes its directory entry
-// durable before any acknowledged record can land in it.
-func createSegment(dir string, seq uint64, sync bool) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, walName(seq)), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if sync {
-		if err := syncDir(dir); err != nil {
-			f.Close()
-			return nil, err
-		}
-	}
-	return f, nil
 }
 
 func writeSnapshot(dir string, seq uint64, data []byte) error {
@@ -357,7 +342,9 @@ func recoverState(dir string, st *state, logf func(string, ...any)) (seg uint64,
 			}
 			off += n
 		}
-		if off < len(data) {
+		if off < len(data) && allZero(data[off:]) {
+			// Zero-filled space after the last record (see segment).
+		} else if off < len(data) {
 			if i != len(replay)-1 {
 				return 0, 0, fmt.Errorf("engine: embedded: %s: damaged record at offset %d in a non-final segment", path, off)
 			}
