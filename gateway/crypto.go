@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // Errors of the verify/decrypt step. Signature problems answer 401 and are
@@ -83,7 +84,7 @@ func (k *cipherKey) open(ct []byte) (msg, id []byte, err error) {
 	if len(ct) < wxBlock || len(ct)%wxBlock != 0 {
 		return nil, nil, errDecrypt
 	}
-	cipher.NewCBCDecrypter(k.block, k.key[:aes.BlockSize]).CryptBlocks(ct, ct)
+	k.cbcDecrypt(ct)
 	pad := int(ct[len(ct)-1])
 	if pad < 1 || pad > wxBlock {
 		return nil, nil, errDecrypt
@@ -111,8 +112,34 @@ func (k *cipherKey) encrypt(plain []byte) string {
 	for i := content; i < len(buf); i++ {
 		buf[i] = byte(pad)
 	}
-	cipher.NewCBCEncrypter(k.block, k.key[:aes.BlockSize]).CryptBlocks(buf, buf)
+	k.cbcEncrypt(buf)
 	return base64.StdEncoding.EncodeToString(buf)
+}
+
+// cbcEncrypt and cbcDecrypt are AES-CBC in place with IV = key[:16]
+// (WECHAT.md §1.4). They do what cipher.NewCBCEncrypter/Decrypter do but
+// without allocating a mode object per message; len(b) is a multiple of 16.
+func (k *cipherKey) cbcEncrypt(b []byte) {
+	var prev [aes.BlockSize]byte
+	copy(prev[:], k.key[:aes.BlockSize])
+	for i := 0; i < len(b); i += aes.BlockSize {
+		blk := b[i : i+aes.BlockSize]
+		subtle.XORBytes(blk, blk, prev[:])
+		k.block.Encrypt(blk, blk)
+		copy(prev[:], blk)
+	}
+}
+
+func (k *cipherKey) cbcDecrypt(b []byte) {
+	var prev, cur [aes.BlockSize]byte
+	copy(prev[:], k.key[:aes.BlockSize])
+	for i := 0; i < len(b); i += aes.BlockSize {
+		blk := b[i : i+aes.BlockSize]
+		copy(cur[:], blk)
+		k.block.Decrypt(blk, blk)
+		subtle.XORBytes(blk, blk, prev[:])
+		prev = cur
+	}
 }
 
 // signatureOK compares want with sha1(sort(parts)) in constant time.
@@ -148,11 +175,19 @@ func signatureHex(out *[40]byte, parts []string) {
 		}
 		ps[i] = p
 	}
-	var stack [512]byte
-	b := stack[:0]
+	bp := sigBufs.Get().(*[]byte)
+	b := (*bp)[:0]
 	for _, p := range ps {
 		b = append(b, p...)
 	}
 	sum := sha1.Sum(b)
 	hex.Encode(out[:], sum[:])
+	if cap(b) <= 4096 {
+		*bp = b
+		sigBufs.Put(bp)
+	}
 }
+
+// sigBufs holds the buffers signatures are hashed from (sha1.Sum makes a
+// stack buffer escape, so they are pooled instead).
+var sigBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
