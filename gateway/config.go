@@ -16,7 +16,7 @@ const (
 	DefaultPassiveBudget   = 3 * time.Second // well inside WeChat's 5 s deadline
 	DefaultMaxBodyBytes    = 256 << 10       // WeChat pushes are a few KiB
 	DefaultTimestampWindow = 5 * time.Minute
-	DefaultDedupeTTL       = time.Hour          // WeChat retries span ≈15 s
+	DefaultDedupeTTL       = 10 * time.Minute   // WeChat retries span ≈15 s; kept short because the embedded engine holds every key in memory
 	DefaultKFDedupeTTL     = 7 * 24 * time.Hour // KF msgids: guards cursor rewinds
 	DefaultShards          = 16
 	DefaultRecoveryAfter   = 30 * time.Second
