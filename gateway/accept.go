@@ -378,6 +378,9 @@ func (g *Gateway) processPassive(h *handover) {
 		if r := recover(); r != nil {
 			log.Error("handler panicked; message queued for recovery", "panic", fmt.Sprint(r))
 			g.queueForRecovery(ctx, h, log)
+			// A panic after the worker took the handover (while storing
+			// the answer): nothing was acked, let WeChat retry.
+			h.finish(nil, true, nil)
 		}
 		// The bookkeeping runs once the answer is out; a crash before it
 		// loses only this bookkeeping, never the answer.
