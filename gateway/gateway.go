@@ -4,9 +4,10 @@
 // outbound sender with quotas and dead letters, and the access-token cache.
 //
 // The request path follows one discipline (STYLE.md §7): verify → cap body →
-// copy what is needed out of the fasthttp ctx → claim the dedupe key and
-// durably accept in one engine call → answer within the passive budget or
-// ack and send through the API later.
+// copy what is needed out of the fasthttp ctx → check the dedupe key →
+// answer within the passive budget and store the outcome in one durable
+// write before replying, or claim and durably enqueue the message, ack, and
+// send through the API later (accept.go).
 package gateway
 
 import (
