@@ -135,6 +135,7 @@ func Build(cfg Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	gw.AdminToken = cfg.Admin.Token
+	gw.AdminRoutes = kbAdminRoutes(b, botCfg.Thresholds)
 	// WeChat requires deleting a user's data when they unsubscribe.
 	a.Router.OnUnsubscribe = append(a.Router.OnUnsubscribe,
 		func(ctx context.Context, c conv.CustomerID) error {

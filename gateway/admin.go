@@ -15,6 +15,8 @@ import (
 //
 //	GET  /admin/deadletters                 list dead letters (JSON)
 //	POST /admin/deadletters/replay?id=ID    replay one (repeat id=) or all (no id)
+//
+// and whatever AdminRoutes adds.
 func (g *Gateway) serveAdmin(ctx *fasthttp.RequestCtx, path string) {
 	auth := string(ctx.Request.Header.Peek("Authorization"))
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
@@ -50,6 +52,10 @@ func (g *Gateway) serveAdmin(ctx *fasthttp.RequestCtx, path string) {
 		ctx.SetContentType("application/json")
 		ctx.SetBodyString(`{"replayed":` + strconv.Itoa(n) + "}")
 	default:
+		if h, ok := g.AdminRoutes[string(ctx.Method())+" "+path]; ok {
+			h(ctx)
+			return
+		}
 		ctx.SetStatusCode(fasthttp.StatusNotFound)
 		ctx.SetBodyString("not found\n")
 	}

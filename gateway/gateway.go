@@ -76,6 +76,9 @@ type Gateway struct {
 	Tokens *Tokens
 	// AdminToken guards the /admin endpoints (dead letters); empty disables them.
 	AdminToken string
+	// AdminRoutes adds operator endpoints of other parts of the product
+	// under /admin, keyed by "METHOD /admin/path", behind the same token.
+	AdminRoutes map[string]fasthttp.RequestHandler
 }
 
 // Options are the optional collaborators of a Gateway.

@@ -271,13 +271,19 @@ func cmdMisses(args []string, stdout, stderr io.Writer) error {
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(groups)
 	}
+	PrintMisses(stdout, groups)
+	return nil
+}
+
+// PrintMisses prints missed-question groups as `kefu kb misses` does: the
+// group's size and first questions, then its best candidate entries.
+func PrintMisses(w io.Writer, groups []bot.MissGroup) {
 	for i, g := range groups {
-		fmt.Fprintf(stdout, "%d. ×%d  %s\n", i+1, g.Count, strings.Join(g.Questions[:min(3, len(g.Questions))], " | "))
+		fmt.Fprintf(w, "%d. ×%d  %s\n", i+1, g.Count, strings.Join(g.Questions[:min(3, len(g.Questions))], " | "))
 		for _, c := range g.Candidates[:min(3, len(g.Candidates))] {
-			fmt.Fprintf(stdout, "     %.2f %s %s\n", c.Score, c.EntryID, c.Question)
+			fmt.Fprintf(w, "     %.2f %s %s\n", c.Score, c.EntryID, c.Question)
 		}
 	}
-	return nil
 }
 
 func cmdTune(args []string, stdout, stderr io.Writer) error {
@@ -302,12 +308,17 @@ func cmdTune(args []string, stdout, stderr io.Writer) error {
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(p)
 	}
-	if p.Labels < 20 {
-		fmt.Fprintf(stdout, "only %d labels (need 20): keeping answer=%.2f clarify=%.2f\n", p.Labels, p.Answer, p.Clarify)
-		return nil
-	}
-	fmt.Fprintf(stdout, "from %d labels: answer=%.2f clarify=%.2f margin=%.2f (precision %.2f, coverage %.2f)\n", p.Labels, p.Answer, p.Clarify, p.Margin, p.Precision, p.Coverage)
+	PrintProposal(stdout, p)
 	return nil
+}
+
+// PrintProposal prints a threshold proposal as `kefu kb tune` does.
+func PrintProposal(w io.Writer, p bot.Proposal) {
+	if p.Labels < 20 {
+		fmt.Fprintf(w, "only %d labels (need 20): keeping answer=%.2f clarify=%.2f\n", p.Labels, p.Answer, p.Clarify)
+		return
+	}
+	fmt.Fprintf(w, "from %d labels: answer=%.2f clarify=%.2f margin=%.2f (precision %.2f, coverage %.2f)\n", p.Labels, p.Answer, p.Clarify, p.Margin, p.Precision, p.Coverage)
 }
 
 func cmdEval(args []string, stdout, stderr io.Writer) error {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 )
 
 // cmdDead lists or replays dead-lettered outbound messages through the
@@ -29,31 +28,19 @@ func cmdDead(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kefu dead:", err)
 		return 1
 	}
-	if cfg.Admin.Token == "" {
-		fmt.Fprintln(stderr, "kefu dead: admin.token is not set in the config; the admin endpoints are disabled")
-		return 1
-	}
-	u := "http://" + cfg.Listen + "/admin/deadletters"
+	path := "/admin/deadletters"
 	method := http.MethodGet
 	if verb == "replay" {
 		q := url.Values{}
 		for _, id := range fs.Args() {
 			q.Add("id", id)
 		}
-		u += "/replay?" + q.Encode()
+		path += "/replay?" + q.Encode()
 		method = http.MethodPost
 	}
-	req, _ := http.NewRequest(method, u, nil)
-	req.Header.Set("Authorization", "Bearer "+cfg.Admin.Token)
-	resp, err := http.DefaultClient.Do(req)
+	b, err := adminCall(cfg.Listen, cfg.Admin.Token, method, path)
 	if err != nil {
 		fmt.Fprintln(stderr, "kefu dead:", err)
-		return 1
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		fmt.Fprintf(stderr, "kefu dead: %s: %s\n", resp.Status, strings.TrimSpace(string(b)))
 		return 1
 	}
 	fmt.Fprintln(stdout, string(b))
