@@ -23,7 +23,8 @@ type EmbeddedOptions struct {
 	// benchmarks only.
 	NoSync bool
 	// CompactBytes is the WAL size that triggers a snapshot and a new
-	// segment. Default 64 MiB.
+	// segment, or twice the last snapshot's size when that is larger.
+	// Default 64 MiB.
 	CompactBytes int64
 	// SweepInterval is how often expired keys are purged from memory (reads
 	// already ignore them). Default 1 s.
@@ -65,7 +66,8 @@ type Embedded struct {
 	closed  atomic.Bool // set under mu so mutators see it consistently
 
 	wal          *walWriter
-	compactAt    int64 // committer goroutine only
+	compactAt    int64        // committer goroutine only
+	snapBytes    atomic.Int64 // size of the last snapshot written or loaded
 	snapshotting atomic.Bool
 
 	hub     hub
@@ -99,7 +101,7 @@ func OpenEmbedded(dir string, opts EmbeddedOptions) (*Embedded, error) {
 		return nil, fmt.Errorf("engine: embedded: %s is in use: %w", dir, err)
 	}
 	st := newState()
-	seg, size, err := recoverState(dir, st, opts.Logf)
+	seg, size, snapSize, err := recoverState(dir, st, opts.Logf)
 	if err != nil {
 		unlock()
 		return nil, err
@@ -119,6 +121,7 @@ func OpenEmbedded(dir string, opts EmbeddedOptions) (*Embedded, error) {
 		stop:      make(chan struct{}),
 		unlock:    unlock,
 	}
+	e.snapBytes.Store(snapSize)
 	e.hub.init()
 	e.wg.Add(2)
 	go e.committer()
