@@ -139,6 +139,16 @@ func (w *writeBehind) flush(ctx context.Context) {
 			w.mu.Unlock()
 		}(c, d)
 	}
+	if b, ok := w.journal.(batchJournal); ok {
+		// One engine write per batch instead of one per record.
+		for len(recs) > 0 {
+			n := min(len(recs), journalBatch)
+			if err := b.AppendRecords(ctx, recs[:n]); err != nil {
+				w.log.Warn("bot journal write failed", "err", err, "records", n)
+			}
+			recs = recs[n:]
+		}
+	}
 	for _, r := range recs {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -151,3 +161,12 @@ func (w *writeBehind) flush(ctx context.Context) {
 	}
 	wg.Wait()
 }
+
+// batchJournal is a journal that can append several records in one write
+// (bot.EngineState's).
+type batchJournal interface {
+	AppendRecords(ctx context.Context, rs []bot.Record) error
+}
+
+// journalBatch bounds the records of one batched journal write.
+const journalBatch = 512

@@ -33,14 +33,16 @@ func TestWriteBehind_ServesLatestAndPersists(t *testing.T) {
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error)
 	go func() { done <- w.run(rctx) }()
-	_ = w.Append(ctx, bot.Record{Kind: bot.RecFallback, Question: "发票"})
+	for _, q := range []string{"发票", "退货", "营业时间"} {
+		_ = w.Append(ctx, bot.Record{Kind: bot.RecFallback, Question: q})
+	}
 	cancel()
 	<-done
 	if got, _ := inner.Load(ctx, "demo:u1"); got.Misses != 1 {
 		t.Fatalf("not persisted after run: %+v", got)
 	}
 	recs, err := w.Records(ctx)
-	if err != nil || len(recs) != 1 || recs[0].Question != "发票" {
+	if err != nil || len(recs) != 3 || recs[0].Question != "发票" || recs[2].Question != "营业时间" {
 		t.Fatalf("journal: %v %+v", err, recs)
 	}
 	w.mu.Lock()

@@ -2,10 +2,7 @@ package app
 
 import (
 	"context"
-	"encoding/json"
-	"hash/fnv"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,26 +15,23 @@ import (
 // buffer is full the event is counted as dropped rather than blocking.
 const eventBuffer = 16384
 
-// eventWriters is how many appends run at once. One writer would manage
-// one event per group commit; several let the engine batch them. Events of
-// one customer always go to the same writer, so they stay in order.
-const eventWriters = 64
+// eventBatch bounds how many events go into one engine write.
+const eventBatch = 512
 
 // eventWriter appends domain events to the engine log in the background.
+// One writer takes whatever has queued up while its previous write was
+// being made durable and appends it in one AppendMany (one WAL record, one
+// Redis round trip), so the log keeps the order events were emitted in and
+// a busy second costs a few writes instead of one per event.
 type eventWriter struct {
 	eng     engine.Engine
 	log     *slog.Logger
 	ch      chan conv.Event
-	lanes   [eventWriters]chan conv.Event
 	dropped atomic.Int64
 }
 
 func newEventWriter(eng engine.Engine, log *slog.Logger) *eventWriter {
-	w := &eventWriter{eng: eng, log: log.With("component", "events"), ch: make(chan conv.Event, eventBuffer)}
-	for i := range w.lanes {
-		w.lanes[i] = make(chan conv.Event, 256)
-	}
-	return w
+	return &eventWriter{eng: eng, log: log.With("component", "events"), ch: make(chan conv.Event, eventBuffer)}
 }
 
 func (w *eventWriter) emit(ev conv.Event) {
@@ -55,56 +49,69 @@ func (w *eventWriter) emit(ev conv.Event) {
 
 // run writes events until ctx ends, then flushes what is buffered.
 func (w *eventWriter) run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	for i := range w.lanes {
-		wg.Add(1)
-		go func(lane chan conv.Event) {
-			defer wg.Done()
-			for ev := range lane {
-				w.write(ev)
-			}
-		}(w.lanes[i])
-	}
-	dispatch := func(ev conv.Event) {
-		h := fnv.New32a()
-		_, _ = h.Write([]byte(ev.Customer))
-		w.lanes[h.Sum32()%eventWriters] <- ev
-	}
-	defer func() {
-		for _, l := range w.lanes {
-			close(l)
-		}
-		wg.Wait()
-	}()
+	var buf []byte
+	var recs [][]byte
 	for {
+		var ev conv.Event
 		select {
-		case ev := <-w.ch:
-			dispatch(ev)
+		case ev = <-w.ch:
 		case <-ctx.Done():
 			for {
-				select {
-				case ev := <-w.ch:
-					dispatch(ev)
-				default:
+				buf, recs = w.take(buf[:0], recs[:0], nil)
+				if len(recs) == 0 {
 					return nil
 				}
+				w.write(recs)
 			}
 		}
+		buf, recs = w.take(buf[:0], recs[:0], &ev)
+		w.write(recs)
 	}
 }
 
-func (w *eventWriter) write(ev conv.Event) {
-	b, _ := json.Marshal(ev)
+// take encodes first (if any) and the events already queued behind it, up
+// to eventBatch, into buf and returns one slice of buf per event.
+func (w *eventWriter) take(buf []byte, recs [][]byte, first *conv.Event) ([]byte, [][]byte) {
+	var ends [eventBatch]int
+	n := 0
+	if first != nil {
+		buf = first.AppendJSON(buf)
+		ends[n] = len(buf)
+		n++
+	}
+	for n < eventBatch {
+		select {
+		case ev := <-w.ch:
+			buf = ev.AppendJSON(buf)
+			ends[n] = len(buf)
+			n++
+			continue
+		default:
+		}
+		break
+	}
+	start := 0
+	for _, end := range ends[:n] {
+		recs = append(recs, buf[start:end:end])
+		start = end
+	}
+	return buf, recs
+}
+
+func (w *eventWriter) write(recs [][]byte) {
+	if len(recs) == 0 {
+		return
+	}
 	for attempt := 0; attempt < 3; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := w.eng.Append(ctx, eventLog, b)
+		_, err := w.eng.AppendMany(ctx, eventLog, recs...)
 		cancel()
 		if err == nil {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	w.log.Error("event lost after retries", "type", ev.Type)
+	w.log.Error("events lost after retries", "count", len(recs))
 }
 
 // journalRetention bounds the bot's curation journal (every decision is

@@ -84,6 +84,21 @@ func (s engineState) Append(ctx context.Context, r Record) error {
 	return err
 }
 
+// AppendRecords appends rs in order in one engine write, for callers that
+// batch journal writes (the app's write-behind buffer).
+func (s engineState) AppendRecords(ctx context.Context, rs []Record) error {
+	data := make([][]byte, 0, len(rs))
+	for _, r := range rs {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		data = append(data, b)
+	}
+	_, err := s.e.AppendMany(ctx, journalLog, data...)
+	return err
+}
+
 // Records implements Journal, reading the whole log in pages.
 func (s engineState) Records(ctx context.Context) ([]Record, error) {
 	var out []Record

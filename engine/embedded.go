@@ -23,7 +23,8 @@ type EmbeddedOptions struct {
 	// benchmarks only.
 	NoSync bool
 	// CompactBytes is the WAL size that triggers a snapshot and a new
-	// segment. Default 64 MiB.
+	// segment, or twice the last snapshot's size when that is larger.
+	// Default 64 MiB.
 	CompactBytes int64
 	// SweepInterval is how often expired keys are purged from memory (reads
 	// already ignore them). Default 1 s.
@@ -65,7 +66,8 @@ type Embedded struct {
 	closed  atomic.Bool // set under mu so mutators see it consistently
 
 	wal          *walWriter
-	compactAt    int64 // committer goroutine only
+	compactAt    int64        // committer goroutine only
+	snapBytes    atomic.Int64 // size of the last snapshot written or loaded
 	snapshotting atomic.Bool
 
 	hub     hub
@@ -99,7 +101,7 @@ func OpenEmbedded(dir string, opts EmbeddedOptions) (*Embedded, error) {
 		return nil, fmt.Errorf("engine: embedded: %s is in use: %w", dir, err)
 	}
 	st := newState()
-	seg, size, err := recoverState(dir, st, opts.Logf)
+	seg, size, snapSize, err := recoverState(dir, st, opts.Logf)
 	if err != nil {
 		unlock()
 		return nil, err
@@ -119,6 +121,7 @@ func OpenEmbedded(dir string, opts EmbeddedOptions) (*Embedded, error) {
 		stop:      make(chan struct{}),
 		unlock:    unlock,
 	}
+	e.snapBytes.Store(snapSize)
 	e.hub.init()
 	e.wg.Add(2)
 	go e.committer()
@@ -854,7 +857,20 @@ func (e *Embedded) logEntry(key string, now int64) (*entry, error) {
 // Append adds a record with a new "<unixms>-<seq>" ID, greater than every
 // ID the log has issued (even after trims), and returns it.
 func (e *Embedded) Append(ctx context.Context, log string, data []byte) (string, error) {
-	var id string
+	ids, err := e.AppendMany(ctx, log, data)
+	if err != nil {
+		return "", err
+	}
+	return ids[0], nil
+}
+
+// AppendMany adds records in order in one frame; their IDs share the
+// millisecond and count up the sequence.
+func (e *Embedded) AppendMany(ctx context.Context, log string, data ...[]byte) ([]string, error) {
+	if len(data) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(data))
 	err := e.mutate(ctx, func(now int64) (*enc, error) {
 		ent, err := e.logEntry(log, now)
 		if err != nil {
@@ -864,19 +880,26 @@ func (e *Embedded) Append(ctx context.Context, log string, data []byte) (string,
 		if ent != nil && ms <= ent.log.lastMs {
 			ms, seq = ent.log.lastMs, ent.log.lastSeq+1
 		}
-		id = formatID(ms, seq)
-		f := newFrame(len(log) + len(data) + 24)
-		f.op(opXAdd)
-		f.str(log)
-		f.uv(ms)
-		f.uv(seq)
-		f.bytes(data)
+		size := 0
+		for _, d := range data {
+			size += len(log) + len(d) + 24
+		}
+		f := newFrame(size)
+		for i, d := range data {
+			ids[i] = formatID(ms, seq)
+			f.op(opXAdd)
+			f.str(log)
+			f.uv(ms)
+			f.uv(seq)
+			f.bytes(d)
+			seq++
+		}
 		return f, nil
 	})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return id, nil
+	return ids, nil
 }
 
 // ReadLog returns up to count (<= 0: all) records with ID > afterID.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -131,12 +132,28 @@ func (s *segment) Close() error {
 	return err
 }
 
-// allZero reports whether b holds only zero bytes (a zero-filled tail).
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
+// zeroTail reports whether path holds only zero bytes from off to its end
+// (space a segment filled ahead, not a torn record).
+func zeroTail(path string, off int64) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := f.ReadAt(buf, off)
+		for _, c := range buf[:n] {
+			if c != 0 {
+				return false, nil
+			}
+		}
+		off += int64(n)
+		if err == io.EOF {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
 		}
 	}
-	return true
 }

@@ -1,8 +1,9 @@
 package engine
 
 import (
-	"bytes"
 	"cmp"
+	"io"
+	"maps"
 	"sort"
 	"strings"
 )
@@ -351,21 +352,77 @@ func (s *state) applyOp(d *dec) (end bool) {
 	return false
 }
 
-// encodeSnapshot writes the whole live state as frames (each at most ~64 KiB
-// unless a single value is larger), ending with an opEnd trailer.
-func (s *state) encodeSnapshot(now int64, out *bytes.Buffer) {
-	f := newFrame(64 << 10)
-	flush := func(force bool) {
-		if f.empty() || (!force && f.payloadLen() < 64<<10) {
-			return
-		}
-		out.Write(f.finish())
-		f.reset()
-	}
+// frozen is a consistent view of the whole state for a snapshot, taken
+// under the write lock but written without it. It shares every value with
+// the live state instead of encoding them: string entries are never
+// modified in place (a write installs a new entry), log records only ever
+// get appended after the captured length (a trim copies the survivors to a
+// new array), and byte values are never mutated. Only what the live state
+// changes in place is copied — hash and sorted-set maps, queued jobs — so
+// freezing costs a walk over the keys, not a copy of the data.
+type frozen struct {
+	keys []frozenKey
+	jobs []frozenJob
+}
+
+type frozenKey struct {
+	key string
+	e   *entry
+}
+
+type frozenJob struct {
+	queue, id string
+	data      []byte
+	due       int64
+	attempts  int
+}
+
+// freeze captures the live state at now (expired keys are left out rather
+// than resurrected on load). The caller holds the write lock.
+func (s *state) freeze(now int64) *frozen {
+	fr := &frozen{keys: make([]frozenKey, 0, len(s.keys))}
 	for key, e := range s.keys {
 		if e.expireAt != 0 && e.expireAt <= now {
-			continue // expired: drop rather than resurrect
+			continue
 		}
+		switch e.kind {
+		case kindHash:
+			e = &entry{kind: kindHash, hash: maps.Clone(e.hash)}
+		case kindZSet:
+			e = &entry{kind: kindZSet, zset: &zset{scores: maps.Clone(e.zset.scores)}}
+		case kindLog:
+			l := e.log
+			e = &entry{kind: kindLog, log: &stream{recs: l.recs[:len(l.recs):len(l.recs)], lastMs: l.lastMs, lastSeq: l.lastSeq}}
+		}
+		fr.keys = append(fr.keys, frozenKey{key, e})
+	}
+	for name, q := range s.queues {
+		for id, j := range q.jobs {
+			fr.jobs = append(fr.jobs, frozenJob{queue: name, id: id, data: j.data, due: j.due, attempts: j.attempts})
+		}
+	}
+	return fr
+}
+
+// snapFrame bounds a snapshot frame's payload (a single larger value still
+// gets a frame of its own).
+const snapFrame = 64 << 10
+
+// encode writes the frozen state as frames to w, ending with an opEnd
+// trailer. Frames are streamed, so memory stays at one frame however big
+// the state is.
+func (fr *frozen) encode(w io.Writer) error {
+	f := newFrame(snapFrame)
+	var err error
+	flush := func(force bool) {
+		if err != nil || f.empty() || (!force && f.payloadLen() < snapFrame) {
+			return
+		}
+		_, err = w.Write(f.finish())
+		f.reset()
+	}
+	for _, k := range fr.keys {
+		key, e := k.key, k.e
 		switch e.kind {
 		case kindString:
 			f.op(opSet)
@@ -389,7 +446,7 @@ func (s *state) encodeSnapshot(now int64, out *bytes.Buffer) {
 				f.f64(sc)
 			}
 		case kindLog:
-			for _, r := range e.log.live() {
+			for _, r := range e.log.recs {
 				f.op(opXAdd)
 				f.str(key)
 				f.uv(r.ms)
@@ -404,17 +461,16 @@ func (s *state) encodeSnapshot(now int64, out *bytes.Buffer) {
 		}
 		flush(false)
 	}
-	for name, q := range s.queues {
-		for id, j := range q.jobs {
-			f.op(opQJob)
-			f.str(name)
-			f.str(id)
-			f.bytes(j.data)
-			f.sv(j.due)
-			f.uv(uint64(j.attempts))
-			flush(false)
-		}
+	for _, j := range fr.jobs {
+		f.op(opQJob)
+		f.str(j.queue)
+		f.str(j.id)
+		f.bytes(j.data)
+		f.sv(j.due)
+		f.uv(uint64(j.attempts))
+		flush(false)
 	}
 	f.op(opEnd)
 	flush(true)
+	return err
 }

@@ -1,8 +1,11 @@
 package engine
 
 import (
-	"bytes"
+	"bufio"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -169,16 +172,32 @@ func (e *Embedded) committer() {
 		}
 		w.mu.Unlock()
 		w.flush()
-		if w.size.Load() >= e.compactAt && !e.snapshotting.Load() && w.failed() == nil {
+		if w.size.Load() >= e.compactThreshold() && !e.snapshotting.Load() && w.failed() == nil {
 			e.compact()
 		}
 	}
 }
 
+// compactRatio lets the WAL grow to this multiple of the last snapshot
+// before the next compaction. A compaction costs time proportional to the
+// whole state, so a fixed threshold would make a large state pay that cost
+// again every CompactBytes of writes; scaling with the snapshot keeps the
+// cost per WAL byte constant, and recovery still replays at most twice the
+// state.
+const compactRatio = 2
+
+// compactThreshold is the WAL size that triggers the next compaction.
+// Committer goroutine only.
+func (e *Embedded) compactThreshold() int64 {
+	return max(e.compactAt, compactRatio*e.snapBytes.Load())
+}
+
 // compact rotates the WAL and snapshots the state. It holds the engine's
 // write lock only while draining pending frames, opening the new segment and
-// serializing state to memory; the snapshot file is written by a separate
-// goroutine so commits continue meanwhile.
+// freezing the state (a walk over the keys, sharing the values); the
+// snapshot is encoded and streamed to its file by a separate goroutine, so
+// commits continue meanwhile and no in-memory copy of the encoded state is
+// ever built.
 func (e *Embedded) compact() {
 	w := e.wal
 	e.mu.Lock()
@@ -201,9 +220,7 @@ func (e *Embedded) compact() {
 	w.f, w.seq = f, newSeq
 	w.size.Store(0)
 	e.compactAt = e.opts.CompactBytes
-	var buf bytes.Buffer
-	buf.WriteString(snapMagic)
-	e.st.encodeSnapshot(time.Now().UnixNano(), &buf)
+	fr := e.st.freeze(time.Now().UnixNano())
 	e.snapshotting.Store(true)
 	e.mu.Unlock()
 	if err := old.Close(); err != nil {
@@ -213,11 +230,13 @@ func (e *Embedded) compact() {
 	go func() {
 		defer e.wg.Done()
 		defer e.snapshotting.Store(false)
-		if err := writeSnapshot(e.dir, newSeq, buf.Bytes()); err != nil {
+		n, err := writeSnapshot(e.dir, newSeq, fr)
+		if err != nil {
 			// Older snapshot + all segments remain, so recovery still works.
 			e.logf("engine: embedded: snapshot %d failed: %v", newSeq, err)
 			return
 		}
+		e.snapBytes.Store(n)
 		w.snapshot.Add(1)
 		removeOlder(e.dir, newSeq, e.logf)
 	}()
@@ -232,14 +251,24 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-func writeSnapshot(dir string, seq uint64, data []byte) error {
+// writeSnapshot streams fr to snap-<seq> (tmp, fsync, rename, fsync dir)
+// and returns the file's size.
+func writeSnapshot(dir string, seq uint64, fr *frozen) (int64, error) {
 	final := filepath.Join(dir, snapName(seq))
 	tmp := final + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	_, err = f.Write(data)
+	cw := &countingWriter{w: f}
+	bw := bufio.NewWriterSize(cw, 1<<20)
+	_, err = bw.WriteString(snapMagic)
+	if err == nil {
+		err = fr.encode(bw)
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -255,7 +284,18 @@ func writeSnapshot(dir string, seq uint64, data []byte) error {
 	if err != nil {
 		os.Remove(tmp)
 	}
-	return err
+	return cw.n, err
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // removeOlder deletes segments and snapshots made obsolete by snapshot seq.
@@ -283,10 +323,10 @@ func removeOlder(dir string, seq uint64, logf func(string, ...any)) {
 // A torn frame at the end of the last segment (a crash mid-write) is
 // truncated away; damage anywhere else is reported as an error rather than
 // silently losing acknowledged data.
-func recoverState(dir string, st *state, logf func(string, ...any)) (seg uint64, size int64, err error) {
+func recoverState(dir string, st *state, logf func(string, ...any)) (seg uint64, size, snapSize int64, err error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	var snaps, wals []uint64
 	for _, de := range ents {
@@ -307,8 +347,12 @@ func recoverState(dir string, st *state, logf func(string, ...any)) (seg uint64,
 	var base uint64
 	if len(snaps) > 0 {
 		base = snaps[len(snaps)-1]
-		if err := loadSnapshot(filepath.Join(dir, snapName(base)), st); err != nil {
-			return 0, 0, err
+		path := filepath.Join(dir, snapName(base))
+		if err := loadSnapshot(path, st); err != nil {
+			return 0, 0, 0, err
+		}
+		if fi, err := os.Stat(path); err == nil {
+			snapSize = fi.Size()
 		}
 	}
 	if base > 0 {
@@ -327,35 +371,83 @@ func recoverState(dir string, st *state, logf func(string, ...any)) (seg uint64,
 	}
 	for i, s := range replay {
 		path := filepath.Join(dir, walName(s))
-		data, err := os.ReadFile(path)
+		off, total, err := replayFile(path, 0, func(p []byte) (bool, error) {
+			_, err := st.applyPayload(p)
+			return false, err
+		})
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
-		off := 0
-		for off < len(data) {
-			p, n, ok := nextFrame(data[off:])
-			if !ok {
-				break
+		zeros := false
+		if off < total {
+			if zeros, err = zeroTail(path, off); err != nil {
+				return 0, 0, 0, err
 			}
-			if _, err := st.applyPayload(p); err != nil {
-				return 0, 0, fmt.Errorf("engine: embedded: %s at offset %d: %w", path, off, err)
-			}
-			off += n
 		}
-		if off < len(data) && allZero(data[off:]) {
-			// Zero-filled space after the last record (see segment).
-		} else if off < len(data) {
+		if off < total && !zeros { // a zero tail is space filled ahead (see segment)
 			if i != len(replay)-1 {
-				return 0, 0, fmt.Errorf("engine: embedded: %s: damaged record at offset %d in a non-final segment", path, off)
+				return 0, 0, 0, fmt.Errorf("engine: embedded: %s: damaged record at offset %d in a non-final segment", path, off)
 			}
-			logf("engine: embedded: %s: dropping %d bytes of torn tail at offset %d", path, len(data)-off, off)
-			if err := truncateFile(path, int64(off)); err != nil {
-				return 0, 0, err
+			logf("engine: embedded: %s: dropping %d bytes of torn tail at offset %d", path, total-off, off)
+			if err := truncateFile(path, off); err != nil {
+				return 0, 0, 0, err
 			}
 		}
-		seg, size = s, int64(off)
+		seg, size = s, off
 	}
-	return seg, size, nil
+	return seg, size, snapSize, nil
+}
+
+// replayFile reads the frames of path from offset start and hands each
+// payload to apply until apply says stop, the file ends or a frame is torn.
+// It streams (one frame in memory at a time, not the whole file) and
+// returns the offset after the last good frame and the file's size.
+func replayFile(path string, start int64, apply func(payload []byte) (stop bool, err error)) (off, total int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, 0, err
+	}
+	total = fi.Size()
+	if _, err := f.Seek(start, io.SeekStart); err != nil {
+		return 0, 0, err
+	}
+	r := bufio.NewReaderSize(f, 1<<20)
+	var hdr [frameHeader]byte
+	var buf []byte
+	for off = start; off < total; {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return off, total, nil // short header: torn
+		}
+		n := binary.LittleEndian.Uint32(hdr[0:4])
+		if n > maxFrame || int64(n) > total-off-frameHeader {
+			return off, total, nil // a length past the end: torn
+		}
+		if cap(buf) < int(n) {
+			buf = make([]byte, n)
+		}
+		p := buf[:n]
+		if _, err := io.ReadFull(r, p); err != nil {
+			return off, total, fmt.Errorf("engine: embedded: reading %s: %w", path, err)
+		}
+		if crc32.Checksum(p, crcTable) != binary.LittleEndian.Uint32(hdr[4:8]) {
+			return off, total, nil
+		}
+		// apply copies what it keeps (dec.bytes, dec.str), so buf is reused.
+		stop, err := apply(p)
+		if err != nil {
+			return off, total, fmt.Errorf("engine: embedded: %s at offset %d: %w", path, off, err)
+		}
+		off += frameHeader + int64(n)
+		if stop {
+			return off, total, nil
+		}
+	}
+	return off, total, nil
 }
 
 func truncateFile(path string, size int64) error {
@@ -371,27 +463,27 @@ func truncateFile(path string, size int64) error {
 }
 
 func loadSnapshot(path string, st *state) error {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
-	if !bytes.HasPrefix(data, []byte(snapMagic)) {
+	magic := make([]byte, len(snapMagic))
+	_, err = io.ReadFull(f, magic)
+	f.Close()
+	if err != nil || string(magic) != snapMagic {
 		return fmt.Errorf("engine: embedded: %s: not a snapshot", path)
 	}
-	off := len(snapMagic)
-	for off < len(data) {
-		p, n, ok := nextFrame(data[off:])
-		if !ok {
-			break
-		}
+	complete := false
+	_, _, err = replayFile(path, int64(len(snapMagic)), func(p []byte) (bool, error) {
 		end, err := st.applyPayload(p)
-		if err != nil {
-			return fmt.Errorf("engine: embedded: %s: %w", path, err)
-		}
-		if end {
-			return nil
-		}
-		off += n
+		complete = end
+		return end, err
+	})
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("engine: embedded: %s: snapshot is incomplete", path)
+	if !complete {
+		return fmt.Errorf("engine: embedded: %s: snapshot is incomplete", path)
+	}
+	return nil
 }

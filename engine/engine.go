@@ -146,6 +146,11 @@ type Engine interface {
 
 	// Append-only logs (Redis streams).
 	Append(ctx context.Context, log string, data []byte) (string, error)
+	// AppendMany appends records in order in one atomic write (one WAL
+	// record, one round trip) and returns their IDs; a writer with many
+	// small records (the event log) batches them instead of paying a
+	// durable write each. No data: nothing happens.
+	AppendMany(ctx context.Context, log string, data ...[]byte) ([]string, error)
 	// ReadLog returns up to count (<= 0: all) records with ID greater than
 	// afterID ("" = from the start); an absent log reads as empty.
 	ReadLog(ctx context.Context, log, afterID string, count int) ([]Record, error)

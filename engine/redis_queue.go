@@ -163,6 +163,32 @@ func (r *Redis) Append(ctx context.Context, log string, data []byte) (string, er
 	return id, r.wrap(err)
 }
 
+// AppendMany adds stream entries in one MULTI/EXEC round trip.
+func (r *Redis) AppendMany(ctx context.Context, log string, data ...[]byte) ([]string, error) {
+	if len(data) == 0 {
+		return nil, nil
+	}
+	if err := r.begin(ctx); err != nil {
+		return nil, err
+	}
+	key := r.k(log)
+	cmds := make([]*redis.StringCmd, len(data))
+	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for i, d := range data {
+			cmds[i] = p.XAdd(ctx, &redis.XAddArgs{Stream: key, ID: "*", Values: []any{"d", d}})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, r.wrap(err)
+	}
+	ids := make([]string, len(data))
+	for i, c := range cmds {
+		ids[i] = c.Val()
+	}
+	return ids, nil
+}
+
 // ReadLog returns up to count (<= 0: all) records after afterID (XRANGE
 // with an exclusive start).
 func (r *Redis) ReadLog(ctx context.Context, log, afterID string, count int) ([]Record, error) {

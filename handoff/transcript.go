@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"kefu/conv"
@@ -14,7 +15,7 @@ import (
 // Transcripts keeps each customer's recent turns (customer messages, bot
 // answers with the KB entry, agent replies, notes) so an agent sees
 // everything the bot saw. One bounded list per customer (a JSON object a
-// line), updated with engine.Update so concurrent appends from several
+// line), updated with compare-and-swap so concurrent appends from several
 // instances never lose a turn.
 type Transcripts struct {
 	eng engine.Engine
@@ -39,9 +40,10 @@ func (s *Transcripts) Append(ctx context.Context, customer conv.CustomerID, t co
 	return s.AppendMany(ctx, customer, t)
 }
 
-// AppendMany adds turns in order in one engine update. The transcript is
-// stored as one JSON object per line, so an append copies bytes instead of
-// decoding and re-encoding every turn (this runs for every message).
+// AppendMany adds turns in order in one compare-and-swap. The transcript
+// is stored as one JSON object per line, so an append copies bytes instead
+// of decoding and re-encoding every turn (this runs for every message); a
+// concurrent append from another instance makes the swap fail and retry.
 func (s *Transcripts) AppendMany(ctx context.Context, customer conv.CustomerID, turns ...conv.Turn) error {
 	if len(turns) == 0 {
 		return nil
@@ -51,30 +53,41 @@ func (s *Transcripts) AppendMany(ctx context.Context, customer conv.CustomerID, 
 		if t.At.IsZero() {
 			t.At = time.Now()
 		}
-		b, err := json.Marshal(t)
-		if err != nil {
-			return err
-		}
-		add = append(append(add, b...), '\n')
+		add = append(t.AppendJSON(add), '\n')
 	}
 	key := transcriptKey(customer)
-	return s.eng.Update(ctx, []string{key}, func(tx engine.Tx) error {
-		cur, err := tx.Get(key)
-		if err != nil && !errors.Is(err, engine.ErrNotFound) {
+	for range maxAppendAttempts {
+		old, err := s.eng.Get(ctx, key)
+		if errors.Is(err, engine.ErrNotFound) {
+			old = nil
+		} else if err != nil {
 			return err
 		}
+		cur := old
 		if len(cur) > 0 && cur[0] == '[' {
 			cur = toLines(cur) // written by an older version as a JSON array
 		}
-		out := append(append(make([]byte, 0, len(cur)+len(add)), cur...), add...)
 		// Drop the oldest turns beyond the bound.
-		for n := bytes.Count(out, []byte{'\n'}); n > s.max; n-- {
-			out = out[bytes.IndexByte(out, '\n')+1:]
+		n := bytes.Count(cur, []byte{'\n'}) + bytes.Count(add, []byte{'\n'})
+		for ; n > s.max && len(cur) > 0; n-- {
+			cur = cur[bytes.IndexByte(cur, '\n')+1:]
 		}
-		tx.Set(key, out, s.ttl)
-		return nil
-	})
+		next := add
+		for ; n > s.max; n-- {
+			next = next[bytes.IndexByte(next, '\n')+1:]
+		}
+		out := append(append(make([]byte, 0, len(cur)+len(next)), cur...), next...)
+		ok, err := s.eng.CompareAndSwap(ctx, key, old, out, s.ttl) // old nil: must still be absent
+		if err != nil || ok {
+			return err
+		}
+	}
+	return fmt.Errorf("handoff: transcript of %s: %w", customer, engine.ErrTxConflict)
 }
+
+// maxAppendAttempts bounds AppendMany's retries when other writers keep
+// changing the same transcript.
+const maxAppendAttempts = 100
 
 // toLines converts a JSON array transcript into the line format.
 func toLines(b []byte) []byte {

@@ -3,7 +3,9 @@ package handoff
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	"kefu/conv"
 	"kefu/engine"
@@ -45,4 +47,52 @@ func TestTranscripts_LineFormatAndBound(t *testing.T) {
 			t.Fatalf("turn %d = %q, want %q", i, got[i].Text, w)
 		}
 	}
+}
+
+// Appends racing on one customer (two instances, or a bot turn and an
+// agent reply) all land, each writer's turns in its order, and the bound
+// still holds.
+func TestTranscripts_ConcurrentAppendsLoseNothing(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, eng engine.Engine) {
+		ctx := context.Background()
+		const writers, each = 8, 10
+		tr := NewTranscripts(eng, writers*each*2, time.Hour)
+		c := conv.CustomerID("demo:race")
+		var wg sync.WaitGroup
+		for w := 0; w < writers; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for i := 0; i < each; i++ {
+					q := conv.Turn{Role: conv.TurnCustomer, Text: fmt.Sprintf("q%d-%d", w, i)}
+					a := conv.Turn{Role: conv.TurnBot, Text: fmt.Sprintf("a%d-%d", w, i)}
+					if err := tr.AppendMany(ctx, c, q, a); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}(w)
+		}
+		wg.Wait()
+		got, err := tr.Read(ctx, c)
+		if err != nil || len(got) != writers*each*2 {
+			t.Fatalf("read %d turns, %v; want %d", len(got), err, writers*each*2)
+		}
+		next := make([]int, writers)
+		for i := 0; i < len(got); i += 2 {
+			var w, n int
+			if _, err := fmt.Sscanf(got[i].Text, "q%d-%d", &w, &n); err != nil || n != next[w] || got[i+1].Text != fmt.Sprintf("a%d-%d", w, n) {
+				t.Fatalf("turns %d/%d = %q %q (writer %d expected %d)", i, i+1, got[i].Text, got[i+1].Text, w, next[w])
+			}
+			next[w]++
+		}
+		// One more pair drops the two oldest turns.
+		if err := tr.AppendMany(ctx, c, conv.Turn{Role: conv.TurnCustomer, Text: "last-q"}, conv.Turn{Role: conv.TurnBot, Text: "last-a"}); err != nil {
+			t.Fatal(err)
+		}
+		after, _ := tr.Read(ctx, c)
+		if len(after) != len(got) || after[0].Text != got[2].Text || after[len(after)-1].Text != "last-a" {
+			t.Fatalf("bound: %d turns, first %q last %q", len(after), after[0].Text, after[len(after)-1].Text)
+		}
+	})
 }

@@ -3,7 +3,6 @@ package surveys
 import (
 	"context"
 	"errors"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -353,104 +352,6 @@ func (s *Service) ForgetCustomer(ctx context.Context, c conv.CustomerID) error {
 // scrubContact removes the platform ids from a contact.
 func scrubContact(ce *conv.ContactEnded) {
 	ce.Customer, ce.ExternalUser, ce.KFCode = conv.CustomerID(pseudonym(ce.Customer)), "", ""
-}
-
-// botContact is the state of a bot-only contact between bot turns.
-type botContact struct {
-	Conv         conv.ConvID      `json:"conv"`
-	Customer     conv.CustomerID  `json:"customer"`
-	Channel      string           `json:"channel"`
-	ChannelType  conv.ChannelType `json:"channel_type"`
-	ExternalUser string           `json:"external_user"`
-	Account      string           `json:"account,omitempty"`
-	Store        conv.StoreID     `json:"store"`
-	Entries      []string         `json:"entries,omitempty"`
-	StartedAt    time.Time        `json:"started_at"`
-	LastTurnAt   time.Time        `json:"last_turn_at"`
-	LastMsgAt    time.Time        `json:"last_msg_at"`
-}
-
-// NoteBotTurn records a bot answer to msg (entryID: the KB entry that
-// answered, "" for none) and re-arms the customer's idle timer. A bot
-// contact counts as ended, with outcome "bot_idle", when BotIdle passes
-// without another bot turn and without a handoff.
-func (s *Service) NoteBotTurn(ctx context.Context, msg conv.Message, entryID string) error {
-	now := s.now()
-	msgAt := msg.CreatedAt
-	if msgAt.IsZero() {
-		msgAt = now
-	}
-	_, err := updateJSON(ctx, s.eng, keyBot+string(msg.Customer), s.cfg.BotIdle+24*time.Hour, func(b *botContact, created bool) error {
-		if created {
-			*b = botContact{Conv: conv.ConvID("bot:" + string(msg.Customer) + ":" + strconv.FormatInt(now.UnixMilli(), 10)), Customer: msg.Customer,
-				Channel: msg.Channel, ChannelType: msg.ChannelType, ExternalUser: msg.ExternalUser, Account: msg.Account, Store: msg.Store, StartedAt: msgAt}
-		}
-		if entryID != "" && !slices.Contains(b.Entries, entryID) {
-			b.Entries = append(b.Entries, entryID)
-		}
-		if msg.Store != "" {
-			b.Store = msg.Store
-		}
-		b.LastTurnAt = now
-		if msgAt.After(b.LastMsgAt) {
-			b.LastMsgAt = msgAt
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return s.enqueue(ctx, "idle:"+string(msg.Customer), now.Add(s.cfg.BotIdle), nil)
-}
-
-// NoteHandoff cancels the bot idle timer: a human takes over, and the
-// agent's close will end the contact instead.
-func (s *Service) NoteHandoff(ctx context.Context, c conv.CustomerID) error {
-	if err := s.eng.Del(ctx, keyBot+string(c)); err != nil {
-		return err
-	}
-	return s.eng.Ack(ctx, queueTimers, "idle:"+string(c))
-}
-
-// idleDue ends a bot contact whose idle timer fired.
-func (s *Service) idleDue(ctx context.Context, customer string) (bool, error) {
-	key := keyBot + customer
-	for range 10 {
-		var b botContact
-		raw, err := getJSON(ctx, s.eng, key, &b)
-		if errors.Is(err, engine.ErrNotFound) {
-			return true, nil // handed off, or already ended
-		}
-		if err != nil {
-			return false, err
-		}
-		if end := b.LastTurnAt.Add(s.cfg.BotIdle); s.now().Before(end) {
-			return false, s.enqueue(ctx, "idle:"+customer, end, nil)
-		}
-		// Only the instance that deletes the state ends the contact.
-		ok, err := s.eng.CompareAndDelete(ctx, key, raw)
-		if err != nil {
-			return false, err
-		}
-		if !ok {
-			continue
-		}
-		ce := conv.ContactEnded{Conv: b.Conv, Customer: b.Customer, Channel: b.Channel, ChannelType: b.ChannelType, ExternalUser: b.ExternalUser,
-			Account: b.Account, Store: b.Store, Entries: b.Entries, Outcome: "bot_idle", Resolved: true, StartedAt: b.StartedAt, EndedAt: b.LastTurnAt,
-			LastCustomerMsgAt: b.LastMsgAt}
-		if err := s.Schedule(ctx, ce); err != nil {
-			// Put the state back so the retry can end the contact.
-			if raw != nil {
-				_, _ = s.eng.CompareAndSwap(ctx, key, nil, raw, s.cfg.BotIdle+24*time.Hour)
-			}
-			return false, err
-		}
-		// Reports end bot-only contacts on this event (report/doc.go).
-		s.emit(conv.Event{Type: conv.EvClosed, At: ce.EndedAt, Conv: ce.Conv, Customer: ce.Customer, Store: ce.Store,
-			Channel: ce.Channel, Data: map[string]string{"outcome": "bot_idle", "resolved": "true"}})
-		return true, nil
-	}
-	return false, engine.ErrTxConflict
 }
 
 // mentionsAny is a cheap filter in front of ParseReply on the path every

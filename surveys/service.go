@@ -704,8 +704,15 @@ func (s *Service) fire(ctx context.Context, j engine.Job) (ack bool, err error) 
 		return s.sendDue(ctx, arg)
 	case "exp":
 		return true, s.expireDue(ctx, arg)
-	case "idle":
-		return s.idleDue(ctx, arg)
+	case "idle": // older versions: one timer per customer
+		return s.idleDue(ctx, j.ID, arg, "")
+	case "botidle":
+		customer, ok := botConvCustomer(arg)
+		if !ok {
+			s.log.Error("malformed bot idle timer dropped", "timer", j.ID)
+			return true, nil
+		}
+		return s.idleDue(ctx, j.ID, customer, conv.ConvID(arg))
 	case "alert":
 		return true, s.alertDue(ctx, arg, j)
 	case "rem":

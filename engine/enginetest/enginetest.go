@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -58,6 +59,7 @@ func Run(t *testing.T, newEngine func(t *testing.T) engine.Engine) {
 		{"Logs", testLogs},
 		{"LogTrim", testLogTrim},
 		{"LogConcurrentAppend", testLogConcurrentAppend},
+		{"LogAppendMany", testLogAppendMany},
 		{"Update", testUpdate},
 		{"UpdateMisuse", testUpdateMisuse},
 		{"UpdateRetriesOnConflict", testUpdateRetriesOnConflict},
@@ -1132,6 +1134,65 @@ func testLogConcurrentAppend(t *testing.T, e engine.Engine) {
 	for i := range ids {
 		if ids[i] != recs[i].ID {
 			t.Fatalf("returned IDs and stored IDs differ at %d: %s vs %s", i, ids[i], recs[i].ID)
+		}
+	}
+}
+
+func testLogAppendMany(t *testing.T, e engine.Engine) {
+	ctx := ctxFor(t)
+	if ids, err := e.AppendMany(ctx, "am"); err != nil || len(ids) != 0 {
+		t.Fatalf("AppendMany() = %v, %v", ids, err)
+	}
+	if n, _ := e.LogLen(ctx, "am"); n != 0 {
+		t.Fatalf("empty AppendMany wrote %d records", n)
+	}
+	first, err := e.Append(ctx, "am", []byte("single"))
+	must(t, err)
+	// Batches racing with each other and with single appends keep each
+	// batch's order, and IDs keep increasing across both.
+	var mu sync.Mutex
+	returned := map[string]string{}
+	parallel(t, 8, func(i int) error {
+		for j := 0; j < 5; j++ {
+			data := [][]byte{[]byte(fmt.Sprintf("%d/%d/a", i, j)), []byte(fmt.Sprintf("%d/%d/b", i, j)), []byte(fmt.Sprintf("%d/%d/c", i, j))}
+			ids, err := e.AppendMany(ctx, "am", data...)
+			if err != nil {
+				return err
+			}
+			if len(ids) != 3 {
+				return fmt.Errorf("AppendMany returned %d IDs", len(ids))
+			}
+			id, err := e.Append(ctx, "am", []byte(fmt.Sprintf("%d/%d/single", i, j)))
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			for k, d := range data {
+				returned[ids[k]] = string(d)
+			}
+			returned[id] = fmt.Sprintf("%d/%d/single", i, j)
+			mu.Unlock()
+		}
+		return nil
+	})
+	recs, err := e.ReadLog(ctx, "am", first, 0)
+	must(t, err)
+	if len(recs) != 8*5*4 {
+		t.Fatalf("ReadLog returned %d records, want %d", len(recs), 8*5*4)
+	}
+	for i, r := range recs {
+		if i > 0 && engine.CompareIDs(recs[i-1].ID, r.ID) >= 0 {
+			t.Fatalf("log out of order at %d: %s, %s", i, recs[i-1].ID, r.ID)
+		}
+		if returned[r.ID] != string(r.Data) {
+			t.Fatalf("record %s = %q, AppendMany/Append returned it for %q", r.ID, r.Data, returned[r.ID])
+		}
+		if strings.HasSuffix(string(r.Data), "/a") {
+			// A batch is contiguous: nothing lands between its records.
+			stem := strings.TrimSuffix(string(r.Data), "a")
+			if i+2 >= len(recs) || string(recs[i+1].Data) != stem+"b" || string(recs[i+2].Data) != stem+"c" {
+				t.Fatalf("batch %s split or reordered at %d", stem, i)
+			}
 		}
 	}
 }

@@ -1,0 +1,61 @@
+package conv
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+)
+
+var jsonStrings = []string{
+	"", "plain", "营业时间是几点？", `quote " and \ backslash`, "<b>&amp;</b>", "tab\tnew\nline\rcr\bbs\fff",
+	"\x00\x01\x1f\x7f", "bad utf8 \xff\xfe end", "\u2028 and \u2029", "emoji 😀", "\xe4\xbd", "mixed 中<文>&\"\\\n",
+}
+
+var jsonTimes = []time.Time{
+	{}, time.Date(2026, 11, 23, 14, 16, 22, 0, time.UTC), time.Date(2026, 11, 23, 14, 16, 22, 123456789, time.UTC),
+	time.Date(2026, 1, 2, 3, 4, 5, 600000000, time.FixedZone("CST", 8*3600)), time.Now(),
+}
+
+func TestTurn_AppendJSONMatchesMarshal(t *testing.T) {
+	// A field added to Turn needs a line in AppendJSON (and here).
+	if n := reflect.TypeFor[Turn]().NumField(); n != 10 {
+		t.Fatalf("Turn has %d fields; update Turn.AppendJSON and this test", n)
+	}
+	turns := []Turn{{}, {At: jsonTimes[2], Role: TurnBot, Text: "x", Kind: MsgText, EntryID: "kb-1", Intent: "confident", Agent: "a", Conv: "c1", MsgID: "m1", State: StateQueued}}
+	for i, s := range jsonStrings {
+		turns = append(turns, Turn{At: jsonTimes[i%len(jsonTimes)], Role: TurnCustomer, Text: s, MsgID: s, Agent: s})
+	}
+	for _, tr := range turns {
+		want, err := json.Marshal(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tr.AppendJSON(nil); string(got) != string(want) {
+			t.Fatalf("AppendJSON:\n got %s\nwant %s", got, want)
+		}
+	}
+}
+
+func TestEvent_AppendJSONMatchesMarshal(t *testing.T) {
+	if n := reflect.TypeFor[Event]().NumField(); n != 11 {
+		t.Fatalf("Event has %d fields; update Event.AppendJSON and this test", n)
+	}
+	evs := []Event{{}, {ID: "1-0", Type: EvBotAnswered, At: jsonTimes[4], Conv: "c", Customer: "demo:u", Store: "s1", Channel: "demo", Agent: "a", Actor: "x", Reason: "r",
+		Data: map[string]string{"score": "0.791", "entry": "kb-1", "reason": "confident", "z": "", "a<": "&"}}}
+	many := map[string]string{}
+	for i, s := range jsonStrings {
+		many[s+string(rune('a'+i))] = s
+		evs = append(evs, Event{Type: EvMessageReceived, At: jsonTimes[i%len(jsonTimes)], Customer: CustomerID(s), Reason: s, Data: map[string]string{"k": s}})
+	}
+	evs = append(evs, Event{Type: EvClosed, Data: many}, Event{Type: EvClosed, Data: map[string]string{}})
+	for _, ev := range evs {
+		want, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ev.AppendJSON(nil); string(got) != string(want) {
+			t.Fatalf("AppendJSON:\n got %s\nwant %s", got, want)
+		}
+	}
+}

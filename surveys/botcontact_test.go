@@ -1,0 +1,107 @@
+package surveys
+
+import (
+	"context"
+	"encoding/json"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"kefu/conv"
+	"kefu/engine"
+)
+
+func TestBotContact_EncodeRoundTrip(t *testing.T) {
+	at := time.Date(2026, 11, 23, 14, 16, 22, 123456789, time.UTC)
+	for _, b := range []botContact{
+		{Conv: "bot:demo:u1:1795443385715", Customer: "demo:u1", Channel: "demo", ChannelType: conv.ChannelWeChatOA, ExternalUser: "u1",
+			Account: "gh_1", Store: "store-001", Entries: []string{"kb-1", "kb-2"}, StartedAt: at, LastTurnAt: at.Add(time.Minute), LastMsgAt: at.Add(time.Second)},
+		{Conv: "bot:kf:x:1", Customer: "kf:x"}, // no entries, zero times
+	} {
+		got, err := decodeBotContact(b.encode())
+		if err != nil || !reflect.DeepEqual(got, b) {
+			t.Fatalf("round trip: %+v, %v; want %+v", got, err, b)
+		}
+	}
+	for _, bad := range [][]byte{nil, {}, {2}, {botContactV1, 200}, (&botContact{Conv: "c"}).encode()[:4]} {
+		if _, err := decodeBotContact(bad); err == nil {
+			t.Fatalf("decoded garbage %v", bad)
+		}
+	}
+}
+
+// A contact stored as JSON by an older version, with that version's
+// per-customer "idle:" timer, keeps its entries and still ends on idle.
+func TestBotIdle_OldJSONContactStillEnds(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	now := h.clock.Now()
+	old := botContact{Conv: "bot:demo:old1:1", Customer: "demo:old1", Channel: "demo", ChannelType: conv.ChannelWeChatOA, ExternalUser: "old1",
+		Store: "store-001", Entries: []string{"kb-old"}, StartedAt: now.Add(-time.Minute), LastTurnAt: now.Add(-time.Minute), LastMsgAt: now.Add(-time.Minute)}
+	raw, _ := json.Marshal(old)
+	if err := h.eng.Set(ctx, keyBot+"demo:old1", raw, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.eng.Enqueue(ctx, queueTimers, engine.Job{ID: "idle:demo:old1", Due: now.Add(DefaultBotIdle - time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	msg := conv.Message{ID: "o2", Channel: "demo", ChannelType: conv.ChannelWeChatOA, Customer: "demo:old1", ExternalUser: "old1", Kind: conv.MsgText, CreatedAt: now}
+	if err := h.svc.NoteBotTurn(ctx, msg, "kb-new"); err != nil {
+		t.Fatal(err)
+	}
+	h.advance(DefaultBotIdle - time.Minute) // the old timer fires early and re-arms
+	if n := len(h.ev.of(conv.EvSurveyScheduled)); n != 0 {
+		t.Fatalf("contact ended %d min after its last turn", DefaultBotIdle/time.Minute-1)
+	}
+	h.advance(time.Minute)
+	sch := h.ev.of(conv.EvSurveyScheduled)
+	if len(sch) != 1 || sch[0].Conv != "bot:demo:old1:1" {
+		t.Fatalf("scheduled = %+v", sch)
+	}
+	h.advance(DefaultDelay)
+	sent := h.out.byPrefix("survey:")
+	if len(sent) != 1 {
+		t.Fatalf("survey not sent: %+v", h.ev.all)
+	}
+	sv, _ := h.svc.loadSurvey(ctx, sent[0].ID[len("survey:"):])
+	if !slices.Equal(sv.Attribution.Entries, []string{"kb-old", "kb-new"}) {
+		t.Fatalf("entries = %v", sv.Attribution.Entries)
+	}
+}
+
+// The timer of an ended contact, firing late, leaves the customer's next
+// contact (and its own timer) alone.
+func TestBotIdle_StaleTimerSparesNextContact(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	turn := func(id string) {
+		t.Helper()
+		msg := conv.Message{ID: id, Channel: "demo", ChannelType: conv.ChannelWeChatOA, Customer: "demo:n1", ExternalUser: "n1", Kind: conv.MsgText, CreatedAt: h.clock.Now()}
+		if err := h.svc.NoteBotTurn(ctx, msg, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	turn("a1")
+	first, _, err := h.svc.getBotContact(ctx, keyBot+"demo:n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.advance(DefaultBotIdle)
+	if n := len(h.ev.of(conv.EvSurveyScheduled)); n != 1 {
+		t.Fatalf("first contact: %d scheduled", n)
+	}
+	turn("b1")
+	// The first contact's timer again (as if redelivered after its lease).
+	ack, err := h.svc.fire(ctx, engine.Job{ID: botIdleTimer(first.Conv)})
+	if err != nil || !ack {
+		t.Fatalf("stale timer: ack %v, %v", ack, err)
+	}
+	if _, _, err := h.svc.getBotContact(ctx, keyBot+"demo:n1"); err != nil {
+		t.Fatalf("stale timer touched the next contact: %v", err)
+	}
+	h.advance(DefaultBotIdle)
+	if sch := h.ev.of(conv.EvSurveyScheduled); len(sch) != 2 || sch[1].Conv == first.Conv {
+		t.Fatalf("second contact not ended by its own timer: %+v", sch)
+	}
+}
