@@ -47,6 +47,7 @@ type Config struct {
 	Report  report.Config  `yaml:"report"`
 	Log     LogConfig      `yaml:"log"`
 	Admin   AdminConfig    `yaml:"admin"`
+	Runtime RuntimeConfig  `yaml:"runtime"`
 	// Simulator starts the built-in WeChat API simulator (development and
 	// `make run` only; never in production).
 	Simulator SimulatorConfig `yaml:"simulator"`
@@ -89,6 +90,15 @@ type LogConfig struct {
 type AdminConfig struct {
 	// Token is the bearer token of /admin endpoints ("" disables them).
 	Token string `yaml:"token"`
+}
+
+// RuntimeConfig tunes the Go runtime of `kefu serve`.
+type RuntimeConfig struct {
+	// MemoryLimitMiB is a soft limit for the Go heap (like GOMEMLIMIT, which
+	// wins when set): the garbage collector works harder as the heap nears
+	// it instead of letting it grow to twice the live data. Set it a little
+	// under the container's memory limit. 0 leaves the runtime's default.
+	MemoryLimitMiB int `yaml:"memory_limit_mib"`
 }
 
 // SimulatorConfig runs the WeChat simulator inside the process.
@@ -159,6 +169,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.DataDir == "" && c.Redis.Addr == "" {
 		errs = append(errs, errors.New("data_dir: must not be empty with the embedded engine"))
+	}
+	if c.Runtime.MemoryLimitMiB < 0 || (c.Runtime.MemoryLimitMiB > 0 && c.Runtime.MemoryLimitMiB < 32) {
+		errs = append(errs, fmt.Errorf("runtime.memory_limit_mib: must be 0 (off) or at least 32, got %d", c.Runtime.MemoryLimitMiB))
 	}
 	if c.Redis.DB < 0 || c.Redis.DB > 15 {
 		errs = append(errs, fmt.Errorf("redis.db: must be in [0, 15], got %d", c.Redis.DB))

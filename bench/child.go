@@ -189,6 +189,7 @@ func serveKefu(ctx context.Context, ln net.Listener, cfgPath string, announce fu
 	if err != nil {
 		return err
 	}
+	app.ApplyRuntime(cfg)
 	log := app.NewLogger(cfg.Log, os.Stderr)
 	a, err := app.Build(cfg, log)
 	if err != nil {
@@ -220,6 +221,7 @@ func serveGatewayOnly(ctx context.Context, ln net.Listener, cfgPath string, anno
 	if err != nil {
 		return err
 	}
+	app.ApplyRuntime(cfg)
 	log := app.NewLogger(cfg.Log, os.Stderr)
 	eng, err := app.OpenEngine(cfg, log)
 	if err != nil {

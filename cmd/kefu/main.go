@@ -97,6 +97,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	if *listen != "" {
 		cfg.Listen = *listen
 	}
+	app.ApplyRuntime(cfg)
 	log := app.NewLogger(cfg.Log, os.Stderr)
 	a, err := app.Build(cfg, log)
 	if err != nil {
