@@ -87,12 +87,18 @@ func OpenEngine(cfg Config, log *slog.Logger) (engine.Engine, error) {
 	}
 	addrs := strings.Split(cfg.Redis.Addr, ",")
 	var client redis.UniversalClient
-	if cfg.Redis.Cluster || len(addrs) > 1 {
+	switch {
+	case cfg.Redis.SentinelMaster != "":
+		client = redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: cfg.Redis.SentinelMaster, SentinelAddrs: addrs, SentinelPassword: cfg.Redis.SentinelPassword,
+			Password: cfg.Redis.Password, DB: cfg.Redis.DB, PoolSize: redisPoolSize,
+		})
+	case cfg.Redis.Cluster || len(addrs) > 1:
 		client = redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Password: cfg.Redis.Password, PoolSize: redisPoolSize})
-	} else {
+	default:
 		client = redis.NewClient(&redis.Options{Addr: addrs[0], Password: cfg.Redis.Password, DB: cfg.Redis.DB, PoolSize: redisPoolSize})
 	}
-	log.Info("engine selected", "engine", "redis", "addrs", addrs, "cluster", cfg.Redis.Cluster || len(addrs) > 1)
+	log.Info("engine selected", "engine", "redis", "addrs", addrs, "cluster", cfg.Redis.Cluster || len(addrs) > 1 && cfg.Redis.SentinelMaster == "", "sentinel_master", cfg.Redis.SentinelMaster)
 	return engine.NewRedis(client, cfg.Redis.Prefix), nil
 }
 

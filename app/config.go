@@ -61,6 +61,13 @@ type RedisConfig struct {
 	DB       int    `yaml:"db"`
 	// Cluster forces the cluster client even with one seed address.
 	Cluster bool `yaml:"cluster"`
+	// SentinelMaster names the master group to ask Redis Sentinel for; Addr
+	// then lists the sentinels ("host:port,host:port"), and the client
+	// follows failovers to the promoted replica.
+	SentinelMaster string `yaml:"sentinel_master"`
+	// SentinelPassword authenticates to the sentinels (Password is the
+	// data nodes').
+	SentinelPassword string `yaml:"sentinel_password"`
 	// Prefix namespaces every key (several kefu deployments on one Redis).
 	Prefix string `yaml:"prefix"`
 }
@@ -172,6 +179,9 @@ func (c Config) Validate() error {
 	}
 	if c.Runtime.MemoryLimitMiB < 0 || (c.Runtime.MemoryLimitMiB > 0 && c.Runtime.MemoryLimitMiB < 32) {
 		errs = append(errs, fmt.Errorf("runtime.memory_limit_mib: must be 0 (off) or at least 32, got %d", c.Runtime.MemoryLimitMiB))
+	}
+	if c.Redis.SentinelMaster != "" && (c.Redis.Cluster || c.Redis.Addr == "") {
+		errs = append(errs, errors.New("redis.sentinel_master: needs redis.addr listing the sentinels, and cannot be combined with redis.cluster"))
 	}
 	if c.Redis.DB < 0 || c.Redis.DB > 15 {
 		errs = append(errs, fmt.Errorf("redis.db: must be in [0, 15], got %d", c.Redis.DB))

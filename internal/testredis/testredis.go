@@ -390,3 +390,81 @@ func (c *Cluster) Stop() {
 	}
 	os.RemoveAll(c.root)
 }
+
+// Sentinel is one redis-server in sentinel mode monitoring one master.
+type Sentinel struct {
+	// Addr is "127.0.0.1:<port>".
+	Addr string
+	cmd  *exec.Cmd
+	dir  string
+	log  *bytes.Buffer
+	mu   sync.Mutex
+}
+
+// StartSentinel starts a sentinel monitoring master under name with a
+// quorum of one and short timeouts (the master is considered down after
+// one second), so a test can watch a failover. It stops with the test.
+func StartSentinel(t testing.TB, master *Server, name string) *Sentinel {
+	t.Helper()
+	if err := checkBinaries(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	port, err := freePort(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "sentinel.conf")
+	body := fmt.Sprintf("port %d\nbind 127.0.0.1\nprotected-mode no\ndir %s\n"+
+		"sentinel monitor %s 127.0.0.1 %d 1\n"+
+		"sentinel down-after-milliseconds %s 1000\n"+
+		"sentinel failover-timeout %s 5000\n"+
+		"sentinel parallel-syncs %s 1\n", port, dir, name, master.port, name, name, name)
+	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := &Sentinel{Addr: "127.0.0.1:" + strconv.Itoa(port), dir: dir, log: &bytes.Buffer{}}
+	s.cmd = exec.Command("redis-server", conf, "--sentinel")
+	s.cmd.Stdout = &lockedWriter{w: s.log, mu: &s.mu}
+	s.cmd.Stderr = s.cmd.Stdout
+	s.cmd.SysProcAttr = procAttr()
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("testredis: starting sentinel: %v", err)
+	}
+	t.Cleanup(func() { _ = s.cmd.Process.Kill(); _ = s.cmd.Wait() })
+	c := redis.NewSentinelClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: time.Second})
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := c.GetMasterAddrByName(ctx, name).Result()
+		cancel()
+		if err == nil {
+			return s
+		}
+		if time.Now().After(deadline) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			t.Fatalf("testredis: sentinel on %s not ready: %v\n%s", s.Addr, err, s.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// StartReplica starts a redis-server replicating master.
+func StartReplica(t testing.TB, master *Server) *Server {
+	t.Helper()
+	if err := checkBinaries(); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "testredis-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := launchIn(dir, []string{"--replicaof", "127.0.0.1", strconv.Itoa(master.port)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
