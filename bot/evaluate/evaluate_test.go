@@ -51,8 +51,8 @@ func TestRun_QualityBar(t *testing.T) {
 		ratio float64
 	}{{"bq", false, 1.10}, {"afqmc", false, 1.10}, {"lcqmc", false, 1.0},
 		// The bar for bq with paraphrases is 1.20×; it is met on the dev
-		// half (1.41×) but not on the test half (1.08×, n=319), see
-		// bot/BENCHMARKS.md. Assert only that learning from similar
+		// half (1.43×) but not on the test half (1.08×, n=319), see
+		// docs/BENCHMARKS.md. Assert only that learning from similar
 		// questions never falls below the baseline given the same ones.
 		{"bq", true, 1.0}}
 	for _, bar := range bars {

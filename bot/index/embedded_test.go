@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"fmt"
+	"math"
 	"path/filepath"
 	"testing"
 	"time"
@@ -95,4 +96,46 @@ func TestEmbedded_CompactionAndSnapshot(t *testing.T) {
 	if _, err := NewEmbedded().Load(filepath.Join(t.TempDir(), "missing")); err != ErrNoSnapshot {
 		t.Errorf("missing snapshot: %v", err)
 	}
+}
+
+// A common term (in more than 1% of the documents) only adds to entries a
+// rarer term reached, but to every question of such an entry: the second
+// best question counts in the pooled score even when it shares nothing but
+// common terms with the query.
+func TestEmbedded_CommonTermsReachWholeEntry(t *testing.T) {
+	ctx := context.Background()
+	const rare, common = 1, 999
+	meta := Meta{Visibility: "customer", Status: "published"}
+	docs := []Doc{
+		{Entry: "a", Seq: 0, Sparse: vec(rare, 1, common, 0.5), Meta: meta},
+		{Entry: "a", Seq: 1, Sparse: vec(common, 0.5), Meta: meta},
+	}
+	for i := 0; i < 300; i++ {
+		docs = append(docs, Doc{Entry: fmt.Sprint("f", i), Sparse: vec(common, 0.4, float32(2000+i), 1), Meta: meta})
+	}
+	x := NewEmbedded()
+	if err := x.Upsert(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	q := Query{Sparse: vec(rare, 1, common, 1)}
+	want := Pool(1.5, 0.5, 0)
+	check := func(x *Embedded, when string) {
+		hits, err := x.Search(ctx, q, Filter{AnyStore: true}, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hits) != 1 || hits[0].Entry != "a" || math.Abs(hits[0].Score-want) > 1e-6 {
+			t.Fatalf("%s: hits %+v, want only a with %v (common terms reach only entries a rare term reached)", when, hits, want)
+		}
+	}
+	check(x, "built")
+	path := filepath.Join(t.TempDir(), "idx.gob")
+	if err := x.Save(path, "t"); err != nil {
+		t.Fatal(err)
+	}
+	y := NewEmbedded()
+	if _, err := y.Load(path); err != nil {
+		t.Fatal(err)
+	}
+	check(y, "loaded")
 }
