@@ -63,6 +63,10 @@ type Embedded struct {
 	// pending maps keys to the LSN of their last write while it may not be
 	// durable yet (guarded by mu).
 	pending map[string]uint64
+	// touched collects the keys of the frame being applied (guarded by mu;
+	// touch is its method value, made once so applying allocates nothing).
+	touched []string
+	touch   func(key string)
 	closed  atomic.Bool // set under mu so mutators see it consistently
 
 	wal          *walWriter
@@ -121,6 +125,7 @@ func OpenEmbedded(dir string, opts EmbeddedOptions) (*Embedded, error) {
 		stop:      make(chan struct{}),
 		unlock:    unlock,
 	}
+	e.touch = func(k string) { e.touched = append(e.touched, k) }
 	e.snapBytes.Store(snapSize)
 	e.hub.init()
 	e.wg.Add(2)
@@ -207,18 +212,19 @@ func (e *Embedded) mutateKeys(ctx context.Context, keys []string, fn func(now in
 	var lsn uint64
 	if err == nil && f != nil && !f.empty() {
 		frame := f.finish()
-		var touched []string
-		if _, aerr := e.st.applyPayloadKeys(f.payload(), func(k string) { touched = append(touched, k) }); aerr != nil {
+		e.touched = e.touched[:0]
+		if _, aerr := e.st.applyPayloadKeys(f.payload(), e.touch); aerr != nil {
 			e.mu.Unlock()
 			panic(fmt.Sprintf("engine: embedded: invalid frame built by a live call: %v", aerr))
 		}
 		e.lsn = e.wal.enqueue(frame)
 		lsn = e.lsn
-		e.markPending(touched, lsn)
+		e.markPending(e.touched, lsn)
 	} else {
 		lsn = e.pendingLSN(keys)
 	}
 	e.mu.Unlock()
+	freeFrame(f) // the WAL buffer and the state hold copies
 	if werr := e.wal.wait(lsn); werr != nil {
 		return werr
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"math"
+	"sync"
 )
 
 // On-disk format (WAL and snapshot share it):
@@ -52,9 +53,29 @@ var errCorrupt = errors.New("engine: corrupt record")
 // by finish.
 type enc struct{ b []byte }
 
+// newFrame returns an empty frame with room for sizeHint payload bytes.
+// Frames of live calls are recycled (freeFrame) once the WAL buffer and
+// the state have copied what they need: every mutation builds one, and
+// allocating it was the engine's largest source of garbage.
 func newFrame(sizeHint int) *enc {
-	e := &enc{b: make([]byte, frameHeader, frameHeader+sizeHint)}
+	e, _ := framePool.Get().(*enc)
+	if e == nil || cap(e.b) < frameHeader+sizeHint {
+		return &enc{b: make([]byte, frameHeader, frameHeader+max(sizeHint, 256))}
+	}
+	e.b = e.b[:frameHeader]
 	return e
+}
+
+var framePool sync.Pool
+
+// maxPooledFrame keeps one large value from pinning a large buffer.
+const maxPooledFrame = 64 << 10
+
+// freeFrame recycles f; the caller must not use it afterwards.
+func freeFrame(f *enc) {
+	if f != nil && cap(f.b) <= maxPooledFrame {
+		framePool.Put(f)
+	}
 }
 
 func (e *enc) op(c byte)       { e.b = append(e.b, c) }
