@@ -121,7 +121,11 @@ func (w *writeBehind) flush(ctx context.Context) {
 	w.records = nil
 	w.mu.Unlock()
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16) // parallel writes share group commits
+	// Parallel writes share group commits. The bound must stay well above
+	// what arrives per fsync: with 16, a disk slowed to a few ms per fsync
+	// made a flush last longer than the traffic it drained, and the dirty
+	// map and queued journal records (with their candidates) kept growing.
+	sem := make(chan struct{}, 256)
 	for c, d := range dirty {
 		wg.Add(1)
 		sem <- struct{}{}
