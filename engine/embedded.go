@@ -29,6 +29,11 @@ type EmbeddedOptions struct {
 	// SweepInterval is how often expired keys are purged from memory (reads
 	// already ignore them). Default 1 s.
 	SweepInterval time.Duration
+	// LogMemoryBytes is how much record data one log (Append) keeps in
+	// memory; beyond it the oldest records move to cold segment files and
+	// are read back from disk. Default 8 MiB; negative: keep everything in
+	// memory.
+	LogMemoryBytes int64
 	// Logf receives rare operational events (torn WAL tail dropped, snapshot
 	// failure). Default log.Printf.
 	Logf func(format string, args ...any)
@@ -42,6 +47,7 @@ type EmbeddedStats struct {
 	Syncs     uint64 // fsyncs issued
 	WALBytes  uint64 // bytes written to the WAL since open
 	Snapshots uint64 // snapshots completed since open
+	Spills    uint64 // moves of old log records to cold segment files
 }
 
 // Embedded is the single-process engine: state in memory, every mutation
@@ -69,10 +75,16 @@ type Embedded struct {
 	touch   func(key string)
 	closed  atomic.Bool // set under mu so mutators see it consistently
 
-	wal          *walWriter
-	compactAt    int64        // committer goroutine only
-	snapBytes    atomic.Int64 // size of the last snapshot written or loaded
-	snapshotting atomic.Bool
+	wal       *walWriter
+	compactAt int64        // committer goroutine only
+	snapBytes atomic.Int64 // size of the last snapshot written or loaded
+	// maint is set while a compaction or a spill runs (they never overlap).
+	maint  atomic.Bool
+	spills atomic.Uint64
+	// coldSegs are the cold log segment files in use (guarded by mu);
+	// coldNext is the last segment number handed out (guarded by mu).
+	coldSegs map[uint32]bool
+	coldNext uint32
 
 	hub     hub
 	txLocks [64]sync.Mutex // Update serializes per hash-tag stripe
@@ -97,6 +109,9 @@ func OpenEmbedded(dir string, opts EmbeddedOptions) (*Embedded, error) {
 	if opts.Logf == nil {
 		opts.Logf = log.Printf
 	}
+	if opts.LogMemoryBytes == 0 {
+		opts.LogMemoryBytes = defaultLogMemory
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("engine: embedded: %w", err)
 	}
@@ -105,6 +120,7 @@ func OpenEmbedded(dir string, opts EmbeddedOptions) (*Embedded, error) {
 		return nil, fmt.Errorf("engine: embedded: %s is in use: %w", dir, err)
 	}
 	st := newState()
+	st.hotLimit = max(opts.LogMemoryBytes, 0)
 	seg, size, snapSize, err := recoverState(dir, st, opts.Logf)
 	if err != nil {
 		unlock()
@@ -127,6 +143,12 @@ func OpenEmbedded(dir string, opts EmbeddedOptions) (*Embedded, error) {
 	}
 	e.touch = func(k string) { e.touched = append(e.touched, k) }
 	e.snapBytes.Store(snapSize)
+	e.coldSegs = map[uint32]bool{}
+	if err := e.openCold(); err != nil {
+		f.Close()
+		unlock()
+		return nil, err
+	}
 	e.hub.init()
 	e.wg.Add(2)
 	go e.committer()
@@ -149,6 +171,7 @@ func (e *Embedded) Stats() EmbeddedStats {
 		Syncs:     w.syncs.Load(),
 		WALBytes:  w.written.Load(),
 		Snapshots: w.snapshot.Load(),
+		Spills:    e.spills.Load(),
 	}
 }
 
@@ -923,13 +946,24 @@ func (e *Embedded) ReadLog(ctx context.Context, log, afterID string, count int) 
 		if err != nil || ent == nil {
 			return err
 		}
-		recs := ent.log.live()
-		i := 0
+		l := ent.log
+		ci, i := 0, 0
 		if afterID != "" {
-			i = searchAfter(recs, am, as)
+			ci = searchAfterCold(l.cold, am, as)
+			i = searchAfter(l.recs, am, as)
 		}
-		for ; i < len(recs) && (count <= 0 || len(out) < count); i++ {
-			r := recs[i]
+		if ci < len(l.cold) {
+			end := len(l.cold)
+			if count > 0 {
+				end = min(end, ci+count)
+			}
+			var err error
+			if out, err = e.readCold(l.cold[ci:end], out); err != nil {
+				return err
+			}
+		}
+		for ; i < len(l.recs) && (count <= 0 || len(out) < count); i++ {
+			r := l.recs[i]
 			out = append(out, Record{ID: formatID(r.ms, r.seq), Data: clone(r.data)})
 		}
 		return nil
@@ -952,13 +986,28 @@ func searchAfter(recs []logRec, ms, seq uint64) int {
 	return lo
 }
 
+// searchAfterCold is searchAfter for cold records.
+func searchAfterCold(recs []coldRec, ms, seq uint64) int {
+	lo, hi := 0, len(recs)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		r := recs[m]
+		if r.ms < ms || (r.ms == ms && r.seq <= seq) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
 // LogLen counts records (0 when absent).
 func (e *Embedded) LogLen(ctx context.Context, log string) (int64, error) {
 	var n int64
 	err := e.readKeys(ctx, []string{log}, func(now int64) error {
 		ent, err := e.logEntry(log, now)
 		if ent != nil {
-			n = int64(len(ent.log.live()))
+			n = int64(ent.log.len())
 		}
 		return err
 	})
@@ -973,8 +1022,7 @@ func (e *Embedded) TrimLog(ctx context.Context, log string, before time.Time) er
 		if err != nil || ent == nil || minMs <= 0 {
 			return nil, err
 		}
-		recs := ent.log.live()
-		if len(recs) == 0 || recs[0].ms >= uint64(minMs) {
+		if first, ok := ent.log.firstMs(); !ok || first >= uint64(minMs) {
 			return nil, nil
 		}
 		f := newFrame(len(log) + 12)

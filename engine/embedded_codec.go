@@ -45,6 +45,7 @@ const (
 	opXTrim  byte = 12 // log, minMs
 	opXMeta  byte = 13 // log, lastMs, lastSeq (snapshots: keeps IDs monotonic after trims)
 	opEnd    byte = 14 // snapshot trailer
+	opXCold  byte = 15 // log, ms, seq, seg, off, len, crc: a record kept in a cold segment file (snapshots)
 )
 
 var errCorrupt = errors.New("engine: corrupt record")

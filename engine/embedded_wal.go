@@ -171,8 +171,14 @@ func (e *Embedded) committer() {
 		}
 		w.mu.Unlock()
 		w.flush()
-		if w.size.Load() >= e.compactThreshold() && !e.snapshotting.Load() && w.failed() == nil {
+		if e.maint.Load() || w.failed() != nil {
+			continue
+		}
+		if w.size.Load() >= e.compactThreshold() {
 			e.compact()
+		} else if e.st.spillDue.Load() {
+			e.st.spillDue.Store(false)
+			e.startSpill()
 		}
 	}
 }
@@ -220,7 +226,8 @@ func (e *Embedded) compact() {
 	w.size.Store(0)
 	e.compactAt = e.opts.CompactBytes
 	fr := e.st.freeze(time.Now().UnixNano())
-	e.snapshotting.Store(true)
+	coldUpTo := e.coldNext
+	e.maint.Store(true)
 	e.mu.Unlock()
 	if err := old.Close(); err != nil {
 		e.logf("engine: embedded: closing old WAL segment: %v", err)
@@ -228,7 +235,7 @@ func (e *Embedded) compact() {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		defer e.snapshotting.Store(false)
+		defer e.maint.Store(false)
 		n, err := writeSnapshot(e.dir, newSeq, fr)
 		if err != nil {
 			// Older snapshot + all segments remain, so recovery still works.
@@ -238,6 +245,7 @@ func (e *Embedded) compact() {
 		e.snapBytes.Store(n)
 		w.snapshot.Add(1)
 		removeOlder(e.dir, newSeq, e.logf)
+		e.dropCold(fr, coldUpTo)
 	}()
 }
 
