@@ -372,6 +372,29 @@ func (e *Embedded) SetNX(ctx context.Context, key string, val []byte, ttl time.D
 	return ok && err == nil, err
 }
 
+// SetMany applies writes in one frame.
+func (e *Embedded) SetMany(ctx context.Context, writes ...Write) error {
+	if len(writes) == 0 {
+		return e.begin(ctx)
+	}
+	return e.mutate(ctx, func(now int64) (*enc, error) {
+		size := 0
+		for _, w := range writes {
+			size += len(w.Key) + len(w.Val) + 16
+		}
+		f := newFrame(size)
+		for _, w := range writes {
+			if !w.Del {
+				setOp(f, w.Key, w.Val, expireAt(now, w.TTL))
+			} else if e.st.keys[w.Key] != nil {
+				f.op(opDel)
+				f.str(w.Key)
+			}
+		}
+		return f, nil
+	})
+}
+
 // Del removes keys of any type; absent keys are ignored.
 func (e *Embedded) Del(ctx context.Context, keys ...string) error {
 	return e.mutate(ctx, func(now int64) (*enc, error) {

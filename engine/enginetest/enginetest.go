@@ -33,6 +33,7 @@ func Run(t *testing.T, newEngine func(t *testing.T) engine.Engine) {
 	}{
 		{"NameAndPing", testNameAndPing},
 		{"GetSetDel", testGetSetDel},
+		{"SetMany", testSetMany},
 		{"ValuesAreCopied", testValuesAreCopied},
 		{"LargeAndBinaryValues", testLargeValues},
 		{"TTL", testTTL},
@@ -183,6 +184,34 @@ func testGetSetDel(t *testing.T, e engine.Engine) {
 	wantValue(t, e, "k:keep", "kept")
 	must(t, e.Del(ctx))
 	must(t, e.Del(ctx, "k:never"))
+}
+
+func testSetMany(t *testing.T, e engine.Engine) {
+	ctx := ctxFor(t)
+	must(t, e.SetMany(ctx))
+	must(t, e.Set(ctx, "sm:gone", []byte("x"), 0))
+	must(t, e.HSet(ctx, "sm:hash", map[string][]byte{"f": []byte("v")}))
+	buf := []byte("a")
+	must(t, e.SetMany(ctx,
+		engine.Write{Key: "sm:a", Val: buf},
+		engine.Write{Key: "{x}sm:b", Val: []byte("b"), TTL: time.Hour}, // another slot
+		engine.Write{Key: "sm:gone", Del: true},
+		engine.Write{Key: "sm:absent", Del: true},
+		engine.Write{Key: "sm:hash", Val: []byte("now a string")},
+		engine.Write{Key: "sm:twice", Val: []byte("1")},
+		engine.Write{Key: "sm:twice", Val: []byte("2")},
+	))
+	buf[0] = 'z' // values are copied in
+	wantValue(t, e, "sm:a", "a")
+	wantValue(t, e, "{x}sm:b", "b")
+	wantTTL(t, e, "{x}sm:b", 59*time.Minute, time.Hour)
+	wantAbsent(t, e, "sm:gone")
+	wantAbsent(t, e, "sm:absent")
+	wantValue(t, e, "sm:hash", "now a string")
+	wantValue(t, e, "sm:twice", "2")
+	if ttl, err := e.TTL(ctx, "sm:a"); err != nil || ttl != 0 {
+		t.Fatalf("TTL(sm:a) = %v, %v", ttl, err)
+	}
 }
 
 func testValuesAreCopied(t *testing.T, e engine.Engine) {
