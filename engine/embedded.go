@@ -372,6 +372,33 @@ func (e *Embedded) SetNX(ctx context.Context, key string, val []byte, ttl time.D
 	return ok && err == nil, err
 }
 
+// StrAppend appends data to the string at key.
+func (e *Embedded) StrAppend(ctx context.Context, key string, data []byte, ttl time.Duration) (int64, error) {
+	var n int64
+	err := e.mutate(ctx, func(now int64) (*enc, error) {
+		ent := e.st.live(key, now)
+		if ent != nil && ent.kind != kindString {
+			return nil, fmt.Errorf("%w: %q is not a string", ErrWrongType, key)
+		}
+		fresh := byte(1)
+		n = int64(len(data))
+		if ent != nil {
+			fresh, n = 0, n+int64(len(ent.str))
+		}
+		f := newFrame(len(key) + len(data) + 16)
+		f.op(opSApp)
+		f.str(key)
+		f.bytes(data)
+		f.sv(expireAt(now, ttl))
+		f.op(fresh)
+		return f, nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
 // SetMany applies writes in one frame.
 func (e *Embedded) SetMany(ctx context.Context, writes ...Write) error {
 	if len(writes) == 0 {

@@ -46,6 +46,7 @@ const (
 	opXMeta  byte = 13 // log, lastMs, lastSeq (snapshots: keeps IDs monotonic after trims)
 	opEnd    byte = 14 // snapshot trailer
 	opXCold  byte = 15 // log, ms, seq, seg, off, len, crc: a record kept in a cold segment file (snapshots)
+	opSApp   byte = 16 // key, data, expireAt, fresh: key now holds (fresh ? "" : its value) + data
 )
 
 var errCorrupt = errors.New("engine: corrupt record")

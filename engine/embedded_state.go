@@ -259,6 +259,20 @@ func (s *state) applyOp(d *dec) (end bool) {
 		if d.err == nil {
 			s.put(key, &entry{kind: kindString, str: val, expireAt: exp})
 		}
+	case opSApp:
+		// fresh records whether the live call found no value: an expired
+		// value may still be in memory (sweeps are not logged), and it
+		// must not come back to life under the appended bytes.
+		key, data, exp, fresh := d.str(), d.raw(), d.sv(), d.byte()
+		if d.err != nil {
+			return
+		}
+		var old []byte
+		if e := s.keys[key]; fresh == 0 && e != nil && e.kind == kindString {
+			old = e.str
+		}
+		val := make([]byte, 0, len(old)+len(data))
+		s.put(key, &entry{kind: kindString, str: append(append(val, old...), data...), expireAt: exp})
 	case opDel:
 		key := d.str()
 		if d.err == nil {

@@ -95,6 +95,11 @@ type Engine interface {
 	SetNX(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error)
 	// Del removes keys; keys may live in different hash slots.
 	Del(ctx context.Context, keys ...string) error
+	// StrAppend appends data to the string at key (absent: empty) and sets
+	// ttl as Set does (0: no expiry); it returns the new length. A record
+	// that only grows (a transcript) costs the bytes added, not the whole
+	// value.
+	StrAppend(ctx context.Context, key string, data []byte, ttl time.Duration) (int64, error)
 	// SetMany applies writes in order as one durable write (one WAL
 	// record; one pipelined round trip on Redis). Keys may live in
 	// different hash slots, so on Redis the batch is not atomic: use it

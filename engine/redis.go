@@ -160,6 +160,25 @@ func (r *Redis) Del(ctx context.Context, keys ...string) error {
 	return r.wrap(err)
 }
 
+var appendScript = redis.NewScript(`
+local n = redis.call('APPEND', KEYS[1], ARGV[1])
+if tonumber(ARGV[2]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+else
+  redis.call('PERSIST', KEYS[1])
+end
+return n
+`)
+
+// StrAppend appends with APPEND and sets the TTL in the same script.
+func (r *Redis) StrAppend(ctx context.Context, key string, data []byte, ttl time.Duration) (int64, error) {
+	if err := r.begin(ctx); err != nil {
+		return 0, err
+	}
+	n, err := appendScript.Run(ctx, r.c, []string{r.k(key)}, data, px(ttl)).Int64()
+	return n, r.wrap(err)
+}
+
 // SetMany sends every write in one pipeline (not a transaction: the keys
 // may live in different slots).
 func (r *Redis) SetMany(ctx context.Context, writes ...Write) error {
