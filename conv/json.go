@@ -3,6 +3,7 @@ package conv
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -94,11 +95,31 @@ func appendTime(b []byte, t time.Time) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// plainJSON reports whether s needs no escaping: the common case (Chinese
+// text, ids) checked with a byte loop and utf8.ValidString instead of
+// decoding every rune.
+func plainJSON(s string) bool {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= utf8.RuneSelf:
+			ascii = false
+		case c < 0x20, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return ascii || (utf8.ValidString(s) && !strings.Contains(s, "\u2028") && !strings.Contains(s, "\u2029"))
+}
+
 // appendString quotes s as encoding/json does with HTML escaping (its
 // default): <, > and & as \u003c…, U+2028/U+2029 escaped, invalid UTF-8
 // as U+FFFD.
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
+	if plainJSON(s) {
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]

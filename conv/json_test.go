@@ -118,3 +118,19 @@ func FuzzEvent_DecodeJSON(f *testing.F) {
 		decodeBoth(t, b, Event{Type: "old", Data: map[string]string{"a": "0"}})
 	})
 }
+
+func FuzzTurn_AppendJSON(f *testing.F) {
+	for _, s := range jsonStrings {
+		f.Add(s, s)
+	}
+	f.Fuzz(func(t *testing.T, text, id string) {
+		tr := Turn{At: jsonTimes[2], Role: TurnCustomer, Text: text, MsgID: id}
+		want, err := json.Marshal(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tr.AppendJSON(nil); string(got) != string(want) {
+			t.Fatalf("AppendJSON:\n got %s\nwant %s", got, want)
+		}
+	})
+}
