@@ -50,9 +50,10 @@ type EmbeddedStats struct {
 	Spills    uint64 // moves of old log records to cold segment files
 }
 
-// Embedded is the single-process engine: state in memory, every mutation
-// in a write-ahead log (group-committed) before the call returns, snapshots
-// to bound the log. Open it with OpenEmbedded.
+// Embedded is the single-process engine: state in memory (except the older
+// records of logs, kept in cold segment files: embedded_cold.go), every
+// mutation in a write-ahead log (group-committed) before the call returns,
+// snapshots to bound the log. Open it with OpenEmbedded.
 //
 // Reads wait until the state they observed is durable, so a caller can never
 // act on a write that a crash could still undo (e.g. answer "duplicate" for
@@ -79,8 +80,9 @@ type Embedded struct {
 	compactAt int64        // committer goroutine only
 	snapBytes atomic.Int64 // size of the last snapshot written or loaded
 	// maint is set while a compaction or a spill runs (they never overlap).
-	maint  atomic.Bool
-	spills atomic.Uint64
+	maint      atomic.Bool
+	spills     atomic.Uint64
+	spillAfter atomic.Int64 // unix ns before which no spill starts (after a failure)
 	// coldSegs are the cold log segment files in use (guarded by mu);
 	// coldNext is the last segment number handed out (guarded by mu).
 	coldSegs map[uint32]bool

@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // Cold log segments. Logs only grow (the event log, the bot journal and
@@ -36,6 +37,9 @@ const coldMagic = "KEFUCOLD1\n"
 // defaultLogMemory is EmbeddedOptions.LogMemoryBytes' default.
 const defaultLogMemory = 8 << 20
 
+// spillRetry is how long a failed spill waits before the next attempt.
+const spillRetry = 30 * time.Second
+
 // maxColdFile bounds one segment so positions fit in 32 bits.
 const maxColdFile = 1 << 30
 
@@ -53,6 +57,9 @@ type spillJob struct {
 // goroutine moving their oldest records to disk. Committer goroutine only,
 // with no maintenance running.
 func (e *Embedded) startSpill() {
+	if time.Now().UnixNano() < e.spillAfter.Load() {
+		return
+	}
 	var jobs []spillJob
 	e.mu.Lock()
 	for key := range e.st.overLimit {
@@ -91,6 +98,9 @@ func (e *Embedded) startSpill() {
 		defer e.maint.Store(false)
 		for _, j := range jobs {
 			if err := e.spill(j); err != nil {
+				// The records stay in memory; try again later rather than
+				// after every commit (a full disk would spin otherwise).
+				e.spillAfter.Store(time.Now().Add(spillRetry).UnixNano())
 				e.logf("engine: embedded: moving log %s to disk: %v", j.key, err)
 			}
 		}
@@ -128,8 +138,8 @@ func (e *Embedded) spill(j spillJob) error {
 				size += int64(len(r.data))
 			}
 			l.cold = append(l.cold, cold[p:]...)
-			// A copy, not a reslice: the moved records' data must become
-			// garbage, and a frozen snapshot may still share the old array.
+			// A copy, not a reslice, so the moved records' data becomes
+			// garbage.
 			l.recs = append(l.recs[:0:0], l.recs[moved:]...)
 			l.hot -= size
 		}

@@ -20,6 +20,7 @@ import (
 //
 //	wal-<seq>.log   write-ahead log segments, replayed in seq order
 //	snap-<seq>.snap state after every segment with a smaller seq
+//	cold-<n>.seg    older log records, referred to by position (embedded_cold.go)
 //	LOCK            flock'ed while open so two processes cannot share dir
 //
 // Compaction rotates to a new segment N+1, writes snap-(N+1) (tmp, fsync,
