@@ -120,8 +120,16 @@ func (w *writeBehind) flush(ctx context.Context) {
 	recs := w.records
 	w.records = nil
 	w.mu.Unlock()
+	if b, ok := w.inner.(batchState); ok && len(dirty) > 0 {
+		w.saveBatched(ctx, b, dirty)
+		dirty = nil
+	}
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16) // parallel writes share group commits
+	// Parallel writes share group commits. The bound must stay well above
+	// what arrives per fsync: with 16, a disk slowed to a few ms per fsync
+	// made a flush last longer than the traffic it drained, and the dirty
+	// map and queued journal records (with their candidates) kept growing.
+	sem := make(chan struct{}, 256)
 	for c, d := range dirty {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -161,6 +169,48 @@ func (w *writeBehind) flush(ctx context.Context) {
 	}
 	wg.Wait()
 }
+
+// saveBatched writes dirty memories in batches of one engine write each:
+// as a flush drains everything queued since the last one, its cost does
+// not grow with the traffic, and neither does the backlog.
+func (w *writeBehind) saveBatched(ctx context.Context, b batchState, dirty map[conv.CustomerID]memWrite) {
+	batch := make([]bot.Saved, 0, min(len(dirty), stateBatch))
+	write := func() {
+		if len(batch) == 0 {
+			return
+		}
+		if err := b.SaveMany(ctx, batch); err != nil {
+			w.log.Warn("bot state write failed; will retry", "err", err, "customers", len(batch))
+			batch = batch[:0]
+			return // they stay dirty: served from here and written next time
+		}
+		w.mu.Lock()
+		for _, s := range batch {
+			// Forget it only if no newer memory arrived meanwhile.
+			if cur, ok := w.dirty[s.Customer]; ok && cur.ttl == s.TTL && reflect.DeepEqual(cur.mem, s.Memory) {
+				delete(w.dirty, s.Customer)
+			}
+		}
+		w.mu.Unlock()
+		batch = batch[:0]
+	}
+	for c, d := range dirty {
+		batch = append(batch, bot.Saved{Customer: c, Memory: d.mem, TTL: d.ttl})
+		if len(batch) == stateBatch {
+			write()
+		}
+	}
+	write()
+}
+
+// batchState is a bot state that can save several customers in one write
+// (bot.EngineState's).
+type batchState interface {
+	SaveMany(ctx context.Context, items []bot.Saved) error
+}
+
+// stateBatch bounds the customers of one batched state write.
+const stateBatch = 512
 
 // batchJournal is a journal that can append several records in one write
 // (bot.EngineState's).

@@ -71,6 +71,28 @@ func (s engineState) Save(ctx context.Context, c conv.CustomerID, m Memory, ttl 
 	return s.e.Set(ctx, stateKey(c), b, ttl)
 }
 
+// Saved is one customer's memory for SaveMany.
+type Saved struct {
+	Customer conv.CustomerID
+	Memory   Memory
+	TTL      time.Duration
+}
+
+// SaveMany is Save for several customers in one engine write, for callers
+// that batch (the app's write-behind buffer).
+func (s engineState) SaveMany(ctx context.Context, items []Saved) error {
+	ws := make([]engine.Write, 0, len(items))
+	for _, it := range items {
+		if it.Memory.isZero() {
+			ws = append(ws, engine.Write{Key: stateKey(it.Customer), Del: true})
+			continue
+		}
+		b, _ := json.Marshal(it.Memory)
+		ws = append(ws, engine.Write{Key: stateKey(it.Customer), Val: b, TTL: it.TTL})
+	}
+	return s.e.SetMany(ctx, ws...)
+}
+
 // journalLog is the engine log holding the curation journal.
 const journalLog = "bot:journal"
 

@@ -1,7 +1,9 @@
 package conv
 
 import (
+	"encoding/json"
 	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -93,11 +95,31 @@ func appendTime(b []byte, t time.Time) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// plainJSON reports whether s needs no escaping: the common case (Chinese
+// text, ids) checked with a byte loop and utf8.ValidString instead of
+// decoding every rune.
+func plainJSON(s string) bool {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= utf8.RuneSelf:
+			ascii = false
+		case c < 0x20, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return ascii || (utf8.ValidString(s) && !strings.Contains(s, "\u2028") && !strings.Contains(s, "\u2029"))
+}
+
 // appendString quotes s as encoding/json does with HTML escaping (its
 // default): <, > and & as \u003c…, U+2028/U+2029 escaped, invalid UTF-8
 // as U+FFFD.
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
+	if plainJSON(s) {
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -146,4 +168,148 @@ func appendString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// DecodeJSON decodes b into ev exactly as json.Unmarshal(b, ev) would
+// (fields absent from b are left alone; a non-nil ev.Data is reused).
+// Records as AppendJSON and json.Marshal write them take a fast path
+// without reflection; anything else — whitespace, escapes, nulls, keys
+// that are unknown or differently cased — goes to json.Unmarshal.
+func (ev *Event) DecodeJSON(b []byte) error {
+	if ev.decodeFast(b) {
+		return nil
+	}
+	return json.Unmarshal(b, ev)
+}
+
+type jsonPair struct{ k, v string }
+
+// decodeFast reports whether it could decode b; it changes ev only then.
+func (ev *Event) decodeFast(b []byte) bool {
+	out := *ev
+	var arr [8]jsonPair
+	data, hasData := arr[:0], false
+	if len(b) < 2 || b[0] != '{' {
+		return false
+	}
+	p := b[1:]
+	if p[0] == '}' {
+		return len(p) == 1
+	}
+	for {
+		key, rest, ok := scanString(p)
+		if !ok || len(rest) == 0 || rest[0] != ':' {
+			return false
+		}
+		p = rest[1:]
+		if key == "data" {
+			if len(p) < 2 || p[0] != '{' {
+				return false
+			}
+			hasData = true // a repeated key adds to the map, as json does
+			p = p[1:]
+			if p[0] == '}' {
+				p = p[1:]
+			} else {
+				for {
+					k, rest, ok := scanString(p)
+					if !ok || len(rest) == 0 || rest[0] != ':' {
+						return false
+					}
+					v, rest, ok := scanString(rest[1:])
+					if !ok || len(rest) == 0 {
+						return false
+					}
+					data = append(data, jsonPair{k, v})
+					p = rest[1:]
+					if rest[0] == '}' {
+						break
+					}
+					if rest[0] != ',' {
+						return false
+					}
+				}
+			}
+		} else {
+			raw := p
+			val, rest, ok := scanString(p)
+			if !ok {
+				return false
+			}
+			p = rest
+			switch key {
+			case "id":
+				out.ID = val
+			case "type":
+				out.Type = EventType(val)
+			case "at":
+				if out.At.UnmarshalJSON(raw[:len(raw)-len(rest)]) != nil {
+					return false
+				}
+			case "conv":
+				out.Conv = ConvID(val)
+			case "customer":
+				out.Customer = CustomerID(val)
+			case "store":
+				out.Store = StoreID(val)
+			case "channel":
+				out.Channel = val
+			case "agent":
+				out.Agent = val
+			case "actor":
+				out.Actor = val
+			case "reason":
+				out.Reason = val
+			default:
+				return false
+			}
+		}
+		if len(p) == 0 {
+			return false
+		}
+		if p[0] == '}' {
+			if len(p) != 1 {
+				return false
+			}
+			break
+		}
+		if p[0] != ',' {
+			return false
+		}
+		p = p[1:]
+	}
+	if hasData {
+		if out.Data == nil {
+			out.Data = make(map[string]string, len(data))
+		}
+		for _, kv := range data {
+			out.Data[kv.k] = kv.v
+		}
+	}
+	*ev = out
+	return true
+}
+
+// scanString reads a JSON string at the start of p that needs no
+// unescaping (no backslash, no control character, valid UTF-8) and
+// returns it and what follows; ok is false for anything else.
+func scanString(p []byte) (s string, rest []byte, ok bool) {
+	if len(p) == 0 || p[0] != '"' {
+		return "", nil, false
+	}
+	ascii := true
+	for i := 1; i < len(p); i++ {
+		switch c := p[i]; {
+		case c == '"':
+			if !ascii && !utf8.Valid(p[1:i]) {
+				return "", nil, false
+			}
+			return string(p[1:i]), p[i+1:], true
+		case c == '\\' || c < 0x20:
+			return "", nil, false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	return "", nil, false
 }

@@ -59,3 +59,78 @@ func TestEvent_AppendJSONMatchesMarshal(t *testing.T) {
 		}
 	}
 }
+
+// decodeBoth decodes b with DecodeJSON and with json.Unmarshal, each into
+// a copy of start, and fails if they disagree.
+func decodeBoth(t *testing.T, b []byte, start Event) {
+	t.Helper()
+	cp := func(ev Event) Event {
+		if ev.Data != nil {
+			m := make(map[string]string, len(ev.Data))
+			for k, v := range ev.Data {
+				m[k] = v
+			}
+			ev.Data = m
+		}
+		return ev
+	}
+	got, want := cp(start), cp(start)
+	gerr := got.DecodeJSON(b)
+	werr := json.Unmarshal(b, &want)
+	if (gerr == nil) != (werr == nil) {
+		t.Fatalf("%q: DecodeJSON error %v, json.Unmarshal error %v", b, gerr, werr)
+	}
+	if werr == nil && !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q:\n DecodeJSON   %#v\n json.Unmarshal %#v", b, got, want)
+	}
+}
+
+var decodeSeeds = []string{
+	`{}`, `{"type":"x"}`, `{"id":"1-0","type":"bot_answered","at":"2026-11-23T14:16:32.388679169Z","customer":"demo:u","store":"s","channel":"demo","data":{"entry":"kb-1","score":"0.791"}}`,
+	`{"type":"x","data":{}}`, `{"type":"x","data":{"a":"1"},"data":{"b":"2","a":"3"}}`, `{"type":"x","type":"y"}`,
+	`{ "type":"x"}`, `{"type" :"x"}`, `{"Type":"x"}`, `{"type":"x","extra":"y"}`, `{"type":null}`, `{"data":null}`, `{"data":{"k":null}}`,
+	`{"type":"a\"b"}`, `{"type":"a\u003cb"}`, `{"type":"\ufffd"}`, "{\"type\":\"\xff\"}", "{\"type\":\"a\nb\"}", `{"type":"x",}`, `{"type":"x"}x`,
+	`{"type":"x"`, `{"type":`, `{"type"`, `{"`, `{`, ``, `[]`, `null`, `{"at":"2026-13-01T00:00:00Z"}`, `{"at":"not a time"}`, `{"at":5}`,
+	`{"at":"2026-01-02T03:04:05+08:00"}`, `{"data":{"a":"1",}}`, `{"data":{"a":"1"}`, `{"data":{"a" :"1"}}`, `{"data":{"a":1}}`, `{"reason":"中文<>&"}`,
+}
+
+func TestEvent_DecodeJSONMatchesUnmarshal(t *testing.T) {
+	starts := []Event{{}, {Type: "old", Reason: "kept", Data: map[string]string{"old": "v", "a": "0"}}}
+	for _, s := range decodeSeeds {
+		for _, st := range starts {
+			decodeBoth(t, []byte(s), st)
+		}
+	}
+	for i, s := range jsonStrings {
+		ev := Event{Type: EvMessageReceived, At: jsonTimes[i%len(jsonTimes)], Customer: CustomerID(s), Reason: s, Data: map[string]string{"k": s, s: "v"}}
+		for _, st := range starts {
+			decodeBoth(t, ev.AppendJSON(nil), st)
+		}
+	}
+}
+
+func FuzzEvent_DecodeJSON(f *testing.F) {
+	for _, s := range decodeSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		decodeBoth(t, b, Event{})
+		decodeBoth(t, b, Event{Type: "old", Data: map[string]string{"a": "0"}})
+	})
+}
+
+func FuzzTurn_AppendJSON(f *testing.F) {
+	for _, s := range jsonStrings {
+		f.Add(s, s)
+	}
+	f.Fuzz(func(t *testing.T, text, id string) {
+		tr := Turn{At: jsonTimes[2], Role: TurnCustomer, Text: text, MsgID: id}
+		want, err := json.Marshal(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tr.AppendJSON(nil); string(got) != string(want) {
+			t.Fatalf("AppendJSON:\n got %s\nwant %s", got, want)
+		}
+	})
+}

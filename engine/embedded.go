@@ -29,6 +29,11 @@ type EmbeddedOptions struct {
 	// SweepInterval is how often expired keys are purged from memory (reads
 	// already ignore them). Default 1 s.
 	SweepInterval time.Duration
+	// LogMemoryBytes is how much record data one log (Append) keeps in
+	// memory; beyond it the oldest records move to cold segment files and
+	// are read back from disk. Default 8 MiB; negative: keep everything in
+	// memory.
+	LogMemoryBytes int64
 	// Logf receives rare operational events (torn WAL tail dropped, snapshot
 	// failure). Default log.Printf.
 	Logf func(format string, args ...any)
@@ -42,11 +47,13 @@ type EmbeddedStats struct {
 	Syncs     uint64 // fsyncs issued
 	WALBytes  uint64 // bytes written to the WAL since open
 	Snapshots uint64 // snapshots completed since open
+	Spills    uint64 // moves of old log records to cold segment files
 }
 
-// Embedded is the single-process engine: state in memory, every mutation
-// in a write-ahead log (group-committed) before the call returns, snapshots
-// to bound the log. Open it with OpenEmbedded.
+// Embedded is the single-process engine: state in memory (except the older
+// records of logs, kept in cold segment files: embedded_cold.go), every
+// mutation in a write-ahead log (group-committed) before the call returns,
+// snapshots to bound the log. Open it with OpenEmbedded.
 //
 // Reads wait until the state they observed is durable, so a caller can never
 // act on a write that a crash could still undo (e.g. answer "duplicate" for
@@ -63,12 +70,23 @@ type Embedded struct {
 	// pending maps keys to the LSN of their last write while it may not be
 	// durable yet (guarded by mu).
 	pending map[string]uint64
+	// touched collects the keys of the frame being applied (guarded by mu;
+	// touch is its method value, made once so applying allocates nothing).
+	touched []string
+	touch   func(key string)
 	closed  atomic.Bool // set under mu so mutators see it consistently
 
-	wal          *walWriter
-	compactAt    int64        // committer goroutine only
-	snapBytes    atomic.Int64 // size of the last snapshot written or loaded
-	snapshotting atomic.Bool
+	wal       *walWriter
+	compactAt int64        // committer goroutine only
+	snapBytes atomic.Int64 // size of the last snapshot written or loaded
+	// maint is set while a compaction or a spill runs (they never overlap).
+	maint      atomic.Bool
+	spills     atomic.Uint64
+	spillAfter atomic.Int64 // unix ns before which no spill starts (after a failure)
+	// coldSegs are the cold log segment files in use (guarded by mu);
+	// coldNext is the last segment number handed out (guarded by mu).
+	coldSegs map[uint32]bool
+	coldNext uint32
 
 	hub     hub
 	txLocks [64]sync.Mutex // Update serializes per hash-tag stripe
@@ -93,6 +111,9 @@ func OpenEmbedded(dir string, opts EmbeddedOptions) (*Embedded, error) {
 	if opts.Logf == nil {
 		opts.Logf = log.Printf
 	}
+	if opts.LogMemoryBytes == 0 {
+		opts.LogMemoryBytes = defaultLogMemory
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("engine: embedded: %w", err)
 	}
@@ -101,6 +122,7 @@ func OpenEmbedded(dir string, opts EmbeddedOptions) (*Embedded, error) {
 		return nil, fmt.Errorf("engine: embedded: %s is in use: %w", dir, err)
 	}
 	st := newState()
+	st.hotLimit = max(opts.LogMemoryBytes, 0)
 	seg, size, snapSize, err := recoverState(dir, st, opts.Logf)
 	if err != nil {
 		unlock()
@@ -121,7 +143,14 @@ func OpenEmbedded(dir string, opts EmbeddedOptions) (*Embedded, error) {
 		stop:      make(chan struct{}),
 		unlock:    unlock,
 	}
+	e.touch = func(k string) { e.touched = append(e.touched, k) }
 	e.snapBytes.Store(snapSize)
+	e.coldSegs = map[uint32]bool{}
+	if err := e.openCold(); err != nil {
+		f.Close()
+		unlock()
+		return nil, err
+	}
 	e.hub.init()
 	e.wg.Add(2)
 	go e.committer()
@@ -144,6 +173,7 @@ func (e *Embedded) Stats() EmbeddedStats {
 		Syncs:     w.syncs.Load(),
 		WALBytes:  w.written.Load(),
 		Snapshots: w.snapshot.Load(),
+		Spills:    e.spills.Load(),
 	}
 }
 
@@ -207,18 +237,19 @@ func (e *Embedded) mutateKeys(ctx context.Context, keys []string, fn func(now in
 	var lsn uint64
 	if err == nil && f != nil && !f.empty() {
 		frame := f.finish()
-		var touched []string
-		if _, aerr := e.st.applyPayloadKeys(f.payload(), func(k string) { touched = append(touched, k) }); aerr != nil {
+		e.touched = e.touched[:0]
+		if _, aerr := e.st.applyPayloadKeys(f.payload(), e.touch); aerr != nil {
 			e.mu.Unlock()
 			panic(fmt.Sprintf("engine: embedded: invalid frame built by a live call: %v", aerr))
 		}
 		e.lsn = e.wal.enqueue(frame)
 		lsn = e.lsn
-		e.markPending(touched, lsn)
+		e.markPending(e.touched, lsn)
 	} else {
 		lsn = e.pendingLSN(keys)
 	}
 	e.mu.Unlock()
+	freeFrame(f) // the WAL buffer and the state hold copies
 	if werr := e.wal.wait(lsn); werr != nil {
 		return werr
 	}
@@ -341,6 +372,56 @@ func (e *Embedded) SetNX(ctx context.Context, key string, val []byte, ttl time.D
 		return f, nil
 	})
 	return ok && err == nil, err
+}
+
+// StrAppend appends data to the string at key.
+func (e *Embedded) StrAppend(ctx context.Context, key string, data []byte, ttl time.Duration) (int64, error) {
+	var n int64
+	err := e.mutate(ctx, func(now int64) (*enc, error) {
+		ent := e.st.live(key, now)
+		if ent != nil && ent.kind != kindString {
+			return nil, fmt.Errorf("%w: %q is not a string", ErrWrongType, key)
+		}
+		fresh := byte(1)
+		n = int64(len(data))
+		if ent != nil {
+			fresh, n = 0, n+int64(len(ent.str))
+		}
+		f := newFrame(len(key) + len(data) + 16)
+		f.op(opSApp)
+		f.str(key)
+		f.bytes(data)
+		f.sv(expireAt(now, ttl))
+		f.op(fresh)
+		return f, nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// SetMany applies writes in one frame.
+func (e *Embedded) SetMany(ctx context.Context, writes ...Write) error {
+	if len(writes) == 0 {
+		return e.begin(ctx)
+	}
+	return e.mutate(ctx, func(now int64) (*enc, error) {
+		size := 0
+		for _, w := range writes {
+			size += len(w.Key) + len(w.Val) + 16
+		}
+		f := newFrame(size)
+		for _, w := range writes {
+			if !w.Del {
+				setOp(f, w.Key, w.Val, expireAt(now, w.TTL))
+			} else if e.st.keys[w.Key] != nil {
+				f.op(opDel)
+				f.str(w.Key)
+			}
+		}
+		return f, nil
+	})
 }
 
 // Del removes keys of any type; absent keys are ignored.
@@ -917,13 +998,24 @@ func (e *Embedded) ReadLog(ctx context.Context, log, afterID string, count int) 
 		if err != nil || ent == nil {
 			return err
 		}
-		recs := ent.log.live()
-		i := 0
+		l := ent.log
+		ci, i := 0, 0
 		if afterID != "" {
-			i = searchAfter(recs, am, as)
+			ci = searchAfterCold(l.cold, am, as)
+			i = searchAfter(l.recs, am, as)
 		}
-		for ; i < len(recs) && (count <= 0 || len(out) < count); i++ {
-			r := recs[i]
+		if ci < len(l.cold) {
+			end := len(l.cold)
+			if count > 0 {
+				end = min(end, ci+count)
+			}
+			var err error
+			if out, err = e.readCold(l.cold[ci:end], out); err != nil {
+				return err
+			}
+		}
+		for ; i < len(l.recs) && (count <= 0 || len(out) < count); i++ {
+			r := l.recs[i]
 			out = append(out, Record{ID: formatID(r.ms, r.seq), Data: clone(r.data)})
 		}
 		return nil
@@ -946,13 +1038,28 @@ func searchAfter(recs []logRec, ms, seq uint64) int {
 	return lo
 }
 
+// searchAfterCold is searchAfter for cold records.
+func searchAfterCold(recs []coldRec, ms, seq uint64) int {
+	lo, hi := 0, len(recs)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		r := recs[m]
+		if r.ms < ms || (r.ms == ms && r.seq <= seq) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
 // LogLen counts records (0 when absent).
 func (e *Embedded) LogLen(ctx context.Context, log string) (int64, error) {
 	var n int64
 	err := e.readKeys(ctx, []string{log}, func(now int64) error {
 		ent, err := e.logEntry(log, now)
 		if ent != nil {
-			n = int64(len(ent.log.live()))
+			n = int64(ent.log.len())
 		}
 		return err
 	})
@@ -967,8 +1074,7 @@ func (e *Embedded) TrimLog(ctx context.Context, log string, before time.Time) er
 		if err != nil || ent == nil || minMs <= 0 {
 			return nil, err
 		}
-		recs := ent.log.live()
-		if len(recs) == 0 || recs[0].ms >= uint64(minMs) {
+		if first, ok := ent.log.firstMs(); !ok || first >= uint64(minMs) {
 			return nil, nil
 		}
 		f := newFrame(len(log) + 12)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"math"
+	"sync"
 )
 
 // On-disk format (WAL and snapshot share it):
@@ -44,6 +45,8 @@ const (
 	opXTrim  byte = 12 // log, minMs
 	opXMeta  byte = 13 // log, lastMs, lastSeq (snapshots: keeps IDs monotonic after trims)
 	opEnd    byte = 14 // snapshot trailer
+	opXCold  byte = 15 // log, ms, seq, seg, off, len, crc: a record kept in a cold segment file (snapshots)
+	opSApp   byte = 16 // key, data, expireAt, fresh: key now holds (fresh ? "" : its value) + data
 )
 
 var errCorrupt = errors.New("engine: corrupt record")
@@ -52,9 +55,29 @@ var errCorrupt = errors.New("engine: corrupt record")
 // by finish.
 type enc struct{ b []byte }
 
+// newFrame returns an empty frame with room for sizeHint payload bytes.
+// Frames of live calls are recycled (freeFrame) once the WAL buffer and
+// the state have copied what they need: every mutation builds one, and
+// allocating it was the engine's largest source of garbage.
 func newFrame(sizeHint int) *enc {
-	e := &enc{b: make([]byte, frameHeader, frameHeader+sizeHint)}
+	e, _ := framePool.Get().(*enc)
+	if e == nil || cap(e.b) < frameHeader+sizeHint {
+		return &enc{b: make([]byte, frameHeader, frameHeader+max(sizeHint, 256))}
+	}
+	e.b = e.b[:frameHeader]
 	return e
+}
+
+var framePool sync.Pool
+
+// maxPooledFrame keeps one large value from pinning a large buffer.
+const maxPooledFrame = 64 << 10
+
+// freeFrame recycles f; the caller must not use it afterwards.
+func freeFrame(f *enc) {
+	if f != nil && cap(f.b) <= maxPooledFrame {
+		framePool.Put(f)
+	}
 }
 
 func (e *enc) op(c byte)       { e.b = append(e.b, c) }

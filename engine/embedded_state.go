@@ -6,6 +6,7 @@ import (
 	"maps"
 	"sort"
 	"strings"
+	"sync/atomic"
 )
 
 // kind is the type of value a key holds (one keyspace, like Redis).
@@ -74,23 +75,55 @@ type logRec struct {
 	data    []byte
 }
 
-// stream is an append-only log. recs[head:] are live; trimming advances head
-// and compacts the slice lazily so trims are O(trimmed).
+// coldRec is a log record whose data was moved to a cold segment file
+// (embedded_cold.go); only its ID and where to read it stay in memory.
+type coldRec struct {
+	ms, seq uint64
+	seg     uint32 // cold-<seg>.seg
+	off, n  uint32 // data position and length in the file
+	crc     uint32 // CRC-32C of the data, checked on read
+}
+
+// stream is an append-only log: cold records (oldest, data on disk) then
+// hot records (data in memory). Both slices are only ever appended to or
+// replaced by a copy, never changed in place, so a frozen snapshot can
+// share them.
 type stream struct {
+	cold            []coldRec
 	recs            []logRec
+	hot             int64 // data bytes in recs
 	lastMs, lastSeq uint64
 }
 
-func (s *stream) live() []logRec { return s.recs }
+func (s *stream) len() int { return len(s.cold) + len(s.recs) }
 
-func (s *stream) trim(minMs uint64) int {
+// firstMs is the time of the oldest record.
+func (s *stream) firstMs() (uint64, bool) {
+	switch {
+	case len(s.cold) > 0:
+		return s.cold[0].ms, true
+	case len(s.recs) > 0:
+		return s.recs[0].ms, true
+	}
+	return 0, false
+}
+
+func (s *stream) trim(minMs uint64) {
+	if i := sort.Search(len(s.cold), func(i int) bool { return s.cold[i].ms >= minMs }); i > 0 {
+		s.cold = append(s.cold[:0:0], s.cold[i:]...)
+	}
+	if len(s.cold) > 0 {
+		return
+	}
 	i := sort.Search(len(s.recs), func(i int) bool { return s.recs[i].ms >= minMs })
 	if i == 0 {
-		return 0
+		return
+	}
+	for _, r := range s.recs[:i] {
+		s.hot -= int64(len(r.data))
 	}
 	// Copy the survivors down so the trimmed records' memory is released.
 	s.recs = append(s.recs[:0:0], s.recs[i:]...)
-	return i
 }
 
 type qkey struct {
@@ -126,13 +159,20 @@ type state struct {
 	keys     map[string]*entry
 	queues   map[string]*queue
 	expiring map[string]struct{} // keys whose entry has expireAt != 0
+	// hotLimit is the in-memory data a log may hold before its oldest
+	// records are moved to disk (0: never); overLimit collects the logs
+	// that passed it since the last spill.
+	hotLimit  int64
+	overLimit map[string]struct{}
+	spillDue  atomic.Bool // overLimit is not empty (read without the lock)
 }
 
 func newState() *state {
 	return &state{
-		keys:     map[string]*entry{},
-		queues:   map[string]*queue{},
-		expiring: map[string]struct{}{},
+		keys:      map[string]*entry{},
+		queues:    map[string]*queue{},
+		expiring:  map[string]struct{}{},
+		overLimit: map[string]struct{}{},
 	}
 }
 
@@ -219,6 +259,20 @@ func (s *state) applyOp(d *dec) (end bool) {
 		if d.err == nil {
 			s.put(key, &entry{kind: kindString, str: val, expireAt: exp})
 		}
+	case opSApp:
+		// fresh records whether the live call found no value: an expired
+		// value may still be in memory (sweeps are not logged), and it
+		// must not come back to life under the appended bytes.
+		key, data, exp, fresh := d.str(), d.raw(), d.sv(), d.byte()
+		if d.err != nil {
+			return
+		}
+		var old []byte
+		if e := s.keys[key]; fresh == 0 && e != nil && e.kind == kindString {
+			old = e.str
+		}
+		val := make([]byte, 0, len(old)+len(data))
+		s.put(key, &entry{kind: kindString, str: append(append(val, old...), data...), expireAt: exp})
 	case opDel:
 		key := d.str()
 		if d.err == nil {
@@ -332,6 +386,19 @@ func (s *state) applyOp(d *dec) (end bool) {
 		}
 		l := s.ofKind(key, kindLog).log
 		l.recs = append(l.recs, logRec{ms: ms, seq: seq, data: data})
+		l.hot += int64(len(data))
+		l.lastMs, l.lastSeq = ms, seq
+		if s.hotLimit > 0 && l.hot > s.hotLimit {
+			s.overLimit[key] = struct{}{}
+			s.spillDue.Store(true)
+		}
+	case opXCold:
+		key, ms, seq, seg, off, n, crc := d.str(), d.uv(), d.uv(), d.uv(), d.uv(), d.uv(), d.uv()
+		if d.err != nil {
+			return
+		}
+		l := s.ofKind(key, kindLog).log
+		l.cold = append(l.cold, coldRec{ms: ms, seq: seq, seg: uint32(seg), off: uint32(off), n: uint32(n), crc: uint32(crc)})
 		l.lastMs, l.lastSeq = ms, seq
 	case opXTrim:
 		key, minMs := d.str(), d.uv()
@@ -363,6 +430,7 @@ func (s *state) applyOp(d *dec) (end bool) {
 type frozen struct {
 	keys []frozenKey
 	jobs []frozenJob
+	segs map[uint32]bool // cold segments the frozen logs refer to
 }
 
 type frozenKey struct {
@@ -380,7 +448,7 @@ type frozenJob struct {
 // freeze captures the live state at now (expired keys are left out rather
 // than resurrected on load). The caller holds the write lock.
 func (s *state) freeze(now int64) *frozen {
-	fr := &frozen{keys: make([]frozenKey, 0, len(s.keys))}
+	fr := &frozen{keys: make([]frozenKey, 0, len(s.keys)), segs: map[uint32]bool{}}
 	for key, e := range s.keys {
 		if e.expireAt != 0 && e.expireAt <= now {
 			continue
@@ -392,7 +460,14 @@ func (s *state) freeze(now int64) *frozen {
 			e = &entry{kind: kindZSet, zset: &zset{scores: maps.Clone(e.zset.scores)}}
 		case kindLog:
 			l := e.log
-			e = &entry{kind: kindLog, log: &stream{recs: l.recs[:len(l.recs):len(l.recs)], lastMs: l.lastMs, lastSeq: l.lastSeq}}
+			e = &entry{kind: kindLog, log: &stream{cold: l.cold[:len(l.cold):len(l.cold)], recs: l.recs[:len(l.recs):len(l.recs)],
+				lastMs: l.lastMs, lastSeq: l.lastSeq}}
+			last := uint32(0)
+			for i, c := range l.cold {
+				if i == 0 || c.seg != last { // runs of one segment
+					fr.segs[c.seg], last = true, c.seg
+				}
+			}
 		}
 		fr.keys = append(fr.keys, frozenKey{key, e})
 	}
@@ -446,6 +521,17 @@ func (fr *frozen) encode(w io.Writer) error {
 				f.f64(sc)
 			}
 		case kindLog:
+			for _, c := range e.log.cold {
+				f.op(opXCold)
+				f.str(key)
+				f.uv(c.ms)
+				f.uv(c.seq)
+				f.uv(uint64(c.seg))
+				f.uv(uint64(c.off))
+				f.uv(uint64(c.n))
+				f.uv(uint64(c.crc))
+				flush(false)
+			}
 			for _, r := range e.log.recs {
 				f.op(opXAdd)
 				f.str(key)

@@ -61,6 +61,10 @@ func writeDataset(t *testing.T, e engine.Engine) *dataset {
 		d.counter, err = e.IncrBy(ctx, "s:ctr", 3, 0)
 		check(t, err)
 	}
+	_, err = e.StrAppend(ctx, "s:app", []byte("ab"), 0)
+	check(t, err)
+	_, err = e.StrAppend(ctx, "s:app", []byte("cd"), time.Hour)
+	check(t, err)
 	check(t, e.HSet(ctx, "h", map[string][]byte{"a": []byte("1"), "b": []byte("2"), "c": []byte("3")}))
 	check(t, e.HDel(ctx, "h", "b"))
 	_, err = e.HIncrBy(ctx, "h", "n", 42)
@@ -111,6 +115,7 @@ func (d *dataset) verify(t *testing.T, e engine.Engine) {
 	str("s:ttl", "ttl")
 	str("s:nx", "nx")
 	str("s:ctr", strconv.FormatInt(d.counter, 10))
+	str("s:app", "abcd")
 	str("in:{d}:k", "owner")
 	str("tx:{1}:a", "A")
 	str("tx:{1}:b", "B")
@@ -476,6 +481,7 @@ func TestEmbeddedExpiredKeysNotResurrected(t *testing.T) {
 			check(t, e.Set(ctx, "gone", []byte("v"), 100*time.Millisecond))
 			check(t, e.Set(ctx, "ctr", []byte("41"), 100*time.Millisecond))
 			check(t, e.Set(ctx, "retyped", []byte("str"), 100*time.Millisecond))
+			check(t, e.Set(ctx, "app", []byte("old"), 100*time.Millisecond))
 			check(t, e.Set(ctx, "stays", []byte("v"), time.Hour))
 			time.Sleep(150 * time.Millisecond)
 			// Writes after expiry must replay on top of "absent", not of the
@@ -486,6 +492,9 @@ func TestEmbeddedExpiredKeysNotResurrected(t *testing.T) {
 				t.Fatalf("IncrBy after expiry = %d", n)
 			}
 			check(t, e.HSet(ctx, "retyped", map[string][]byte{"f": []byte("hash now")}))
+			if _, err := e.StrAppend(ctx, "app", []byte("new"), 0); err != nil {
+				t.Fatal(err)
+			}
 			check(t, e.Set(ctx, "soon", []byte("v"), 200*time.Millisecond))
 			if viaSnapshot {
 				// Force a snapshot containing "soon" with its absolute expiry.
@@ -509,6 +518,9 @@ func TestEmbeddedExpiredKeysNotResurrected(t *testing.T) {
 				if v, err := r.Get(ctx, k); !errors.Is(err, engine.ErrNotFound) {
 					t.Fatalf("expired key %s resurrected: %q, %v", k, v, err)
 				}
+			}
+			if v, err := r.Get(ctx, "app"); err != nil || string(v) != "new" {
+				t.Fatalf("app = %q, %v; want new", v, err)
 			}
 			if v, err := r.Get(ctx, "ctr"); err != nil || string(v) != "1" {
 				t.Fatalf("ctr = %q, %v; want 1", v, err)

@@ -20,6 +20,7 @@ import (
 //
 //	wal-<seq>.log   write-ahead log segments, replayed in seq order
 //	snap-<seq>.snap state after every segment with a smaller seq
+//	cold-<n>.seg    older log records, referred to by position (embedded_cold.go)
 //	LOCK            flock'ed while open so two processes cannot share dir
 //
 // Compaction rotates to a new segment N+1, writes snap-(N+1) (tmp, fsync,
@@ -172,8 +173,14 @@ func (e *Embedded) committer() {
 		}
 		w.mu.Unlock()
 		w.flush()
-		if w.size.Load() >= e.compactThreshold() && !e.snapshotting.Load() && w.failed() == nil {
+		if e.maint.Load() || w.failed() != nil {
+			continue
+		}
+		if w.size.Load() >= e.compactThreshold() {
 			e.compact()
+		} else if e.st.spillDue.Load() {
+			e.st.spillDue.Store(false)
+			e.startSpill()
 		}
 	}
 }
@@ -221,7 +228,8 @@ func (e *Embedded) compact() {
 	w.size.Store(0)
 	e.compactAt = e.opts.CompactBytes
 	fr := e.st.freeze(time.Now().UnixNano())
-	e.snapshotting.Store(true)
+	coldUpTo := e.coldNext
+	e.maint.Store(true)
 	e.mu.Unlock()
 	if err := old.Close(); err != nil {
 		e.logf("engine: embedded: closing old WAL segment: %v", err)
@@ -229,7 +237,7 @@ func (e *Embedded) compact() {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		defer e.snapshotting.Store(false)
+		defer e.maint.Store(false)
 		n, err := writeSnapshot(e.dir, newSeq, fr)
 		if err != nil {
 			// Older snapshot + all segments remain, so recovery still works.
@@ -239,6 +247,7 @@ func (e *Embedded) compact() {
 		e.snapBytes.Store(n)
 		w.snapshot.Add(1)
 		removeOlder(e.dir, newSeq, e.logf)
+		e.dropCold(fr, coldUpTo)
 	}()
 }
 

@@ -56,6 +56,14 @@ type ZItem struct {
 	Score  float64
 }
 
+// Write is one key change of SetMany: Val with TTL, or a delete.
+type Write struct {
+	Key string
+	Val []byte
+	TTL time.Duration
+	Del bool
+}
+
 // Tx is the view of keys inside Update. Reads see the state at the start of
 // the attempt plus the attempt's own writes; writes apply atomically when fn
 // returns nil.
@@ -87,6 +95,16 @@ type Engine interface {
 	SetNX(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error)
 	// Del removes keys; keys may live in different hash slots.
 	Del(ctx context.Context, keys ...string) error
+	// StrAppend appends data to the string at key (absent: empty) and sets
+	// ttl as Set does (0: no expiry); it returns the new length. A record
+	// that only grows (a transcript) costs the bytes added, not the whole
+	// value.
+	StrAppend(ctx context.Context, key string, data []byte, ttl time.Duration) (int64, error)
+	// SetMany applies writes in order as one durable write (one WAL
+	// record; one pipelined round trip on Redis). Keys may live in
+	// different hash slots, so on Redis the batch is not atomic: use it
+	// for independent keys, such as a write-behind buffer's.
+	SetMany(ctx context.Context, writes ...Write) error
 	// CompareAndSwap replaces key's value with val if the current value equals
 	// old (old == nil: key must be absent), setting ttl. Reports success.
 	CompareAndSwap(ctx context.Context, key string, old, val []byte, ttl time.Duration) (bool, error)

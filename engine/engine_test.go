@@ -95,6 +95,12 @@ type engineFactory struct {
 func engines() []engineFactory {
 	return []engineFactory{
 		{"embedded", func(t *testing.T) engine.Engine { return newEmbedded(t, engine.EmbeddedOptions{}) }},
+		// Every log record moves to a cold segment almost at once and the
+		// WAL compacts every few KiB: the same contract must hold whatever
+		// is on disk at the moment of a read.
+		{"embedded-cold", func(t *testing.T) engine.Engine {
+			return newEmbedded(t, engine.EmbeddedOptions{LogMemoryBytes: 16, CompactBytes: 4 << 10})
+		}},
 		{"redis", func(t *testing.T) engine.Engine { return newStandaloneRedis(t) }},
 		{"redis-cluster", func(t *testing.T) engine.Engine { return newClusterRedis(t) }},
 	}

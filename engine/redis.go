@@ -160,6 +160,44 @@ func (r *Redis) Del(ctx context.Context, keys ...string) error {
 	return r.wrap(err)
 }
 
+var appendScript = redis.NewScript(`
+local n = redis.call('APPEND', KEYS[1], ARGV[1])
+if tonumber(ARGV[2]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+else
+  redis.call('PERSIST', KEYS[1])
+end
+return n
+`)
+
+// StrAppend appends with APPEND and sets the TTL in the same script.
+func (r *Redis) StrAppend(ctx context.Context, key string, data []byte, ttl time.Duration) (int64, error) {
+	if err := r.begin(ctx); err != nil {
+		return 0, err
+	}
+	n, err := appendScript.Run(ctx, r.c, []string{r.k(key)}, data, px(ttl)).Int64()
+	return n, r.wrap(err)
+}
+
+// SetMany sends every write in one pipeline (not a transaction: the keys
+// may live in different slots).
+func (r *Redis) SetMany(ctx context.Context, writes ...Write) error {
+	if err := r.begin(ctx); err != nil || len(writes) == 0 {
+		return err
+	}
+	_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, w := range writes {
+			if w.Del {
+				p.Del(ctx, r.k(w.Key))
+			} else {
+				p.Set(ctx, r.k(w.Key), w.Val, ttlArg(w.TTL))
+			}
+		}
+		return nil
+	})
+	return r.wrap(err)
+}
+
 var casScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if ARGV[1] == '0' then

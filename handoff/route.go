@@ -227,13 +227,20 @@ func (s *Service) Route(ctx context.Context, msg conv.Message) ([]conv.Reply, bo
 	if err != nil || !ok {
 		return nil, false, err
 	}
+	return s.routeActive(ctx, c, msg)
+}
+
+// routeActive takes a message of a customer in conversation c. It is
+// split from Route so that the common case, no conversation, does not pay
+// for c escaping to the heap (the update below captures it).
+func (s *Service) routeActive(ctx context.Context, c conv.Conversation, msg conv.Message) ([]conv.Reply, bool, error) {
 	if msg.Kind == conv.MsgEvent {
 		return s.routeEvent(ctx, c, msg)
 	}
 	now := s.now()
 	at := msgTime(msg, now)
 	notice := false
-	err = s.eng.Update(ctx, []string{convKey(c.ID)}, func(tx engine.Tx) error {
+	err := s.eng.Update(ctx, []string{convKey(c.ID)}, func(tx engine.Tx) error {
 		cur, ok, err := getJSON[conv.Conversation](tx, convKey(c.ID))
 		if err != nil || !ok {
 			return err

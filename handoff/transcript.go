@@ -14,9 +14,11 @@ import (
 
 // Transcripts keeps each customer's recent turns (customer messages, bot
 // answers with the KB entry, agent replies, notes) so an agent sees
-// everything the bot saw. One bounded list per customer (a JSON object a
-// line), updated with compare-and-swap so concurrent appends from several
-// instances never lose a turn.
+// everything the bot saw. One list per customer, a JSON object a line:
+// an append adds its lines with engine.StrAppend (the cost of the turns
+// added, not of the whole transcript, and concurrent appends from several
+// instances never lose a turn); Read returns the newest max turns, and the
+// stored list is cut back to them once it grows well past that.
 type Transcripts struct {
 	eng engine.Engine
 	max int
@@ -34,16 +36,19 @@ func NewTranscripts(eng engine.Engine, max int, ttl time.Duration) *Transcripts 
 
 func transcriptKey(c conv.CustomerID) string { return "ho:t:{" + string(c) + "}" }
 
-// Append adds t to customer's transcript, dropping the oldest turns
-// beyond the bound.
+// trimTurnBytes sets when a stored transcript is cut back to its newest
+// max turns: once it exceeds max × trimTurnBytes bytes (turns average
+// about 250), i.e. after roughly as many turns again. Cutting reads and
+// rewrites the transcript, so it is done rarely rather than on every
+// append.
+const trimTurnBytes = 512
+
+// Append adds t to customer's transcript.
 func (s *Transcripts) Append(ctx context.Context, customer conv.CustomerID, t conv.Turn) error {
 	return s.AppendMany(ctx, customer, t)
 }
 
-// AppendMany adds turns in order in one compare-and-swap. The transcript
-// is stored as one JSON object per line, so an append copies bytes instead
-// of decoding and re-encoding every turn (this runs for every message); a
-// concurrent append from another instance makes the swap fail and retry.
+// AppendMany adds turns in order in one engine write.
 func (s *Transcripts) AppendMany(ctx context.Context, customer conv.CustomerID, turns ...conv.Turn) error {
 	if len(turns) == 0 {
 		return nil
@@ -56,53 +61,82 @@ func (s *Transcripts) AppendMany(ctx context.Context, customer conv.CustomerID, 
 		add = append(t.AppendJSON(add), '\n')
 	}
 	key := transcriptKey(customer)
-	for range maxAppendAttempts {
+	n, err := s.eng.StrAppend(ctx, key, add, s.ttl)
+	if err != nil {
+		return err
+	}
+	if n > int64(s.max)*trimTurnBytes {
+		return s.trim(ctx, key)
+	}
+	return nil
+}
+
+// trim cuts the stored transcript back to its newest max turns; an
+// append racing with it makes the swap fail and the cut start over.
+func (s *Transcripts) trim(ctx context.Context, key string) error {
+	for range maxTrimAttempts {
 		old, err := s.eng.Get(ctx, key)
 		if errors.Is(err, engine.ErrNotFound) {
-			old = nil
-		} else if err != nil {
+			return nil
+		}
+		if err != nil {
 			return err
 		}
-		cur := old
-		if len(cur) > 0 && cur[0] == '[' {
-			cur = toLines(cur) // written by an older version as a JSON array
+		lines := turnLines(old)
+		if len(lines) > s.max {
+			lines = lines[len(lines)-s.max:]
 		}
-		// Drop the oldest turns beyond the bound.
-		n := bytes.Count(cur, []byte{'\n'}) + bytes.Count(add, []byte{'\n'})
-		for ; n > s.max && len(cur) > 0; n-- {
-			cur = cur[bytes.IndexByte(cur, '\n')+1:]
+		var out []byte
+		for _, l := range lines {
+			out = append(append(out, l...), '\n')
 		}
-		next := add
-		for ; n > s.max; n-- {
-			next = next[bytes.IndexByte(next, '\n')+1:]
-		}
-		out := append(append(make([]byte, 0, len(cur)+len(next)), cur...), next...)
-		ok, err := s.eng.CompareAndSwap(ctx, key, old, out, s.ttl) // old nil: must still be absent
+		ok, err := s.eng.CompareAndSwap(ctx, key, old, out, s.ttl)
 		if err != nil || ok {
 			return err
 		}
 	}
-	return fmt.Errorf("handoff: transcript of %s: %w", customer, engine.ErrTxConflict)
+	return fmt.Errorf("handoff: trimming transcript %s: %w", key, engine.ErrTxConflict)
 }
 
-// maxAppendAttempts bounds AppendMany's retries when other writers keep
-// changing the same transcript.
-const maxAppendAttempts = 100
+// maxTrimAttempts bounds trim's retries against concurrent appends.
+const maxTrimAttempts = 20
 
-// toLines converts a JSON array transcript into the line format.
-func toLines(b []byte) []byte {
-	var turns []json.RawMessage
-	if json.Unmarshal(b, &turns) != nil {
-		return nil // a corrupt transcript must not block new turns
-	}
-	var out []byte
-	for _, t := range turns {
-		out = append(append(out, t...), '\n')
+// turnLines returns the JSON object of every turn in b, oldest first: one
+// a line. An older version stored the list as a JSON array, without a
+// trailing newline, so the first turn appended since follows the array on
+// its line: the array's elements come first, then the rest of the line.
+func turnLines(b []byte) [][]byte {
+	var out [][]byte
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if len(line) == 0 {
+			continue
+		}
+		if line[0] != '[' {
+			out = append(out, line)
+			continue
+		}
+		dec := json.NewDecoder(bytes.NewReader(line))
+		var turns []json.RawMessage
+		if dec.Decode(&turns) != nil {
+			continue // a corrupt list must not hide the turns after it
+		}
+		for _, t := range turns {
+			out = append(out, t)
+		}
+		if rest := bytes.TrimSpace(line[dec.InputOffset():]); len(rest) > 0 {
+			out = append(out, rest)
+		}
 	}
 	return out
 }
 
-// Read returns customer's turns, oldest first.
+// Read returns customer's newest turns (at most max), oldest first.
 func (s *Transcripts) Read(ctx context.Context, customer conv.CustomerID) ([]conv.Turn, error) {
 	b, err := s.eng.Get(ctx, transcriptKey(customer))
 	if errors.Is(err, engine.ErrNotFound) {
@@ -111,14 +145,12 @@ func (s *Transcripts) Read(ctx context.Context, customer conv.CustomerID) ([]con
 	if err != nil {
 		return nil, err
 	}
-	if len(b) > 0 && b[0] == '[' {
-		b = toLines(b)
+	lines := turnLines(b)
+	if len(lines) > s.max {
+		lines = lines[len(lines)-s.max:]
 	}
-	var turns []conv.Turn
-	for _, line := range bytes.Split(b, []byte{'\n'}) {
-		if len(line) == 0 {
-			continue
-		}
+	turns := make([]conv.Turn, 0, len(lines))
+	for _, line := range lines {
 		var t conv.Turn
 		if err := json.Unmarshal(line, &t); err != nil {
 			continue // skip a damaged line rather than hide the whole transcript

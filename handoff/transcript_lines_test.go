@@ -3,6 +3,7 @@ package handoff
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -93,6 +94,41 @@ func TestTranscripts_ConcurrentAppendsLoseNothing(t *testing.T) {
 		after, _ := tr.Read(ctx, c)
 		if len(after) != len(got) || after[0].Text != got[2].Text || after[len(after)-1].Text != "last-a" {
 			t.Fatalf("bound: %d turns, first %q last %q", len(after), after[0].Text, after[len(after)-1].Text)
+		}
+	})
+}
+
+// The stored list does not grow without bound: once it is well past the
+// bound it is cut back to the newest turns (an old-format array included),
+// and reads never see more than the bound.
+func TestTranscripts_StoredListIsCutBack(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, eng engine.Engine) {
+		ctx := context.Background()
+		tr := NewTranscripts(eng, 3, time.Hour)
+		c := conv.CustomerID("demo:long")
+		old := `[{"at":"2026-11-01T00:00:00Z","role":"customer","text":"旧的一条"}]`
+		if err := eng.Set(ctx, transcriptKey(c), []byte(old), 0); err != nil {
+			t.Fatal(err)
+		}
+		text := strings.Repeat("长", 60) // ~180 bytes a turn
+		for i := 0; i < 40; i++ {
+			if err := tr.AppendMany(ctx, c, conv.Turn{Role: conv.TurnCustomer, Text: fmt.Sprint(text, i)}); err != nil {
+				t.Fatal(err)
+			}
+			got, err := tr.Read(ctx, c)
+			if err != nil || len(got) != min(i+2, 3) || got[len(got)-1].Text != fmt.Sprint(text, i) {
+				t.Fatalf("after %d appends: %d turns, %v", i+1, len(got), err)
+			}
+		}
+		raw, err := eng.Get(ctx, transcriptKey(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(turnLines(raw)); n >= 40 || len(raw) > 3*trimTurnBytes+200 || raw[0] == '[' {
+			t.Fatalf("stored list not cut back: %d turns, %d bytes", n, len(raw))
+		}
+		if ttl, err := eng.TTL(ctx, transcriptKey(c)); err != nil || ttl <= 0 {
+			t.Fatalf("TTL after a cut = %v, %v", ttl, err)
 		}
 	})
 }

@@ -360,7 +360,7 @@ func (r *Reporter) refresh(ctx context.Context) (int, error) {
 			data := ev.Data
 			clear(data)
 			ev = conv.Event{Data: data}
-			if err := json.Unmarshal(recs[i].Data, &ev); err != nil {
+			if err := ev.DecodeJSON(recs[i].Data); err != nil {
 				r.f.cursor = recs[i].ID // a bad record must not stall the report
 				continue
 			}

@@ -230,6 +230,11 @@ func (l *Lexical) avgLen() float64 {
 // term frequency (no idf; the query carries it).
 func (l *Lexical) Doc(text string) Sparse {
 	c, ns, dl := l.counts(text)
+	return l.doc(c, ns, dl)
+}
+
+// doc is Doc from text's counts (Query reuses the counts it has).
+func (l *Lexical) doc(c map[uint32]float64, ns map[uint32]int, dl float64) Sparse {
 	k1, b := l.opt.K1, l.opt.B
 	norm := k1 * (1 - b + b*dl/l.avgLen())
 	w := make(map[uint32]float64, len(c))
@@ -252,13 +257,13 @@ func (l *Lexical) QueryTF(text string) Sparse {
 // Query returns the query vector of text: n-gram weight × idf, scaled so
 // that a document identical to the query scores 1.
 func (l *Lexical) Query(text string) Sparse {
-	c, ns, _ := l.counts(text)
+	c, ns, dl := l.counts(text)
 	w := make(map[uint32]float64, len(c))
 	for id := range c {
 		w[id] = l.opt.Weights[ns[id]-1] * l.IDF(id)
 	}
 	q := FromMap(w)
-	if self := q.Dot(l.Doc(text)); self > 0 {
+	if self := q.Dot(l.doc(c, ns, dl)); self > 0 {
 		for i := range q.Val {
 			q.Val[i] = float32(float64(q.Val[i]) / self)
 		}

@@ -33,6 +33,9 @@ func Run(t *testing.T, newEngine func(t *testing.T) engine.Engine) {
 	}{
 		{"NameAndPing", testNameAndPing},
 		{"GetSetDel", testGetSetDel},
+		{"SetMany", testSetMany},
+		{"StrAppend", testStrAppend},
+		{"StrAppendConcurrent", testStrAppendConcurrent},
 		{"ValuesAreCopied", testValuesAreCopied},
 		{"LargeAndBinaryValues", testLargeValues},
 		{"TTL", testTTL},
@@ -183,6 +186,93 @@ func testGetSetDel(t *testing.T, e engine.Engine) {
 	wantValue(t, e, "k:keep", "kept")
 	must(t, e.Del(ctx))
 	must(t, e.Del(ctx, "k:never"))
+}
+
+func testSetMany(t *testing.T, e engine.Engine) {
+	ctx := ctxFor(t)
+	must(t, e.SetMany(ctx))
+	must(t, e.Set(ctx, "sm:gone", []byte("x"), 0))
+	must(t, e.HSet(ctx, "sm:hash", map[string][]byte{"f": []byte("v")}))
+	buf := []byte("a")
+	must(t, e.SetMany(ctx,
+		engine.Write{Key: "sm:a", Val: buf},
+		engine.Write{Key: "{x}sm:b", Val: []byte("b"), TTL: time.Hour}, // another slot
+		engine.Write{Key: "sm:gone", Del: true},
+		engine.Write{Key: "sm:absent", Del: true},
+		engine.Write{Key: "sm:hash", Val: []byte("now a string")},
+		engine.Write{Key: "sm:twice", Val: []byte("1")},
+		engine.Write{Key: "sm:twice", Val: []byte("2")},
+	))
+	buf[0] = 'z' // values are copied in
+	wantValue(t, e, "sm:a", "a")
+	wantValue(t, e, "{x}sm:b", "b")
+	wantTTL(t, e, "{x}sm:b", 59*time.Minute, time.Hour)
+	wantAbsent(t, e, "sm:gone")
+	wantAbsent(t, e, "sm:absent")
+	wantValue(t, e, "sm:hash", "now a string")
+	wantValue(t, e, "sm:twice", "2")
+	if ttl, err := e.TTL(ctx, "sm:a"); err != nil || ttl != 0 {
+		t.Fatalf("TTL(sm:a) = %v, %v", ttl, err)
+	}
+}
+
+func testStrAppend(t *testing.T, e engine.Engine) {
+	ctx := ctxFor(t)
+	n, err := e.StrAppend(ctx, "sa", []byte("ab"), 0)
+	if err != nil || n != 2 {
+		t.Fatalf("StrAppend(absent) = %d, %v", n, err)
+	}
+	buf := []byte("cd")
+	if n, err = e.StrAppend(ctx, "sa", buf, time.Hour); err != nil || n != 4 {
+		t.Fatalf("StrAppend = %d, %v", n, err)
+	}
+	buf[0] = 'z' // copied in
+	wantValue(t, e, "sa", "abcd")
+	wantTTL(t, e, "sa", 59*time.Minute, time.Hour)
+	if _, err = e.StrAppend(ctx, "sa", []byte("e"), 0); err != nil {
+		t.Fatal(err)
+	}
+	wantValue(t, e, "sa", "abcde")
+	if ttl, err := e.TTL(ctx, "sa"); err != nil || ttl != 0 {
+		t.Fatalf("TTL after StrAppend with ttl 0 = %v, %v; want none", ttl, err)
+	}
+	// An expired value is absent, not a prefix.
+	must(t, e.Set(ctx, "sa:exp", []byte("old"), 50*time.Millisecond))
+	time.Sleep(80 * time.Millisecond)
+	if n, err = e.StrAppend(ctx, "sa:exp", []byte("new"), 0); err != nil || n != 3 {
+		t.Fatalf("StrAppend(expired) = %d, %v", n, err)
+	}
+	wantValue(t, e, "sa:exp", "new")
+	must(t, e.HSet(ctx, "sa:hash", map[string][]byte{"f": []byte("v")}))
+	if _, err := e.StrAppend(ctx, "sa:hash", []byte("x"), 0); !errors.Is(err, engine.ErrWrongType) {
+		t.Fatalf("StrAppend(hash) = %v, want ErrWrongType", err)
+	}
+}
+
+func testStrAppendConcurrent(t *testing.T, e engine.Engine) {
+	ctx := ctxFor(t)
+	parallel(t, 10, func(i int) error {
+		for j := 0; j < 20; j++ {
+			if _, err := e.StrAppend(ctx, "sac", []byte(fmt.Sprintf("%d.%d;", i, j)), time.Hour); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	v, err := e.Get(ctx, "sac")
+	must(t, err)
+	next := make([]int, 10)
+	parts := strings.Split(strings.TrimSuffix(string(v), ";"), ";")
+	for _, p := range parts {
+		var i, j int
+		if _, err := fmt.Sscanf(p, "%d.%d", &i, &j); err != nil || j != next[i] {
+			t.Fatalf("part %q out of order or garbled in %q", p, v)
+		}
+		next[i]++
+	}
+	if len(parts) != 200 {
+		t.Fatalf("%d appends landed, want 200", len(parts))
+	}
 }
 
 func testValuesAreCopied(t *testing.T, e engine.Engine) {

@@ -1,0 +1,291 @@
+package engine
+
+import (
+	"bufio"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Cold log segments. Logs only grow (the event log, the bot journal and
+// the survey log are kept for months), so holding every record in memory
+// would make the embedded engine's memory grow with retention instead of
+// with traffic. When a log holds more than LogMemoryBytes of record data
+// in memory, its oldest records are written to a cold segment file and
+// only their IDs and file positions stay in memory; ReadLog reads them
+// back from the file (the page cache, usually).
+//
+//	cold-<seg>.seg  magic, then record data back to back (one log per file)
+//
+// A segment is written and fsynced before any record refers to it; until
+// the next snapshot the WAL still holds those records too, so recovery
+// replays them into memory and deletes the segments no snapshot refers
+// to. Snapshots refer to cold records by position (opXCold) instead of
+// copying their data, so compaction stays proportional to what is in
+// memory. A segment is deleted once no snapshot or record refers to it:
+// after a compaction, every segment the new snapshot does not mention and
+// that existed when the state was frozen.
+//
+// Spills and compactions ("maintenance") never overlap, which is what
+// keeps this bookkeeping simple: the committer starts one at a time and
+// the maint flag stays set until its goroutine is done.
+
+const coldMagic = "KEFUCOLD1\n"
+
+// defaultLogMemory is EmbeddedOptions.LogMemoryBytes' default.
+const defaultLogMemory = 8 << 20
+
+// spillRetry is how long a failed spill waits before the next attempt.
+const spillRetry = 30 * time.Second
+
+// maxColdFile bounds one segment so positions fit in 32 bits.
+const maxColdFile = 1 << 30
+
+func coldName(seg uint32) string { return fmt.Sprintf("cold-%08x.seg", seg) }
+
+// spillJob is one log's oldest hot records to move to a new segment.
+type spillJob struct {
+	key  string
+	l    *stream
+	recs []logRec
+	seg  uint32
+}
+
+// startSpill picks the logs over the limit and, if any, starts a
+// goroutine moving their oldest records to disk. Committer goroutine only,
+// with no maintenance running.
+func (e *Embedded) startSpill() {
+	if time.Now().UnixNano() < e.spillAfter.Load() {
+		return
+	}
+	var jobs []spillJob
+	e.mu.Lock()
+	for key := range e.st.overLimit {
+		delete(e.st.overLimit, key)
+		ent := e.st.keys[key]
+		if ent == nil || ent.kind != kindLog {
+			continue
+		}
+		l := ent.log
+		if l.hot <= e.st.hotLimit {
+			continue // appended to while the last spill was being written
+		}
+		// Keep the newest quarter of the limit in memory: readers of the
+		// log's tail (the report, every few seconds) need no disk.
+		keep := e.st.hotLimit / 4
+		var n int
+		var size int64
+		for n < len(l.recs) && l.hot-size > keep && size+int64(len(l.recs[n].data)) <= maxColdFile-int64(len(coldMagic)) {
+			size += int64(len(l.recs[n].data))
+			n++
+		}
+		if n == 0 {
+			continue
+		}
+		e.coldNext++
+		jobs = append(jobs, spillJob{key: key, l: l, recs: l.recs[:n:n], seg: e.coldNext})
+	}
+	e.mu.Unlock()
+	if len(jobs) == 0 {
+		return
+	}
+	e.maint.Store(true)
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer e.maint.Store(false)
+		for _, j := range jobs {
+			if err := e.spill(j); err != nil {
+				// The records stay in memory; try again later rather than
+				// after every commit (a full disk would spin otherwise).
+				e.spillAfter.Store(time.Now().Add(spillRetry).UnixNano())
+				e.logf("engine: embedded: moving log %s to disk: %v", j.key, err)
+			}
+		}
+	}()
+}
+
+// spill writes j's records to their segment, then turns those still in
+// the log into cold records.
+func (e *Embedded) spill(j spillJob) error {
+	path := filepath.Join(e.dir, coldName(j.seg))
+	cold, err := writeCold(path, j.recs)
+	if err != nil {
+		os.Remove(path)
+		return err
+	}
+	if err := syncDir(e.dir); err != nil {
+		os.Remove(path)
+		return err
+	}
+	for i := range cold {
+		cold[i].seg = j.seg
+	}
+	e.mu.Lock()
+	moved := 0
+	if ent := e.st.keys[j.key]; ent != nil && ent.kind == kindLog && ent.log == j.l && len(j.l.recs) > 0 {
+		// Trims may have dropped some of the records meanwhile (only ever a
+		// prefix); appends only add after them.
+		l := j.l
+		first := l.recs[0]
+		p := searchAfter(j.recs, first.ms, first.seq) - 1
+		if p >= 0 && j.recs[p].ms == first.ms && j.recs[p].seq == first.seq {
+			moved = len(j.recs) - p
+			var size int64
+			for _, r := range l.recs[:moved] {
+				size += int64(len(r.data))
+			}
+			l.cold = append(l.cold, cold[p:]...)
+			// A copy, not a reslice, so the moved records' data becomes
+			// garbage.
+			l.recs = append(l.recs[:0:0], l.recs[moved:]...)
+			l.hot -= size
+		}
+	}
+	if moved > 0 {
+		e.coldSegs[j.seg] = true
+	}
+	e.mu.Unlock()
+	if moved == 0 {
+		os.Remove(path) // all trimmed, or the log is gone
+		return nil
+	}
+	e.spills.Add(1)
+	return nil
+}
+
+// writeCold writes recs' data to a new segment file and fsyncs it,
+// returning each record's position (seg left to the caller).
+func writeCold(path string, recs []logRec) ([]coldRec, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	bw := bufio.NewWriterSize(f, 1<<20)
+	_, err = bw.WriteString(coldMagic)
+	off := int64(len(coldMagic))
+	cold := make([]coldRec, 0, len(recs))
+	for _, r := range recs {
+		if err != nil {
+			break
+		}
+		cold = append(cold, coldRec{ms: r.ms, seq: r.seq, off: uint32(off), n: uint32(len(r.data)), crc: crc32.Checksum(r.data, crcTable)})
+		_, err = bw.Write(r.data)
+		off += int64(len(r.data))
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return cold, err
+}
+
+// readCold appends the data of recs (consecutive records of one log) to
+// out, one read per run of records that are adjacent in one file. Files
+// are opened per read, not held open: a long retention makes many
+// segments, and cold reads (a report rebuild, a curation pass) are rare.
+// Called with the engine lock held (read or write), so no segment is
+// deleted under it.
+func (e *Embedded) readCold(recs []coldRec, out []Record) ([]Record, error) {
+	for i := 0; i < len(recs); {
+		j, end := i+1, int64(recs[i].off)+int64(recs[i].n)
+		for j < len(recs) && recs[j].seg == recs[i].seg && int64(recs[j].off) == end {
+			end += int64(recs[j].n)
+			j++
+		}
+		buf := make([]byte, end-int64(recs[i].off))
+		if err := readAt(filepath.Join(e.dir, coldName(recs[i].seg)), buf, int64(recs[i].off)); err != nil {
+			return out, fmt.Errorf("engine: embedded: reading cold log segment: %w", err)
+		}
+		for _, c := range recs[i:j] {
+			data := buf[:c.n:c.n]
+			buf = buf[c.n:]
+			if crc32.Checksum(data, crcTable) != c.crc {
+				return out, fmt.Errorf("engine: embedded: %s: record %s: %w", coldName(c.seg), formatID(c.ms, c.seq), errCorrupt)
+			}
+			out = append(out, Record{ID: formatID(c.ms, c.seq), Data: data})
+		}
+		i = j
+	}
+	return out, nil
+}
+
+func readAt(path string, buf []byte, off int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	_, err = f.ReadAt(buf, off)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// openCold checks that the segments the recovered state refers to exist
+// and deletes the others (spilled after the last snapshot: the WAL
+// replayed their records into memory). Called once, before the engine is
+// shared.
+func (e *Embedded) openCold() error {
+	used := map[uint32]bool{}
+	for _, ent := range e.st.keys {
+		if ent.kind == kindLog {
+			for _, c := range ent.log.cold {
+				used[c.seg] = true
+			}
+		}
+	}
+	ents, err := os.ReadDir(e.dir)
+	if err != nil {
+		return err
+	}
+	for _, de := range ents {
+		seg, ok := parseSeq(de.Name(), "cold-", ".seg")
+		if !ok || seg > 1<<32-1 {
+			continue
+		}
+		e.coldNext = max(e.coldNext, uint32(seg))
+		path := filepath.Join(e.dir, de.Name())
+		if !used[uint32(seg)] {
+			if err := os.Remove(path); err != nil {
+				e.logf("engine: embedded: removing %s: %v", de.Name(), err)
+			}
+			continue
+		}
+		e.coldSegs[uint32(seg)] = true
+	}
+	for seg := range used {
+		if !e.coldSegs[seg] {
+			return fmt.Errorf("engine: embedded: cold log segment %s is missing", coldName(seg))
+		}
+	}
+	return nil
+}
+
+// dropCold deletes the segments that the snapshot of fr made obsolete:
+// those that existed when fr was taken (seg <= upTo) and that it does not
+// refer to. Records in memory can only refer to segments fr refers to or
+// to newer ones. Called after the snapshot and its cleanup succeeded.
+func (e *Embedded) dropCold(fr *frozen, upTo uint32) {
+	e.mu.Lock()
+	var gone []string
+	for seg := range e.coldSegs {
+		if seg <= upTo && !fr.segs[seg] {
+			delete(e.coldSegs, seg)
+			gone = append(gone, coldName(seg))
+		}
+	}
+	e.mu.Unlock()
+	for _, name := range gone {
+		if err := os.Remove(filepath.Join(e.dir, name)); err != nil && !os.IsNotExist(err) {
+			e.logf("engine: embedded: removing %s: %v", name, err)
+		}
+	}
+}
