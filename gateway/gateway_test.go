@@ -207,16 +207,14 @@ func TestOA_SlowAnswerGoesThroughCustomSend(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, kind engineKind) {
 		e := newEnv(t, kind, func(c *Config) { c.PassiveBudget = 200 * time.Millisecond })
 		e.h.set(func(s *scripted) { s.delay = 600 * time.Millisecond })
-		start := time.Now()
+		// The handler takes 600 ms, the budget is 200 ms: a plain ack (not
+		// the answer) proves the callback was answered at the budget.
 		d, err := e.oa("demo", wxsim.ModeSafe).SendText(context.Background(), "u-slow", "配送多久", 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if d.Reply != nil || !d.Acked || string(d.Body) != "success" {
 			t.Fatalf("want a plain ack, got reply=%+v body=%q", d.Reply, d.Body)
-		}
-		if time.Since(start) > 2*time.Second {
-			t.Fatalf("ack took %s", time.Since(start))
 		}
 		waitFor(t, 5*time.Second, "custom/send", func() bool { return len(e.sim.Inbox("u-slow")) == 1 })
 		time.Sleep(300 * time.Millisecond)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"hash/fnv"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -161,21 +162,43 @@ func TestOpenAI_ClientErrorsAreNotRetried(t *testing.T) {
 	}
 }
 
+// The per-request timeout is enforced by the client: every attempt is
+// abandoned by the client (the server sees its request cancelled) rather
+// than answered, and Embed fails once the retries are spent.
 func TestOpenAI_Timeout(t *testing.T) {
+	var mu sync.Mutex
+	var attempts, cancelled int
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		attempts++
+		mu.Unlock()
+		// Reading the body lets the server notice the client hanging up.
+		_, _ = io.Copy(io.Discard, r.Body)
 		select {
-		case <-time.After(2 * time.Second):
+		case <-time.After(time.Minute): // far beyond any timeout under test
 		case <-r.Context().Done():
+			mu.Lock()
+			cancelled++
+			mu.Unlock()
 		}
 	}))
 	defer srv.Close()
 	c := NewOpenAI(OpenAIConfig{BaseURL: srv.URL + "/v1", Model: "m", Timeout: 50 * time.Millisecond, Retries: 1})
-	start := time.Now()
 	if _, err := c.Embed(context.Background(), []string{"x"}); err == nil {
 		t.Fatal("want timeout error")
 	}
-	if time.Since(start) > time.Second {
-		t.Errorf("timeout not enforced: %v", time.Since(start))
+	deadline := time.Now().Add(10 * time.Second) // the server notices cancellations asynchronously
+	for {
+		mu.Lock()
+		a, n := attempts, cancelled
+		mu.Unlock()
+		if a == 2 && n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server saw %d attempts, %d cancelled by the client; want 2 and 2 (Retries: 1)", a, n)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
