@@ -98,7 +98,7 @@ const journalLog = "bot:journal"
 
 // Append implements Journal on the engine log.
 func (s engineState) Append(ctx context.Context, r Record) error {
-	b, err := json.Marshal(r)
+	b, err := marshalRecord(r)
 	if err != nil {
 		return err
 	}
@@ -111,7 +111,7 @@ func (s engineState) Append(ctx context.Context, r Record) error {
 func (s engineState) AppendRecords(ctx context.Context, rs []Record) error {
 	data := make([][]byte, 0, len(rs))
 	for _, r := range rs {
-		b, err := json.Marshal(r)
+		b, err := marshalRecord(r)
 		if err != nil {
 			return err
 		}
