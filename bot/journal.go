@@ -81,7 +81,7 @@ func NewFileJournal(path string) *FileJournal { return &FileJournal{path: path} 
 
 // Append implements Journal.
 func (j *FileJournal) Append(_ context.Context, r Record) error {
-	b, err := json.Marshal(r)
+	b, err := marshalRecord(r)
 	if err != nil {
 		return err
 	}

@@ -34,7 +34,7 @@ type State interface {
 	Save(ctx context.Context, c conv.CustomerID, m Memory, ttl time.Duration) error
 }
 
-// engineState keeps Memory as JSON under "bot:mem:<customer>" with a TTL.
+// engineState keeps Memory (see encodeMemory; JSON before) under "bot:mem:<customer>" with a TTL.
 type engineState struct{ e engine.Engine }
 
 // EngineState backs State with the shared engine (embedded or Redis), so a
@@ -54,8 +54,8 @@ func (s engineState) Load(ctx context.Context, c conv.CustomerID) (Memory, error
 	if err != nil {
 		return Memory{}, err
 	}
-	var m Memory
-	if err := json.Unmarshal(b, &m); err != nil {
+	m, ok := decodeMemory(b)
+	if !ok {
 		// A corrupt value must not wedge the customer: start afresh.
 		return Memory{}, nil
 	}
@@ -67,8 +67,7 @@ func (s engineState) Save(ctx context.Context, c conv.CustomerID, m Memory, ttl 
 	if m.isZero() {
 		return s.e.Del(ctx, stateKey(c))
 	}
-	b, _ := json.Marshal(m)
-	return s.e.Set(ctx, stateKey(c), b, ttl)
+	return s.e.Set(ctx, stateKey(c), encodeMemory(&m), ttl)
 }
 
 // Saved is one customer's memory for SaveMany.
@@ -87,8 +86,7 @@ func (s engineState) SaveMany(ctx context.Context, items []Saved) error {
 			ws = append(ws, engine.Write{Key: stateKey(it.Customer), Del: true})
 			continue
 		}
-		b, _ := json.Marshal(it.Memory)
-		ws = append(ws, engine.Write{Key: stateKey(it.Customer), Val: b, TTL: it.TTL})
+		ws = append(ws, engine.Write{Key: stateKey(it.Customer), Val: encodeMemory(&it.Memory), TTL: it.TTL})
 	}
 	return s.e.SetMany(ctx, ws...)
 }
@@ -98,7 +96,7 @@ const journalLog = "bot:journal"
 
 // Append implements Journal on the engine log.
 func (s engineState) Append(ctx context.Context, r Record) error {
-	b, err := json.Marshal(r)
+	b, err := marshalRecord(r)
 	if err != nil {
 		return err
 	}
@@ -111,7 +109,7 @@ func (s engineState) Append(ctx context.Context, r Record) error {
 func (s engineState) AppendRecords(ctx context.Context, rs []Record) error {
 	data := make([][]byte, 0, len(rs))
 	for _, r := range rs {
-		b, err := json.Marshal(r)
+		b, err := marshalRecord(r)
 		if err != nil {
 			return err
 		}

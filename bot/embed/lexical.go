@@ -257,18 +257,67 @@ func (l *Lexical) QueryTF(text string) Sparse {
 // Query returns the query vector of text: n-gram weight × idf, scaled so
 // that a document identical to the query scores 1.
 func (l *Lexical) Query(text string) Sparse {
-	c, ns, dl := l.counts(text)
-	w := make(map[uint32]float64, len(c))
-	for id := range c {
-		w[id] = l.opt.Weights[ns[id]-1] * l.IDF(id)
+	// The same numbers as building Doc's and the query's maps (counts, doc,
+	// FromMap), from one sorted slice of the query's grams: this runs on
+	// every customer message, where the maps were most of its cost.
+	var buf [96]termGram
+	gs := buf[:0]
+	var dl float64
+	Grams(text, l.opt.MaxN, func(n int, id uint32) {
+		gs = append(gs, termGram{id, int32(n)})
+		dl += l.opt.Weights[n-1]
+	})
+	// Stable, so the last gram of a run has the n the map kept (last write).
+	slices.SortStableFunc(gs, func(a, b termGram) int { return cmpU32(a.id, b.id) })
+	k1, b := l.opt.K1, l.opt.B
+	norm := k1 * (1 - b + b*dl/l.avgLen())
+	terms := 0
+	for i := range gs {
+		if i == 0 || gs[i].id != gs[i-1].id {
+			terms++
+		}
 	}
-	q := FromMap(w)
-	if self := q.Dot(l.doc(c, ns, dl)); self > 0 {
+	q := Sparse{Idx: make([]uint32, 0, terms), Val: make([]float32, 0, terms)}
+	var self float64
+	for i := 0; i < len(gs); {
+		j, tf := i+1, 1.0
+		for j < len(gs) && gs[j].id == gs[i].id {
+			j++
+			tf++
+		}
+		id, wn := gs[i].id, l.opt.Weights[gs[j-1].n-1]
+		qw := wn * l.IDF(id)
+		dw := wn * tf * (k1 + 1) / (tf + norm)
+		if qw != 0 {
+			q.Idx, q.Val = append(q.Idx, id), append(q.Val, float32(qw))
+			if dw != 0 {
+				self += float64(float32(qw)) * float64(float32(dw))
+			}
+		}
+		i = j
+	}
+	if self > 0 {
 		for i := range q.Val {
 			q.Val[i] = float32(float64(q.Val[i]) / self)
 		}
 	}
 	return q
+}
+
+// termGram is one n-gram occurrence: its term id and length.
+type termGram struct {
+	id uint32
+	n  int32
+}
+
+func cmpU32(a, b uint32) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 // Embed returns the document vector of text (see Doc).
@@ -282,16 +331,37 @@ func (l *Lexical) EmbedQuery(text string, expand float64) Sparse {
 	if expand <= 0 || len(l.assoc) == 0 {
 		return v
 	}
-	add := map[uint32]float64{}
+	// Contributions are summed per term in the order the map summed them
+	// (a stable sort keeps it), so the vector is the one FromMap built.
+	var buf [128]termWeight64
+	add := buf[:0]
 	for i, id := range v.Idx {
 		for _, a := range l.assoc[id] {
-			add[a.Term] += float64(v.Val[i]) * float64(a.W) * l.IDF(a.Term) / l.IDF(id)
+			add = append(add, termWeight64{a.Term, float64(v.Val[i]) * float64(a.W) * l.IDF(a.Term) / l.IDF(id)})
 		}
 	}
 	if len(add) == 0 {
 		return v
 	}
-	return v.AddScaled(FromMap(add), expand)
+	slices.SortStableFunc(add, func(a, b termWeight64) int { return cmpU32(a.term, b.term) })
+	var ex Sparse
+	for i := 0; i < len(add); {
+		j, sum := i+1, add[i].w
+		for j < len(add) && add[j].term == add[i].term {
+			sum += add[j].w
+			j++
+		}
+		if sum != 0 {
+			ex.Idx, ex.Val = append(ex.Idx, add[i].term), append(ex.Val, float32(sum))
+		}
+		i = j
+	}
+	return v.AddScaled(ex, expand)
+}
+
+type termWeight64 struct {
+	term uint32
+	w    float64
 }
 
 // Pair is one paraphrase pair: a question and another question of the same entry.

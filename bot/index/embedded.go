@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 
@@ -222,6 +223,7 @@ type scratch struct {
 	verdict []uint8
 	reached []bool
 	ents    []int32
+	hits    []Hit
 }
 
 // Search implements Index. Entry score is the best score of its questions.
@@ -328,7 +330,9 @@ func (x *Embedded) searchSparse(qv embed.Sparse, f *Filter, k int, wide bool) []
 		}
 		sc.pool[en].add(int(sl.seq), float64(s))
 	}
-	hits := make([]Hit, 0, len(sc.ents))
+	// Every entry a term reached is a hit; they are ranked in a buffer of
+	// the scratch and only the best n are copied out.
+	hits := sc.hits[:0]
 	for _, en := range sc.ents {
 		if sc.verdict[en] == 1 {
 			sc := sc.pool[en].score()
@@ -340,7 +344,10 @@ func (x *Embedded) searchSparse(qv embed.Sparse, f *Filter, k int, wide bool) []
 	if wide {
 		n = max(4*k, 50)
 	}
-	return topK(hits, n)
+	top := slices.Clone(topK(hits, n))
+	clear(hits) // drop the entry ids the pool would otherwise keep alive
+	sc.hits = hits[:0]
+	return top
 }
 
 func (x *Embedded) searchDense(qv []float32, f *Filter, k int, wide bool) []Hit {
@@ -433,7 +440,17 @@ func topK(h []Hit, k int) []Hit {
 		}
 		return top
 	}
-	sort.Slice(h, func(i, j int) bool { return less(h[i], h[j]) })
+	// Hits name distinct entries, so less is a total order and any sort
+	// gives this ranking; slices.SortFunc avoids sort.Slice's reflection.
+	slices.SortFunc(h, func(a, b Hit) int {
+		switch {
+		case less(a, b):
+			return -1
+		case less(b, a):
+			return 1
+		}
+		return 0
+	})
 	if len(h) > k {
 		h = h[:k]
 	}

@@ -108,7 +108,9 @@ type Normalizer struct {
 	canon   *strings.Replacer
 	// vocab holds the 2- and 3-rune n-grams of the knowledge base with their
 	// counts; homo maps a rune to the other members of its homophone group.
-	vocab map[string]int
+	// Keys are gramKey's: the lookups run for every rune of every message,
+	// and packing the runes costs less than building a string each time.
+	vocab map[uint64]int
 	homo  map[rune][]rune
 }
 
@@ -189,7 +191,7 @@ func replacer(m map[string]string) *strings.Replacer {
 // Normalize can correct homophone typos towards it. It must be called before
 // the Normalizer is shared.
 func (n *Normalizer) Learn(texts []string) {
-	n.vocab = make(map[string]int)
+	n.vocab = make(map[uint64]int)
 	n.homo = make(map[rune][]rune)
 	for _, g := range Homophones {
 		rs := []rune(g)
@@ -205,7 +207,7 @@ func (n *Normalizer) Learn(texts []string) {
 		rs := []rune(n.clean(t))
 		for k := 2; k <= 3; k++ {
 			for i := 0; i+k <= len(rs); i++ {
-				n.vocab[string(rs[i:i+k])]++
+				n.vocab[gramKey(rs[i:i+k])]++
 			}
 		}
 	}
@@ -413,13 +415,40 @@ func (n *Normalizer) contextScore(rs []rune, i int) int {
 			if hasSpace(rs[st : st+k]) {
 				continue
 			}
-			score += n.vocab[string(rs[st:st+k])]
+			score += n.vocab[gramKey(rs[st:st+k])]
 		}
 		if score > 0 {
 			return score
 		}
 	}
 	return score
+}
+
+// gramKey packs a 2- or 3-rune n-gram into one integer, 21 bits a rune
+// (Unicode needs 21); a 2-gram also sets the top bit, so that no 2-gram
+// and 3-gram share a key. Equal keys are equal n-grams.
+func gramKey(rs []rune) uint64 {
+	if len(rs) == 2 {
+		return 1<<63 | uint64(rs[0])<<21 | uint64(rs[1])
+	}
+	return uint64(rs[0])<<42 | uint64(rs[1])<<21 | uint64(rs[2])
+}
+
+// vocabCount is the KB count of the n-gram s (0 unless it has 2 or 3 runes,
+// the only lengths Learn records).
+func (n *Normalizer) vocabCount(s string) int {
+	var buf [4]rune
+	rs := buf[:0]
+	for _, r := range s {
+		if len(rs) == 3 {
+			return 0
+		}
+		rs = append(rs, r)
+	}
+	if len(rs) < 2 {
+		return 0
+	}
+	return n.vocab[gramKey(rs)]
 }
 
 func hasSpace(rs []rune) bool {
@@ -469,10 +498,10 @@ func (n *Normalizer) protected(s string, j, l int) bool {
 	after, _ := utf8.DecodeRuneInString(s[j+l:])
 	f := s[j : j+l]
 	if n != nil && n.vocab != nil {
-		if before != utf8.RuneError && before != ' ' && n.vocab[string(before)+f] >= 2 {
+		if before != utf8.RuneError && before != ' ' && n.vocabCount(string(before)+f) >= 2 {
 			return true
 		}
-		if after != utf8.RuneError && after != ' ' && n.vocab[f+string(after)] >= 2 {
+		if after != utf8.RuneError && after != ' ' && n.vocabCount(f+string(after)) >= 2 {
 			return true
 		}
 		return false
