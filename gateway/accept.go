@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -32,9 +33,49 @@ type dedupeState struct {
 	At int64 `json:"t"`
 }
 
+// bytes encodes s as JSON. The states written for every message (no
+// reply, or a text reply) are encoded by hand — byte for byte what
+// json.Marshal writes (dedupe_test.go) — since reflection was a visible
+// share of the answer path; anything else goes through json.Marshal.
 func (s dedupeState) bytes() []byte {
-	b, _ := json.Marshal(s)
-	return b
+	if s.R != nil && !textOnly(*s.R) {
+		b, _ := json.Marshal(s)
+		return b
+	}
+	b := make([]byte, 0, 48+len(s.O)+replyLen(s.R))
+	b = append(b, `{"s":`...)
+	b = conv.AppendJSONString(b, s.S)
+	if s.O != "" {
+		b = append(b, `,"o":`...)
+		b = conv.AppendJSONString(b, s.O)
+	}
+	if s.A {
+		b = append(b, `,"a":true`...)
+	}
+	if s.R != nil {
+		b = append(b, `,"r":{"kind":`...)
+		b = conv.AppendJSONString(b, string(s.R.Kind))
+		if s.R.Text != "" {
+			b = append(b, `,"text":`...)
+			b = conv.AppendJSONString(b, s.R.Text)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `,"t":`...)
+	b = strconv.AppendInt(b, s.At, 10)
+	return append(b, '}')
+}
+
+// textOnly reports whether r has no fields beyond Kind and Text.
+func textOnly(r conv.Reply) bool {
+	return r.MediaID == "" && r.Head == "" && r.Menu == nil && r.Tail == "" && r.Articles == nil && r.KFAccount == ""
+}
+
+func replyLen(r *conv.Reply) int {
+	if r == nil {
+		return 0
+	}
+	return 32 + len(r.Text)*2
 }
 
 func parseState(b []byte) (dedupeState, error) {
