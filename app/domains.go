@@ -70,6 +70,19 @@ func (a *App) buildDomains(tree *conv.StoreTree) error {
 			}
 		}
 	})
+	// WECHAT.md §4.3/§8: while the bot serves a KF customer the session is
+	// kept in state 1 (由智能助手接待), so WeChat's client shows who is
+	// serving and later moves (queue 2, human 3, end 4) start from there.
+	kfBot := newKFBotState(eng, gw, log)
+	r.OnBotTurn = append(r.OnBotTurn, func(ctx context.Context, msg conv.Message, d bot.Decision) {
+		switch {
+		case msg.ChannelType != conv.ChannelWeComKF:
+		case d.Action == bot.ActHandoff:
+			kfBot.forget(ctx, msg)
+		default:
+			kfBot.ensure(ctx, msg)
+		}
+	})
 	r.OnUnsubscribe = append(r.OnUnsubscribe, desk.Forget, sv.ForgetCustomer)
 	desk.OnClosed(func(ctx context.Context, ended conv.ContactEnded) {
 		if err := sv.Schedule(ctx, ended); err != nil {
