@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"kefu/bot/embed"
@@ -149,7 +150,7 @@ func (r *retriever) sync(ctx context.Context, old map[string]string, progress fu
 			todo = append(todo, e)
 		}
 	}
-	slices.SortFunc(todo, func(a, b *kb.Entry) int { return cmpStr(a.ID, b.ID) })
+	slices.SortFunc(todo, func(a, b *kb.Entry) int { return strings.Compare(a.ID, b.ID) })
 	var gone []string
 	for id := range old {
 		if _, ok := r.entries[id]; !ok {
@@ -179,16 +180,6 @@ func (r *retriever) sync(ctx context.Context, old map[string]string, progress fu
 		}
 	}
 	return len(todo), len(gone), nil
-}
-
-func cmpStr(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // search returns the best k entries for text under filter f.

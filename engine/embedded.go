@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -1025,33 +1026,16 @@ func (e *Embedded) ReadLog(ctx context.Context, log, afterID string, count int) 
 
 // searchAfter returns the index of the first record with ID > (ms, seq).
 func searchAfter(recs []logRec, ms, seq uint64) int {
-	lo, hi := 0, len(recs)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		r := recs[m]
-		if r.ms < ms || (r.ms == ms && r.seq <= seq) {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	return lo
+	return sort.Search(len(recs), func(i int) bool { return idAfter(recs[i].ms, recs[i].seq, ms, seq) })
 }
 
 // searchAfterCold is searchAfter for cold records.
 func searchAfterCold(recs []coldRec, ms, seq uint64) int {
-	lo, hi := 0, len(recs)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		r := recs[m]
-		if r.ms < ms || (r.ms == ms && r.seq <= seq) {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	return lo
+	return sort.Search(len(recs), func(i int) bool { return idAfter(recs[i].ms, recs[i].seq, ms, seq) })
 }
+
+// idAfter reports whether record ID (ms, seq) comes after (ams, aseq).
+func idAfter(ms, seq, ams, aseq uint64) bool { return ms > ams || (ms == ams && seq > aseq) }
 
 // LogLen counts records (0 when absent).
 func (e *Embedded) LogLen(ctx context.Context, log string) (int64, error) {

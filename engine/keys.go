@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strconv"
@@ -84,25 +85,15 @@ func CompareIDs(a, b string) int {
 	switch {
 	case aok && bok:
 		if am != bm {
-			return cmpU64(am, bm)
+			return cmp.Compare(am, bm)
 		}
-		return cmpU64(as, bs)
+		return cmp.Compare(as, bs)
 	case aok:
 		return -1
 	case bok:
 		return 1
 	}
 	return strings.Compare(a, b)
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // parseID splits "<ms>-<seq>" (a bare "<ms>" means seq 0, as in Redis).

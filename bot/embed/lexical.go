@@ -1,6 +1,7 @@
 package embed
 
 import (
+	"cmp"
 	"encoding/binary"
 	"math"
 	"slices"
@@ -268,7 +269,7 @@ func (l *Lexical) Query(text string) Sparse {
 		dl += l.opt.Weights[n-1]
 	})
 	// Stable, so the last gram of a run has the n the map kept (last write).
-	slices.SortStableFunc(gs, func(a, b termGram) int { return cmpU32(a.id, b.id) })
+	slices.SortStableFunc(gs, func(a, b termGram) int { return cmp.Compare(a.id, b.id) })
 	k1, b := l.opt.K1, l.opt.B
 	norm := k1 * (1 - b + b*dl/l.avgLen())
 	terms := 0
@@ -310,16 +311,6 @@ type termGram struct {
 	n  int32
 }
 
-func cmpU32(a, b uint32) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // Embed returns the document vector of text (see Doc).
 func (l *Lexical) Embed(text string) Sparse { return l.Doc(text) }
 
@@ -343,7 +334,7 @@ func (l *Lexical) EmbedQuery(text string, expand float64) Sparse {
 	if len(add) == 0 {
 		return v
 	}
-	slices.SortStableFunc(add, func(a, b termWeight64) int { return cmpU32(a.term, b.term) })
+	slices.SortStableFunc(add, func(a, b termWeight64) int { return cmp.Compare(a.term, b.term) })
 	var ex Sparse
 	for i := 0; i < len(add); {
 		j, sum := i+1, add[i].w
