@@ -164,13 +164,13 @@ func (g *Gateway) claim(ctx context.Context, msg conv.Message, ttl time.Duration
 
 // dedupeKey and inboxQueue name msg's dedupe key and inbox shard; they
 // share a hash tag so one script can write both on Redis Cluster.
-func (g *Gateway) dedupeKey(msg conv.Message) string {
-	return fmt.Sprintf("in:{%d}:d:%s", g.shard(msg.Customer), msg.ID)
-}
+func (g *Gateway) dedupeKey(msg conv.Message) string { return dedupeKeyIn(g.shard(msg.Customer), msg.ID) }
 
-func (g *Gateway) inboxQueue(msg conv.Message) string {
-	return fmt.Sprintf("in:{%d}", g.shard(msg.Customer))
-}
+func (g *Gateway) inboxQueue(msg conv.Message) string { return inboxQueueOf(g.shard(msg.Customer)) }
+
+func dedupeKeyIn(shard int, id string) string { return fmt.Sprintf("in:{%d}:d:%s", shard, id) }
+
+func inboxQueueOf(shard int) string { return fmt.Sprintf("in:{%d}", shard) }
 
 // claimAs is claim with a given owner name.
 func (g *Gateway) claimAs(ctx context.Context, msg conv.Message, owner string, ttl time.Duration, async bool) (claimed, bool, []byte, error) {

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,7 +66,7 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	queues := map[string][]string{"outbox": {outQueue}, "kf_sync": {kfQueue}}
 	for i := 0; i < c.g.cfg.Shards; i++ {
-		queues["inbox"] = append(queues["inbox"], fmt.Sprintf("in:{%d}", i))
+		queues["inbox"] = append(queues["inbox"], inboxQueueOf(i))
 	}
 	for name, qs := range queues {
 		var depth int64

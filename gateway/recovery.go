@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	"kefu/conv"
@@ -44,7 +43,7 @@ func (g *Gateway) RecoverOnce(ctx context.Context) {
 }
 
 func (g *Gateway) recoverShard(ctx context.Context, shard int) {
-	queue := fmt.Sprintf("in:{%d}", shard)
+	queue := inboxQueueOf(shard)
 	jobs, err := g.eng.Claim(ctx, queue, g.now(), recoveryLease, 50)
 	if err != nil {
 		g.log.Warn("recovery claim failed", "queue", queue, "err", err)
@@ -57,7 +56,7 @@ func (g *Gateway) recoverShard(ctx context.Context, shard int) {
 			_ = g.eng.Ack(ctx, queue, job.ID)
 			continue
 		}
-		claimKey := fmt.Sprintf("in:{%d}:d:%s", shard, msg.ID)
+		claimKey := dedupeKeyIn(shard, msg.ID)
 		if job.Attempts > maxRecoveryAttempts {
 			// A message that keeps failing (a handler bug, a poison input)
 			// is given up loudly rather than retried forever.
