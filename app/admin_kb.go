@@ -96,42 +96,34 @@ func kbAdminRoutes(b *bot.Bot, th bot.Thresholds) map[string]fasthttp.RequestHan
 			})
 		},
 		"GET /admin/kb/misses": func(ctx *fasthttp.RequestCtx) {
-			since := 7 * 24 * time.Hour
-			if v := ctx.QueryArgs().Peek("since"); len(v) > 0 {
-				d, err := time.ParseDuration(string(v))
-				if err != nil || d <= 0 {
-					fail(ctx, fasthttp.StatusBadRequest, "since: want a positive duration such as 168h")
-					return
+			curation(ctx, func(c context.Context) (any, error) {
+				since := 7 * 24 * time.Hour
+				if v := arg(ctx, "since"); v != "" {
+					d, err := time.ParseDuration(v)
+					if err != nil || d <= 0 {
+						return nil, fmt.Errorf("since: want a positive duration such as 168h: %w", conv.ErrBadInput)
+					}
+					since = d
 				}
-				since = d
-			}
-			c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			groups, err := b.Misses(c, time.Now().Add(-since))
-			if err != nil {
-				fail(ctx, fasthttp.StatusServiceUnavailable, err.Error())
-				return
-			}
-			reply(ctx, groups)
+				return b.Misses(c, time.Now().Add(-since))
+			})
 		},
 		"GET /admin/kb/tune": func(ctx *fasthttp.RequestCtx) {
-			prec := 0.9
-			if v := ctx.QueryArgs().Peek("precision"); len(v) > 0 {
-				p, err := strconv.ParseFloat(string(v), 64)
-				if err != nil || p <= 0 || p > 1 {
-					fail(ctx, fasthttp.StatusBadRequest, "precision: want a number in (0,1]")
-					return
+			curation(ctx, func(c context.Context) (any, error) {
+				prec := 0.9
+				if v := arg(ctx, "precision"); v != "" {
+					p, err := strconv.ParseFloat(v, 64)
+					if err != nil || p <= 0 || p > 1 {
+						return nil, fmt.Errorf("precision: want a number in (0,1]: %w", conv.ErrBadInput)
+					}
+					prec = p
 				}
-				prec = p
-			}
-			c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			recs, err := b.Journal().Records(c)
-			if err != nil {
-				fail(ctx, fasthttp.StatusServiceUnavailable, err.Error())
-				return
-			}
-			reply(ctx, bot.Tune(bot.Labels(recs), th, prec))
+				recs, err := b.Journal().Records(c)
+				if err != nil {
+					return nil, err
+				}
+				return bot.Tune(bot.Labels(recs), th, prec), nil
+			})
 		},
 	}
 }

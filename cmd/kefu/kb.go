@@ -21,12 +21,7 @@ import (
 // `draft`, `suggestions`, `approve`, `reject`.
 func cmdKB(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
-		switch args[0] {
-		case "misses", "tune":
-			if !hasFlag(args[1:], "kb") {
-				return kbFromServer(args[0], args[1:], stdout, stderr)
-			}
-		case "link", "draft", "suggestions", "approve", "reject":
+		if _, ok := curationArgs[args[0]]; ok && !(isJournalVerb(args[0]) && hasFlag(args[1:], "kb")) {
 			return kbCurate(args[0], args[1:], stdout, stderr)
 		}
 	}
@@ -35,6 +30,16 @@ func cmdKB(args []string, stdout, stderr io.Writer) int {
 	}
 	return kbcli.Run(args, stdout, stderr)
 }
+
+// curationArgs are the server-side verbs and their positional arguments.
+var curationArgs = map[string][]string{
+	"misses": nil, "tune": nil, "suggestions": nil,
+	"link": {"question", "entry"}, "draft": {"question", "answer"},
+	"approve": {"id"}, "reject": {"id"},
+}
+
+// isJournalVerb: misses and tune can also read a journal file (--kb).
+func isJournalVerb(verb string) bool { return verb == "misses" || verb == "tune" }
 
 const curationUsage = `
 curation (against the running server of -c FILE, default configs/kefu.yaml; needs admin.token):
@@ -45,21 +50,25 @@ curation (against the running server of -c FILE, default configs/kefu.yaml; need
   suggestions [--json]                       proposals waiting for approval
   approve     ID [--agent A]                 apply a proposal (re-publishes the KB, rewrites the file)
   reject      ID [--agent A]                 drop a proposal
+With --kb KB --data DIR, misses and tune read a journal file instead (a bot without an engine).
 `
 
-// kbCurate runs a curation verb against the running server.
+// kbCurate runs a curation verb against the running server through its
+// /admin/kb/* endpoints.
 func kbCurate(verb string, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("kb "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("c", "configs/kefu.yaml", "config file of the running server")
-	agent := fs.String("agent", "", "who proposes or decides (kept in the journal)")
+	agent := fs.String("agent", "", "link/draft/approve/reject: who proposes or decides (kept in the journal)")
+	since := fs.Duration("since", 7*24*time.Hour, "misses: look back this far")
+	prec := fs.Float64("precision", 0.9, "tune: target precision of direct answers")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(reorder(args)); err != nil {
 		return 2
 	}
-	want := map[string]int{"link": 2, "draft": 2, "suggestions": 0, "approve": 1, "reject": 1}[verb]
-	if fs.NArg() != want {
-		fmt.Fprintf(stderr, "kefu kb %s: want %d arguments, got %d\n%s", verb, want, fs.NArg(), curationUsage)
+	names := curationArgs[verb]
+	if fs.NArg() != len(names) {
+		fmt.Fprintf(stderr, "kefu kb %s: want %d arguments, got %d\n%s", verb, len(names), fs.NArg(), curationUsage)
 		return 2
 	}
 	cfg, err := loadConfig(*cfgPath)
@@ -68,48 +77,75 @@ func kbCurate(verb string, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	q := url.Values{}
-	if *agent != "" {
-		q.Set("agent", *agent)
+	for i, name := range names {
+		q.Set(name, fs.Arg(i))
 	}
 	method := http.MethodPost
-	a := fs.Args()
 	switch verb {
-	case "link":
-		q.Set("question", a[0])
-		q.Set("entry", a[1])
-	case "draft":
-		q.Set("question", a[0])
-		q.Set("answer", a[1])
-	case "approve", "reject":
-		q.Set("id", a[0])
+	case "misses":
+		q.Set("since", since.String())
+		method = http.MethodGet
+	case "tune":
+		q.Set("precision", strconv.FormatFloat(*prec, 'f', -1, 64))
+		method = http.MethodGet
 	case "suggestions":
 		method = http.MethodGet
+	default:
+		if *agent != "" {
+			q.Set("agent", *agent)
+		}
 	}
 	body, err := adminCall(cfg.Listen, cfg.Admin.Token, method, "/admin/kb/"+verb+"?"+q.Encode())
 	if err != nil {
 		fmt.Fprintln(stderr, "kefu kb:", err)
 		return 1
 	}
-	if *asJSON || verb != "suggestions" {
+	if *asJSON || method == http.MethodPost {
 		fmt.Fprintln(stdout, strings.TrimSpace(string(body)))
 		return 0
 	}
-	var recs []bot.Record
-	if err := json.Unmarshal(body, &recs); err != nil {
+	if err := printCuration(stdout, verb, body); err != nil {
 		fmt.Fprintln(stderr, "kefu kb: bad answer from the server:", err)
 		return 1
 	}
-	if len(recs) == 0 {
-		fmt.Fprintln(stdout, "no proposals waiting")
-	}
-	for _, r := range recs {
-		if r.Kind == bot.RecLink {
-			fmt.Fprintf(stdout, "%s  link   %q → %s  (%s)\n", r.ID, r.Question, r.Entry, r.Agent)
-		} else {
-			fmt.Fprintf(stdout, "%s  draft  %q: %q  (%s)\n", r.ID, r.Question, r.Answer, r.Agent)
+	return 0
+}
+
+// printCuration prints a GET verb's answer for people.
+func printCuration(w io.Writer, verb string, body []byte) error {
+	switch verb {
+	case "misses":
+		var groups []bot.MissGroup
+		if err := json.Unmarshal(body, &groups); err != nil {
+			return err
+		}
+		if len(groups) == 0 {
+			fmt.Fprintln(w, "no missed questions in that period")
+		}
+		kbcli.PrintMisses(w, groups)
+	case "tune":
+		var p bot.Proposal
+		if err := json.Unmarshal(body, &p); err != nil {
+			return err
+		}
+		kbcli.PrintProposal(w, p)
+	case "suggestions":
+		var recs []bot.Record
+		if err := json.Unmarshal(body, &recs); err != nil {
+			return err
+		}
+		if len(recs) == 0 {
+			fmt.Fprintln(w, "no proposals waiting")
+		}
+		for _, r := range recs {
+			if r.Kind == bot.RecLink {
+				fmt.Fprintf(w, "%s  link   %q → %s  (%s)\n", r.ID, r.Question, r.Entry, r.Agent)
+			} else {
+				fmt.Fprintf(w, "%s  draft  %q: %q  (%s)\n", r.ID, r.Question, r.Answer, r.Agent)
+			}
 		}
 	}
-	return 0
+	return nil
 }
 
 // hasFlag reports whether args set flag name (-name or --name, with or
@@ -122,65 +158,6 @@ func hasFlag(args []string, name string) bool {
 		}
 	}
 	return false
-}
-
-// kbFromServer runs `kefu kb misses|tune` against the server of config -c
-// through its admin endpoints.
-func kbFromServer(verb string, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("kb "+verb, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("c", "configs/kefu.yaml", "config file of the running server")
-	since := fs.Duration("since", 7*24*time.Hour, "misses: look back this far")
-	prec := fs.Float64("precision", 0.9, "tune: target precision of direct answers")
-	asJSON := fs.Bool("json", false, "print JSON")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: kefu kb %s [-c FILE] [--since 168h | --precision 0.9] [--json]\n"+
-			"  asks the running server (its admin endpoint; admin.token must be set).\n"+
-			"  With --kb KB --data DIR it reads a journal file instead (a bot without an engine).\n", verb)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		fmt.Fprintln(stderr, "kefu kb:", err)
-		return 1
-	}
-	q := url.Values{}
-	if verb == "misses" {
-		q.Set("since", since.String())
-	} else {
-		q.Set("precision", strconv.FormatFloat(*prec, 'f', -1, 64))
-	}
-	body, err := adminCall(cfg.Listen, cfg.Admin.Token, http.MethodGet, "/admin/kb/"+verb+"?"+q.Encode())
-	if err != nil {
-		fmt.Fprintln(stderr, "kefu kb:", err)
-		return 1
-	}
-	if *asJSON {
-		fmt.Fprintln(stdout, strings.TrimSpace(string(body)))
-		return 0
-	}
-	if verb == "misses" {
-		var groups []bot.MissGroup
-		if err := json.Unmarshal(body, &groups); err != nil {
-			fmt.Fprintln(stderr, "kefu kb: bad answer from the server:", err)
-			return 1
-		}
-		if len(groups) == 0 {
-			fmt.Fprintln(stdout, "no missed questions in that period")
-		}
-		kbcli.PrintMisses(stdout, groups)
-		return 0
-	}
-	var p bot.Proposal
-	if err := json.Unmarshal(body, &p); err != nil {
-		fmt.Fprintln(stderr, "kefu kb: bad answer from the server:", err)
-		return 1
-	}
-	kbcli.PrintProposal(stdout, p)
-	return 0
 }
 
 // adminCall calls an /admin endpoint of the server listening on listen.

@@ -88,7 +88,7 @@ func TestKB_CurationAgainstTheRunningServer(t *testing.T) {
 		if code := cmdKB([]string{"misses", "-c", cfgPath}, &out, &errOut); code != 0 {
 			t.Fatalf("kb misses: exit %d: %s", code, errOut.String())
 		}
-		if strings.Contains(out.String(), "火箭发动机") || time.Now().After(deadline) {
+		if strings.Contains(out.String(), "×2") || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
