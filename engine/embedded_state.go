@@ -271,8 +271,7 @@ func (s *state) applyOp(d *dec) (end bool) {
 		if e := s.keys[key]; fresh == 0 && e != nil && e.kind == kindString {
 			old = e.str
 		}
-		val := make([]byte, 0, len(old)+len(data))
-		s.put(key, &entry{kind: kindString, str: append(append(val, old...), data...), expireAt: exp})
+		s.put(key, &entry{kind: kindString, str: appendValue(old, data), expireAt: exp})
 	case opDel:
 		key := d.str()
 		if d.err == nil {
@@ -560,3 +559,26 @@ func (fr *frozen) encode(w io.Writer) error {
 	flush(true)
 	return err
 }
+
+// appendValue returns old followed by data for a StrAppend. Values that are
+// appended to (transcripts) grow by half again when they run out of room,
+// so a string built by n appends is copied O(1) times per byte instead of
+// once per append. Writing into old's spare capacity is safe: entries are
+// replaced, never modified, so whoever still holds the previous entry (a
+// reader under the lock, a snapshot's frozen copy) sees old[:len(old)],
+// and those bytes do not change; spare capacity is only ever created here
+// and only the key's newest entry appends into it.
+func appendValue(old, data []byte) []byte {
+	if len(data) <= cap(old)-len(old) {
+		return append(old, data...)
+	}
+	need := len(old) + len(data)
+	room := need / 2
+	if room > maxAppendRoom {
+		room = maxAppendRoom
+	}
+	return append(append(make([]byte, 0, need+room), old...), data...)
+}
+
+// maxAppendRoom bounds the spare capacity appendValue reserves per value.
+const maxAppendRoom = 16 << 10

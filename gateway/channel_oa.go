@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -117,14 +118,7 @@ func (g *Gateway) serveOA(ctx *fasthttp.RequestCtx, ch *channel) (string, error)
 		ctx.SetBodyString("success")
 		return outcome, nil
 	}
-	reply := passiveXML(msg.ExternalUser, msg.Account, *res.passive, g.now())
-	if aes {
-		ctx.SetContentType("application/xml")
-		ctx.SetBodyString(encryptedEnvelope(ch, reply, q.timestamp, q.nonce))
-	} else {
-		ctx.SetContentType("application/xml")
-		ctx.SetBodyString(reply)
-	}
+	writePassiveReply(ctx, ch, aes, msg.ExternalUser, msg.Account, *res.passive, g.now(), q.timestamp, q.nonce)
 	return outcome + "_replied", nil
 }
 
@@ -238,73 +232,90 @@ func oaMessage(ch *channel, f *xmlFields, raw []byte, now time.Time) (conv.Messa
 	return m, nil
 }
 
-// passiveXML renders a passive reply (WECHAT.md §1.6).
-func passiveXML(toUser, fromAccount string, r conv.Reply, now time.Time) string {
-	var sb strings.Builder
-	sb.Grow(256 + len(r.Text))
-	sb.WriteString("<xml><ToUserName>")
-	cdata(&sb, toUser)
-	sb.WriteString("</ToUserName><FromUserName>")
-	cdata(&sb, fromAccount)
-	sb.WriteString("</FromUserName><CreateTime>")
-	sb.WriteString(strconv.FormatInt(now.Unix(), 10))
-	sb.WriteString("</CreateTime><MsgType>")
+// appendPassiveXML appends a passive reply (WECHAT.md §1.6) to sb.
+func appendPassiveXML(sb []byte, toUser, fromAccount string, r conv.Reply, now time.Time) []byte {
+	sb = append(sb, "<xml><ToUserName>"...)
+	sb = appendCDATA(sb, toUser)
+	sb = append(sb, "</ToUserName><FromUserName>"...)
+	sb = appendCDATA(sb, fromAccount)
+	sb = append(sb, "</FromUserName><CreateTime>"...)
+	sb = strconv.AppendInt(sb, now.Unix(), 10)
+	sb = append(sb, "</CreateTime><MsgType>"...)
 	switch r.Kind {
 	case conv.ReplyImage:
-		cdata(&sb, "image")
-		sb.WriteString("</MsgType><Image><MediaId>")
-		cdata(&sb, r.MediaID)
-		sb.WriteString("</MediaId></Image>")
+		sb = appendCDATA(sb, "image")
+		sb = append(sb, "</MsgType><Image><MediaId>"...)
+		sb = appendCDATA(sb, r.MediaID)
+		sb = append(sb, "</MediaId></Image>"...)
 	case conv.ReplyNews:
-		cdata(&sb, "news")
-		sb.WriteString("</MsgType><ArticleCount>")
-		sb.WriteString(strconv.Itoa(len(r.Articles)))
-		sb.WriteString("</ArticleCount><Articles>")
+		sb = appendCDATA(sb, "news")
+		sb = append(sb, "</MsgType><ArticleCount>"...)
+		sb = strconv.AppendInt(sb, int64(len(r.Articles)), 10)
+		sb = append(sb, "</ArticleCount><Articles>"...)
 		for _, a := range r.Articles {
-			sb.WriteString("<item><Title>")
-			cdata(&sb, a.Title)
-			sb.WriteString("</Title><Description>")
-			cdata(&sb, a.Description)
-			sb.WriteString("</Description><PicUrl>")
-			cdata(&sb, a.PicURL)
-			sb.WriteString("</PicUrl><Url>")
-			cdata(&sb, a.URL)
-			sb.WriteString("</Url></item>")
+			sb = append(sb, "<item><Title>"...)
+			sb = appendCDATA(sb, a.Title)
+			sb = append(sb, "</Title><Description>"...)
+			sb = appendCDATA(sb, a.Description)
+			sb = append(sb, "</Description><PicUrl>"...)
+			sb = appendCDATA(sb, a.PicURL)
+			sb = append(sb, "</PicUrl><Url>"...)
+			sb = appendCDATA(sb, a.URL)
+			sb = append(sb, "</Url></item>"...)
 		}
-		sb.WriteString("</Articles>")
+		sb = append(sb, "</Articles>"...)
 	case conv.ReplyTransfer:
-		cdata(&sb, "transfer_customer_service")
-		sb.WriteString("</MsgType>")
+		sb = appendCDATA(sb, "transfer_customer_service")
+		sb = append(sb, "</MsgType>"...)
 		if r.KFAccount != "" {
-			sb.WriteString("<TransInfo><KfAccount>")
-			cdata(&sb, r.KFAccount)
-			sb.WriteString("</KfAccount></TransInfo>")
+			sb = append(sb, "<TransInfo><KfAccount>"...)
+			sb = appendCDATA(sb, r.KFAccount)
+			sb = append(sb, "</KfAccount></TransInfo>"...)
 		}
 	default:
-		cdata(&sb, "text")
-		sb.WriteString("</MsgType><Content>")
-		cdata(&sb, r.Text)
-		sb.WriteString("</Content>")
+		sb = appendCDATA(sb, "text")
+		sb = append(sb, "</MsgType><Content>"...)
+		sb = appendCDATA(sb, r.Text)
+		sb = append(sb, "</Content>"...)
 	}
-	sb.WriteString("</xml>")
-	return sb.String()
+	return append(sb, "</xml>"...)
 }
 
-// encryptedEnvelope wraps a passive reply for safe mode, echoing the
-// request's timestamp and nonce as the protocol allows (WECHAT.md §1.4.7).
-func encryptedEnvelope(ch *channel, reply, timestamp, nonce string) string {
-	enc := ch.key.encrypt([]byte(reply))
-	sig := signatureOf(ch.cfg.Token, timestamp, nonce, enc)
-	var sb strings.Builder
-	sb.Grow(len(enc) + 200)
-	sb.WriteString("<xml><Encrypt>")
-	cdata(&sb, enc)
-	sb.WriteString("</Encrypt><MsgSignature>")
-	cdata(&sb, sig)
-	sb.WriteString("</MsgSignature><TimeStamp>")
-	sb.WriteString(timestamp)
-	sb.WriteString("</TimeStamp><Nonce>")
-	cdata(&sb, nonce)
-	sb.WriteString("</Nonce></xml>")
-	return sb.String()
+// appendEncryptedEnvelope appends reply wrapped for safe mode to dst,
+// echoing the request's timestamp and nonce as the protocol allows
+// (WECHAT.md §1.4.7).
+func appendEncryptedEnvelope(dst []byte, ch *channel, reply []byte, timestamp, nonce string) []byte {
+	dst = append(dst, "<xml><Encrypt><![CDATA["...)
+	start := len(dst)
+	dst = ch.key.appendEncrypt(dst, reply) // base64: no "]]>" to escape
+	enc := dst[start:]
+	dst = append(dst, "]]></Encrypt><MsgSignature><![CDATA["...)
+	dst = appendSignature(dst, ch.cfg.Token, timestamp, nonce, enc)
+	dst = append(dst, "]]></MsgSignature><TimeStamp>"...)
+	dst = append(dst, timestamp...)
+	dst = append(dst, "</TimeStamp><Nonce>"...)
+	dst = appendCDATA(dst, nonce)
+	return append(dst, "</Nonce></xml>"...)
 }
+
+// writePassiveReply renders the passive reply into the response, wrapped
+// for safe mode when aes is set, through a pooled buffer.
+func writePassiveReply(ctx *fasthttp.RequestCtx, ch *channel, aes bool, toUser, fromAccount string, r conv.Reply, now time.Time, timestamp, nonce string) {
+	bp := replyBufs.Get().(*[]byte)
+	b := appendPassiveXML((*bp)[:0], toUser, fromAccount, r, now)
+	if aes {
+		n := len(b)
+		b = appendEncryptedEnvelope(b, ch, b[:n], timestamp, nonce)
+		ctx.SetBody(b[n:])
+	} else {
+		ctx.SetBody(b)
+	}
+	ctx.SetContentType("application/xml")
+	if cap(b) <= 64<<10 {
+		*bp = b
+		replyBufs.Put(bp)
+	}
+}
+
+// replyBufs holds the buffers passive replies are rendered in.
+var replyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}

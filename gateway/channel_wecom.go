@@ -81,8 +81,7 @@ func (g *Gateway) serveWeComApp(ctx *fasthttp.RequestCtx, ch *channel) (string, 
 	if res.passive == nil {
 		return outcome, nil // 200 with an empty body
 	}
-	ctx.SetContentType("application/xml")
-	ctx.SetBodyString(encryptedEnvelope(ch, passiveXML(msg.ExternalUser, ch.cfg.AppID, *res.passive, g.now()), q.timestamp, q.nonce))
+	writePassiveReply(ctx, ch, true, msg.ExternalUser, ch.cfg.AppID, *res.passive, g.now(), q.timestamp, q.nonce)
 	return outcome + "_replied", nil
 }
 

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -102,9 +103,16 @@ func (k *cipherKey) open(ct []byte) (msg, id []byte, err error) {
 
 // encrypt seals a passive reply for the platform.
 func (k *cipherKey) encrypt(plain []byte) string {
+	return string(k.appendEncrypt(nil, plain))
+}
+
+// appendEncrypt appends the base64 ciphertext of plain to dst; the reply
+// path builds it in a pooled buffer instead of a new string per message.
+func (k *cipherKey) appendEncrypt(dst, plain []byte) []byte {
 	content := 20 + len(plain) + len(k.receiveID)
 	pad := wxBlock - content%wxBlock
-	buf := make([]byte, content+pad)
+	bp := sealBufs.Get().(*[]byte)
+	buf := append((*bp)[:0], make([]byte, content+pad)...)
 	_, _ = rand.Read(buf[:16])
 	binary.BigEndian.PutUint32(buf[16:20], uint32(len(plain)))
 	copy(buf[20:], plain)
@@ -113,8 +121,16 @@ func (k *cipherKey) encrypt(plain []byte) string {
 		buf[i] = byte(pad)
 	}
 	k.cbcEncrypt(buf)
-	return base64.StdEncoding.EncodeToString(buf)
+	dst = base64.StdEncoding.AppendEncode(dst, buf)
+	if cap(buf) <= 64<<10 {
+		*bp = buf
+		sealBufs.Put(bp)
+	}
+	return dst
 }
+
+// sealBufs holds the plaintext+padding buffers replies are encrypted in.
+var sealBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
 // cbcEncrypt and cbcDecrypt are AES-CBC in place with IV = key[:16]
 // (WECHAT.md §1.4). They do what cipher.NewCBCEncrypter/Decrypter do but
@@ -157,6 +173,25 @@ func signatureOf(parts ...string) string {
 	var out [40]byte
 	signatureHex(&out, parts)
 	return string(out[:])
+}
+
+// appendSignature appends the hex signature of a reply: sha1 over the
+// sorted token, timestamp, nonce and the base64 ciphertext (held as bytes
+// in the reply buffer, so it is not copied into a string first).
+func appendSignature(dst []byte, token, timestamp, nonce string, enc []byte) []byte {
+	parts := [4][]byte{[]byte(token), []byte(timestamp), []byte(nonce), enc}
+	ps := parts[:]
+	for i := 1; i < len(ps); i++ { // insertion sort of four parts
+		for j := i; j > 0 && bytes.Compare(ps[j-1], ps[j]) > 0; j-- {
+			ps[j-1], ps[j] = ps[j], ps[j-1]
+		}
+	}
+	h := sha1.New()
+	for _, p := range ps {
+		h.Write(p)
+	}
+	var sum [sha1.Size]byte
+	return hex.AppendEncode(dst, h.Sum(sum[:0]))
 }
 
 // signatureHex writes the lowercase hex of sha1(concat(sort(parts))) — the

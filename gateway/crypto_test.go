@@ -54,6 +54,33 @@ func TestCrypto_MatchesSilenceper(t *testing.T) {
 			t.Fatalf("signatureOK(%q) wrong", parts)
 		}
 	}
+	// The reply signer hashes the ciphertext from the reply buffer.
+	for _, p := range [][4]string{
+		{"token", "1700000000", "nonce", "ENCRYPTED+/="},
+		{"zz", "1700000000", "a", "0000"},
+		{"", "", "", ""},
+	} {
+		want := util.Signature(p[0], p[1], p[2], p[3])
+		if got := string(appendSignature([]byte("x"), p[0], p[1], p[2], []byte(p[3]))); got != "x"+want {
+			t.Fatalf("appendSignature(%q) = %s, silenceper %s", p, got, want)
+		}
+	}
+}
+
+// A reply's CDATA cannot be broken out of: every "]]>" is split, and the
+// section reads back as the original text.
+func TestAppendCDATA(t *testing.T) {
+	for in, want := range map[string]string{
+		"":         "<![CDATA[]]>",
+		"plain 文本": "<![CDATA[plain 文本]]>",
+		"a]]>b":    "<![CDATA[a]]]]><![CDATA[>b]]>",
+		"]]>]]>":   "<![CDATA[]]]]><![CDATA[>]]]]><![CDATA[>]]>",
+		"x]]":      "<![CDATA[x]]]]>",
+	} {
+		if got := string(appendCDATA(nil, in)); got != want {
+			t.Errorf("appendCDATA(%q) = %q, want %q", in, got, want)
+		}
+	}
 }
 
 // Malformed ciphertexts are errors, never panics or out-of-range slices:

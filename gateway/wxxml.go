@@ -310,10 +310,19 @@ func unescapeXML(b []byte) (string, error) {
 	return sb.String(), nil
 }
 
-// cdata writes s as a CDATA section, splitting "]]>" so user text cannot
+// appendCDATA appends s as a CDATA section, splitting "]]>" so user text cannot
 // break out of the section.
-func cdata(sb *strings.Builder, s string) {
-	sb.WriteString("<![CDATA[")
-	sb.WriteString(strings.ReplaceAll(s, "]]>", "]]]]><![CDATA[>"))
-	sb.WriteString("]]>")
+func appendCDATA(b []byte, s string) []byte {
+	b = append(b, "<![CDATA["...)
+	for {
+		i := strings.Index(s, "]]>")
+		if i < 0 {
+			break
+		}
+		b = append(b, s[:i]...)
+		b = append(b, "]]]]><![CDATA[>"...)
+		s = s[i+3:]
+	}
+	b = append(b, s...)
+	return append(b, "]]>"...)
 }
