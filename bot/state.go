@@ -107,17 +107,33 @@ func (s engineState) Append(ctx context.Context, r Record) error {
 // AppendRecords appends rs in order in one engine write, for callers that
 // batch journal writes (the app's write-behind buffer).
 func (s engineState) AppendRecords(ctx context.Context, rs []Record) error {
-	data := make([][]byte, 0, len(rs))
-	for _, r := range rs {
-		b, err := marshalRecord(r)
-		if err != nil {
+	// The batch is encoded into one pooled buffer: the engine copies what
+	// it appends, so the buffer is free again once AppendMany returns.
+	bp := recordBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	ends := make([]int, 0, len(rs))
+	for i := range rs {
+		var err error
+		if buf, err = rs[i].appendJSON(buf); err != nil {
 			return err
 		}
-		data = append(data, b)
+		ends = append(ends, len(buf))
+	}
+	data := make([][]byte, len(rs))
+	start := 0
+	for i, end := range ends {
+		data[i], start = buf[start:end:end], end
 	}
 	_, err := s.e.AppendMany(ctx, journalLog, data...)
+	if cap(buf) <= 1<<20 {
+		*bp = buf
+		recordBufs.Put(bp)
+	}
 	return err
 }
+
+// recordBufs holds the buffers journal batches are encoded in.
+var recordBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
 // Records implements Journal, reading the whole log in pages.
 func (s engineState) Records(ctx context.Context) ([]Record, error) {

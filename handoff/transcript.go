@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"kefu/conv"
@@ -43,6 +44,9 @@ func transcriptKey(c conv.CustomerID) string { return "ho:t:{" + string(c) + "}"
 // append.
 const trimTurnBytes = 512
 
+// turnBufs holds the buffers appended turns are encoded in.
+var turnBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
 // Append adds t to customer's transcript.
 func (s *Transcripts) Append(ctx context.Context, customer conv.CustomerID, t conv.Turn) error {
 	return s.AppendMany(ctx, customer, t)
@@ -53,7 +57,9 @@ func (s *Transcripts) AppendMany(ctx context.Context, customer conv.CustomerID, 
 	if len(turns) == 0 {
 		return nil
 	}
-	var add []byte
+	// Encoded in a pooled buffer: the engine copies what it appends.
+	bp := turnBufs.Get().(*[]byte)
+	add := (*bp)[:0]
 	for _, t := range turns {
 		if t.At.IsZero() {
 			t.At = time.Now()
@@ -62,6 +68,10 @@ func (s *Transcripts) AppendMany(ctx context.Context, customer conv.CustomerID, 
 	}
 	key := transcriptKey(customer)
 	n, err := s.eng.StrAppend(ctx, key, add, s.ttl)
+	if cap(add) <= 64<<10 {
+		*bp = add
+		turnBufs.Put(bp)
+	}
 	if err != nil {
 		return err
 	}
