@@ -164,7 +164,9 @@ func (g *Gateway) claim(ctx context.Context, msg conv.Message, ttl time.Duration
 
 // dedupeKey and inboxQueue name msg's dedupe key and inbox shard; they
 // share a hash tag so one script can write both on Redis Cluster.
-func (g *Gateway) dedupeKey(msg conv.Message) string { return dedupeKeyIn(g.shard(msg.Customer), msg.ID) }
+func (g *Gateway) dedupeKey(msg conv.Message) string {
+	return dedupeKeyIn(g.shard(msg.Customer), msg.ID)
+}
 
 func (g *Gateway) inboxQueue(msg conv.Message) string { return inboxQueueOf(g.shard(msg.Customer)) }
 
