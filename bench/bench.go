@@ -314,7 +314,13 @@ func runTarget(t string, o options, work, kb, simURL string, sim *wxsim.API, poo
 		cfgPath = filepath.Join(dir, "kefu.yaml")
 		// A fresh prefix keeps runs apart on a shared -redis-addr server.
 		prefix = fmt.Sprintf("kefu-bench-%d:", time.Now().UnixNano())
-		if err := os.WriteFile(cfgPath, []byte(kefuConfig(dir, redisAddr, prefix, simURL, kb)), 0o644); err != nil {
+		cfg := kefuConfig{DataDir: dir, RedisAddr: redisAddr, RedisPrefix: prefix, SimURL: simURL, KB: kb,
+			PassiveBudget: 3 * time.Second,
+			// The pushes are signed once, before the first target runs; a
+			// long run must not age them out. Checking the timestamp costs
+			// the same either way.
+			TimestampWindow: 24 * time.Hour}
+		if err := os.WriteFile(cfgPath, []byte(cfg.YAML()), 0o644); err != nil {
 			return nil, err
 		}
 		if o.cpuprofile != "" {
@@ -429,39 +435,6 @@ func runTarget(t string, o options, work, kb, simURL string, sim *wxsim.API, poo
 		stop()
 	}
 	return res, nil
-}
-
-// kefuConfig is a config like configs/kefu.yaml's development setup: the
-// demo OA channel in safe mode, the sample KB, JSON logs at info.
-func kefuConfig(dir, redisAddr, prefix, simURL, kb string) string {
-	return fmt.Sprintf(`# Written by kefu bench.
-listen: 127.0.0.1:0
-data_dir: %q
-redis:
-  addr: %q
-  prefix: %q
-wechat:
-  api_base: %q
-  wecom_api_base: %q
-channels:
-  - name: demo
-    type: wechat_oa
-    app_id: %s
-    app_secret: %s
-    token: %s
-    encoding_aes_key: %s
-    store: store-001
-gateway:
-  passive_budget: 3s
-  # The pushes are signed once, before the first target runs; a long run
-  # must not age them out. Checking the timestamp costs the same either way.
-  timestamp_window: 24h
-bot:
-  kb: %q
-log:
-  level: info
-  format: json
-`, dir, redisAddr, prefix, simURL, simURL, oaAppID, oaSecret, oaToken, oaAESKey, kb)
 }
 
 // redisCounts are Redis's command counters.

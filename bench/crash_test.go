@@ -56,11 +56,11 @@ func TestCrash_KillDashNineLosesNoAckedMessage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kill -9 test takes about half a minute")
 	}
-	t.Run("passive answers", func(t *testing.T) { runCrash(t, "3s") })
-	t.Run("answers through the send API", func(t *testing.T) { runCrash(t, "1ns") })
+	t.Run("passive answers", func(t *testing.T) { runCrash(t, 3*time.Second) })
+	t.Run("answers through the send API", func(t *testing.T) { runCrash(t, time.Nanosecond) })
 }
 
-func runCrash(t *testing.T, passiveBudget string) {
+func runCrash(t *testing.T, passiveBudget time.Duration) {
 	dir := t.TempDir()
 	kb, err := findFile("configs/kb.sample.jsonl")
 	if err != nil {
@@ -76,37 +76,13 @@ func runCrash(t *testing.T, passiveBudget string) {
 	addr := freeAddr(t)
 	// Both starts share the data_dir: the engine (the gateway's durable
 	// state) and the bot's persisted index, as `kefu serve` would.
-	config := func(n int) string {
-		return fmt.Sprintf(`listen: %s
-data_dir: %q
-wechat:
-  api_base: %q
-  wecom_api_base: %q
-channels:
-  - name: demo
-    type: wechat_oa
-    app_id: %s
-    app_secret: %s
-    token: %s
-    encoding_aes_key: %s
-    store: store-001
-gateway:
-  passive_budget: %s
-  recovery_after: %s
-  outbound:
-    base_backoff: 100ms
-    max_backoff: 1s
-bot:
-  kb: %q
-log:
-  level: info
-  format: json
-`, addr, filepath.Join(dir, "data"), simURL, simURL, oaAppID, oaSecret, oaToken, oaAESKey, passiveBudget, crashRecoveryAfter, kb)
-	}
+	cfg := kefuConfig{Listen: addr, DataDir: filepath.Join(dir, "data"), SimURL: simURL, KB: kb,
+		PassiveBudget: passiveBudget, RecoveryAfter: crashRecoveryAfter,
+		OutboundBaseBackoff: 100 * time.Millisecond, OutboundMaxBackoff: time.Second}
 
 	start := func(n int) *exec.Cmd {
 		cfgPath := filepath.Join(dir, fmt.Sprintf("kefu-%d.yaml", n))
-		if err := os.WriteFile(cfgPath, []byte(config(n)), 0o644); err != nil {
+		if err := os.WriteFile(cfgPath, []byte(cfg.YAML()), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		cmd := serve(cfgPath)

@@ -3,6 +3,8 @@ package bot
 import (
 	"encoding/binary"
 	"encoding/json"
+
+	"kefu/conv"
 )
 
 // Memory is read and written on every message. It used to be stored as
@@ -21,17 +23,12 @@ func (m *Memory) appendBinary(b []byte) []byte {
 	b = append(b, memV1)
 	b = binary.AppendUvarint(b, uint64(len(m.Pending)))
 	for _, p := range m.Pending {
-		b = appendStr(b, p)
+		b = conv.AppendString(b, p)
 	}
-	b = appendStr(b, m.PendingQuestion)
+	b = conv.AppendString(b, m.PendingQuestion)
 	b = binary.AppendVarint(b, int64(m.Misses))
-	b = appendStr(b, m.RateEntry)
-	return appendStr(b, m.RateQuestion)
-}
-
-func appendStr(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
+	b = conv.AppendString(b, m.RateEntry)
+	return conv.AppendString(b, m.RateQuestion)
 }
 
 // encodeMemory is the stored form of m.
@@ -57,54 +54,19 @@ func decodeMemory(b []byte) (m Memory, ok bool) {
 
 func decodeMemoryV1(b []byte) (Memory, bool) {
 	var m Memory
-	d := memDecoder{b: b, ok: true}
-	n := d.uvarint()
-	if n > uint64(len(d.b)) { // every entry takes at least one byte
-		return Memory{}, false
-	}
-	if n > 0 {
+	d := conv.NewBinDecoder(b)
+	if n := d.Count(); n > 0 {
 		m.Pending = make([]string, n)
 		for i := range m.Pending {
-			m.Pending[i] = d.str()
+			m.Pending[i] = d.Str()
 		}
 	}
-	m.PendingQuestion = d.str()
-	misses, k := binary.Varint(d.b)
-	if k <= 0 {
-		return Memory{}, false
-	}
-	d.b = d.b[k:]
-	m.Misses = int(misses)
-	m.RateEntry = d.str()
-	m.RateQuestion = d.str()
-	if !d.ok || len(d.b) != 0 {
+	m.PendingQuestion = d.Str()
+	m.Misses = int(d.Varint())
+	m.RateEntry = d.Str()
+	m.RateQuestion = d.Str()
+	if !d.OK() || d.Len() != 0 {
 		return Memory{}, false
 	}
 	return m, true
-}
-
-type memDecoder struct {
-	b  []byte
-	ok bool
-}
-
-func (d *memDecoder) uvarint() uint64 {
-	v, k := binary.Uvarint(d.b)
-	if k <= 0 {
-		d.ok, d.b = false, nil
-		return 0
-	}
-	d.b = d.b[k:]
-	return v
-}
-
-func (d *memDecoder) str() string {
-	n := d.uvarint()
-	if n > uint64(len(d.b)) {
-		d.ok, d.b = false, nil
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
 }

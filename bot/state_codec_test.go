@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -33,6 +34,31 @@ func TestMemory_BinaryRoundTrip(t *testing.T) {
 		}
 		if _, ok := decodeMemory(append(b, 0)); ok {
 			t.Fatalf("%+v: trailing byte accepted", m)
+		}
+	}
+}
+
+// Stored memories outlive the binary that wrote them: these bytes, written
+// by the version that introduced memV1, must keep encoding and decoding
+// exactly so.
+func TestMemory_StoredBytesPinned(t *testing.T) {
+	for _, tc := range []struct {
+		m   Memory
+		hex string
+	}{
+		{Memory{}, "010000000000"},
+		{Memory{Misses: -3}, "010000050000"},
+		{Memory{Misses: 1 << 40}, "0100008080808080400000"},
+		{Memory{Pending: []string{"kb-1"}, PendingQuestion: "怎么退货"}, "0101046b622d310ce6808ee4b988e98080e8b4a7000000"},
+		{Memory{Pending: []string{"a", "", "c"}, PendingQuestion: "q\x00\xff", Misses: 2, RateEntry: "kb-9", RateQuestion: "退款多久到账"},
+			"01030161000163037100ff04046b622d3912e98080e6acbee5a49ae4b985e588b0e8b4a6"},
+	} {
+		if got := hex.EncodeToString(encodeMemory(&tc.m)); got != tc.hex {
+			t.Errorf("%+v: encoded %s, want %s", tc.m, got, tc.hex)
+		}
+		b, _ := hex.DecodeString(tc.hex)
+		if got, ok := decodeMemory(b); !ok || !reflect.DeepEqual(got, tc.m) {
+			t.Errorf("%s: decoded %+v, %v; want %+v", tc.hex, got, ok, tc.m)
 		}
 	}
 }

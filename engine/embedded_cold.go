@@ -1,9 +1,9 @@
 package engine
 
 import (
-	"bufio"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -113,11 +113,6 @@ func (e *Embedded) spill(j spillJob) error {
 	path := filepath.Join(e.dir, coldName(j.seg))
 	cold, err := writeCold(path, j.recs)
 	if err != nil {
-		os.Remove(path)
-		return err
-	}
-	if err := syncDir(e.dir); err != nil {
-		os.Remove(path)
 		return err
 	}
 	for i := range cold {
@@ -156,34 +151,25 @@ func (e *Embedded) spill(j spillJob) error {
 	return nil
 }
 
-// writeCold writes recs' data to a new segment file and fsyncs it,
-// returning each record's position (seg left to the caller).
+// writeCold writes recs' data to a new segment file and makes it durable
+// (file and directory fsynced; on error no file is left), returning each
+// record's position (seg left to the caller).
 func writeCold(path string, recs []logRec) ([]coldRec, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	bw := bufio.NewWriterSize(f, 1<<20)
-	_, err = bw.WriteString(coldMagic)
-	off := int64(len(coldMagic))
 	cold := make([]coldRec, 0, len(recs))
-	for _, r := range recs {
-		if err != nil {
-			break
+	_, err := writeDurable(path, createNew, func(w io.Writer) error {
+		if _, err := io.WriteString(w, coldMagic); err != nil {
+			return err
 		}
-		cold = append(cold, coldRec{ms: r.ms, seq: r.seq, off: uint32(off), n: uint32(len(r.data)), crc: crc32.Checksum(r.data, crcTable)})
-		_, err = bw.Write(r.data)
-		off += int64(len(r.data))
-	}
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+		off := int64(len(coldMagic))
+		for _, r := range recs {
+			cold = append(cold, coldRec{ms: r.ms, seq: r.seq, off: uint32(off), n: uint32(len(r.data)), crc: crc32.Checksum(r.data, crcTable)})
+			if _, err := w.Write(r.data); err != nil {
+				return err
+			}
+			off += int64(len(r.data))
+		}
+		return nil
+	})
 	return cold, err
 }
 

@@ -251,60 +251,15 @@ func (e *Embedded) compact() {
 	}()
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 // writeSnapshot streams fr to snap-<seq> (tmp, fsync, rename, fsync dir)
 // and returns the file's size.
 func writeSnapshot(dir string, seq uint64, fr *frozen) (int64, error) {
-	final := filepath.Join(dir, snapName(seq))
-	tmp := final + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return 0, err
-	}
-	cw := &countingWriter{w: f}
-	bw := bufio.NewWriterSize(cw, 1<<20)
-	_, err = bw.WriteString(snapMagic)
-	if err == nil {
-		err = fr.encode(bw)
-	}
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, final)
-	}
-	if err == nil {
-		err = syncDir(dir)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return cw.n, err
-}
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
+	return writeDurable(filepath.Join(dir, snapName(seq)), replaceViaTmp, func(w io.Writer) error {
+		if _, err := io.WriteString(w, snapMagic); err != nil {
+			return err
+		}
+		return fr.encode(w)
+	})
 }
 
 // removeOlder deletes segments and snapshots made obsolete by snapshot seq.

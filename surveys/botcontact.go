@@ -40,8 +40,9 @@ const botContactV1 = 1
 // (uvarint length + bytes), the entries (count, strings) and the times
 // (varint unix nanoseconds, 0 for the zero time).
 func (b *botContact) encode() []byte {
+	strs := [...]string{string(b.Conv), string(b.Customer), b.Channel, string(b.ChannelType), b.ExternalUser, b.Account, string(b.Store)}
 	n := 16
-	for _, s := range []string{string(b.Conv), string(b.Customer), b.Channel, string(b.ChannelType), b.ExternalUser, b.Account, string(b.Store)} {
+	for _, s := range strs {
 		n += len(s) + 2
 	}
 	for _, e := range b.Entries {
@@ -49,20 +50,12 @@ func (b *botContact) encode() []byte {
 	}
 	out := make([]byte, 0, n+30)
 	out = append(out, botContactV1)
-	str := func(s string) {
-		out = binary.AppendUvarint(out, uint64(len(s)))
-		out = append(out, s...)
+	for _, s := range strs {
+		out = conv.AppendString(out, s)
 	}
-	str(string(b.Conv))
-	str(string(b.Customer))
-	str(b.Channel)
-	str(string(b.ChannelType))
-	str(b.ExternalUser)
-	str(b.Account)
-	str(string(b.Store))
 	out = binary.AppendUvarint(out, uint64(len(b.Entries)))
 	for _, e := range b.Entries {
-		str(e)
+		out = conv.AppendString(out, e)
 	}
 	for _, t := range []time.Time{b.StartedAt, b.LastTurnAt, b.LastMsgAt} {
 		var ns int64
@@ -86,56 +79,29 @@ func decodeBotContact(raw []byte) (botContact, error) {
 	if len(raw) == 0 || raw[0] != botContactV1 {
 		return b, errBadBotContact
 	}
-	p := raw[1:]
-	bad := false
-	uv := func() uint64 {
-		x, n := binary.Uvarint(p)
-		if n <= 0 {
-			bad = true
-			return 0
-		}
-		p = p[n:]
-		return x
-	}
-	str := func() string {
-		n := uv()
-		if bad || n > uint64(len(p)) {
-			bad = true
-			return ""
-		}
-		s := string(p[:n])
-		p = p[n:]
-		return s
-	}
+	d := conv.NewBinDecoder(raw[1:])
 	ts := func() time.Time {
-		x, n := binary.Varint(p)
-		if n <= 0 {
-			bad = true
-			return time.Time{}
+		if x := d.Varint(); x != 0 {
+			return time.Unix(0, x).UTC()
 		}
-		p = p[n:]
-		if x == 0 {
-			return time.Time{}
-		}
-		return time.Unix(0, x).UTC()
+		return time.Time{}
 	}
-	b.Conv = conv.ConvID(str())
-	b.Customer = conv.CustomerID(str())
-	b.Channel = str()
-	b.ChannelType = conv.ChannelType(str())
-	b.ExternalUser = str()
-	b.Account = str()
-	b.Store = conv.StoreID(str())
-	if n := uv(); n > 0 && n <= uint64(len(p)) {
+	b.Conv = conv.ConvID(d.Str())
+	b.Customer = conv.CustomerID(d.Str())
+	b.Channel = d.Str()
+	b.ChannelType = conv.ChannelType(d.Str())
+	b.ExternalUser = d.Str()
+	b.Account = d.Str()
+	b.Store = conv.StoreID(d.Str())
+	if n := d.Count(); n > 0 {
 		b.Entries = make([]string, 0, n)
 		for range n {
-			b.Entries = append(b.Entries, str())
+			b.Entries = append(b.Entries, d.Str())
 		}
-	} else if n > 0 {
-		bad = true
 	}
 	b.StartedAt, b.LastTurnAt, b.LastMsgAt = ts(), ts(), ts()
-	if bad {
+	// Unlike bot memory, trailing bytes have always been ignored here.
+	if !d.OK() {
 		return botContact{}, errBadBotContact
 	}
 	return b, nil

@@ -2,6 +2,7 @@ package surveys
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"reflect"
 	"slices"
@@ -27,6 +28,31 @@ func TestBotContact_EncodeRoundTrip(t *testing.T) {
 	for _, bad := range [][]byte{nil, {}, {2}, {botContactV1, 200}, (&botContact{Conv: "c"}).encode()[:4]} {
 		if _, err := decodeBotContact(bad); err == nil {
 			t.Fatalf("decoded garbage %v", bad)
+		}
+	}
+}
+
+// Stored contacts outlive the binary that wrote them: these bytes, written
+// by the version that introduced botContactV1, must keep encoding and
+// decoding exactly so.
+func TestBotContact_StoredBytesPinned(t *testing.T) {
+	at := time.Date(2026, 11, 23, 14, 16, 22, 123456789, time.UTC)
+	for _, tc := range []struct {
+		b   botContact
+		hex string
+	}{
+		{botContact{Conv: "bot:demo:u1:1795443385715", Customer: "demo:u1", Channel: "demo", ChannelType: conv.ChannelWeChatOA, ExternalUser: "u1",
+			Account: "gh_1", Store: "store-001", Entries: []string{"kb-1", "kb-2"}, StartedAt: at, LastTurnAt: at.Add(time.Minute), LastMsgAt: at.Add(time.Second)},
+			"0119626f743a64656d6f3a75313a313739353434333338353731350764656d6f3a75310464656d6f097765636861745f6f610275310467685f310973746f72652d3030310204" +
+				"6b622d31046b622d32aaa4dbdcc98fd9ea31aa8496e18893d9ea31aaccb196d18fd9ea31"},
+		{botContact{Conv: "bot:kf:x:1", Customer: "kf:x"}, "010a626f743a6b663a783a31046b663a78000000000000000000"},
+	} {
+		if got := hex.EncodeToString(tc.b.encode()); got != tc.hex {
+			t.Errorf("%+v: encoded %s, want %s", tc.b, got, tc.hex)
+		}
+		raw, _ := hex.DecodeString(tc.hex)
+		if got, err := decodeBotContact(raw); err != nil || !reflect.DeepEqual(got, tc.b) {
+			t.Errorf("%s: decoded %+v, %v; want %+v", tc.hex, got, err, tc.b)
 		}
 	}
 }
