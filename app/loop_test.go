@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -108,4 +110,96 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("timed out after %s waiting for %s", d, what)
+}
+
+// An agent's replies count the messages still queued for the customer:
+// with the send API busy, the console offers exactly the slots left after
+// the queue notice, the greeting and earlier replies, refuses the next
+// reply at once, and every accepted reply is delivered once the API
+// recovers — none ends as a quota_exhausted dead letter.
+func TestApp_AgentRepliesCountQueuedMessages(t *testing.T) {
+	cfg := loadSample(t)
+	var open func(n *conv.StoreNode)
+	open = func(n *conv.StoreNode) {
+		n.Hours = nil
+		for i := range n.Children {
+			open(&n.Children[i])
+		}
+	}
+	open(&cfg.Stores)
+	cfg.Gateway.Outbound.BaseBackoff, cfg.Gateway.Outbound.MaxBackoff = 50*time.Millisecond, 200*time.Millisecond
+	cfg.Gateway.Outbound.MaxAttempts = 1000
+	a := startApp(t, cfg)
+	ctx := context.Background()
+	ch := cfg.Channels[0]
+	c := &wxsim.OAClient{URL: "http://" + cfg.Listen + "/wechat/oa/" + ch.Name, Token: ch.Token, AppID: ch.AppID,
+		EncodingAESKey: ch.EncodingAESKey, OriginalID: "gh_demo", Mode: wxsim.ModeSafe, API: a.Sim, RetryWait: -1}
+	const user = "o_quota_customer"
+	if _, err := c.SendText(ctx, user, "转人工", 0); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "queue position notice", func() bool { return inboxHas(a, user, "前面还有") })
+	agent := conv.Principal{User: "agent1", Name: "agent1", Role: conv.RoleAgent, Stores: []conv.StoreID{"east"}}
+	if err := a.Desk.SetStatus(ctx, agent, conv.AgentOnline); err != nil {
+		t.Fatal(err)
+	}
+	var id conv.ConvID
+	waitUntil(t, 10*time.Second, "chat assigned to agent1", func() bool {
+		mine, err := a.Desk.Mine(ctx, agent)
+		if err != nil || len(mine) == 0 {
+			return false
+		}
+		id = mine[0].ID
+		return true
+	})
+	// The API is busy from here on: the greeting and the replies queue.
+	const path = "/cgi-bin/message/custom/send"
+	a.Sim.FailNext(path, -1, 1_000_000)
+	// A slow bot answer still queued for the customer (sent through the
+	// API, not by the desk).
+	if err := a.Gateway.Sender.Send(ctx, conv.Outbound{ID: "r:slow-bot-answer", Channel: ch.Name, To: user,
+		Reply: conv.Text("机器人的迟到回答"), Source: "reply"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Desk.Accept(ctx, agent, id); err != nil {
+		t.Fatal(err)
+	}
+	q, err := a.Desk.Quota(ctx, agent, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Notice delivered, bot answer and greeting queued: 2 of 5 left.
+	if q.Remaining != 2 || !q.CanReply {
+		t.Fatalf("quota after the notice, a queued bot answer and a queued greeting = %+v, want 2", q)
+	}
+	for i := range q.Remaining {
+		if err := a.Desk.Reply(ctx, agent, id, fmt.Sprintf("r%d", i), fmt.Sprintf("回复%d", i)); err != nil {
+			t.Fatalf("reply %d of %d: %v", i+1, q.Remaining, err)
+		}
+	}
+	if err := a.Desk.Reply(ctx, agent, id, "over", "超出的回复"); !errors.Is(err, conv.ErrQuotaExhausted) {
+		t.Fatalf("reply beyond the allowance: %v, want ErrQuotaExhausted", err)
+	}
+	if q, _ := a.Desk.Quota(ctx, agent, id); q.Remaining != 0 || q.CanReply {
+		t.Fatalf("quota with every slot queued = %+v", q)
+	}
+	a.Sim.ClearFaults(path)
+	waitUntil(t, 20*time.Second, "greeting and replies delivered", func() bool {
+		return inboxHas(a, user, "很高兴为您服务") && inboxHas(a, user, "回复0") && inboxHas(a, user, "回复1") && inboxHas(a, user, "机器人的迟到回答")
+	})
+	if inboxHas(a, user, "超出的回复") {
+		t.Fatal("the refused reply was sent")
+	}
+	dead, err := a.Gateway.Sender.DeadLetters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dead {
+		if d.Job.To == user {
+			t.Fatalf("dead letter for the customer: %+v", d)
+		}
+	}
+	if n := len(a.Sim.Inbox(user)); n != 5 {
+		t.Fatalf("customer got %d messages, want 5 (notice, bot answer, greeting, 2 replies)", n)
+	}
 }

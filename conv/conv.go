@@ -241,6 +241,12 @@ type Outbound struct {
 	Template *Template `json:"template,omitempty"`
 	// Source says who produced it: bot, agent, survey, alert.
 	Source string `json:"source,omitempty"`
+	// RefuseOverQuota makes Send refuse (ErrQuotaExhausted,
+	// ErrWindowClosed) a customer message that the customer's allowance,
+	// counting messages already queued, cannot cover, instead of queueing
+	// it to be dead-lettered later. Agents' replies use it so the console
+	// can tell the agent at once.
+	RefuseOverQuota bool `json:"refuse_over_quota,omitempty"`
 }
 
 // Template is an OA template message.

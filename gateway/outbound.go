@@ -90,11 +90,30 @@ func (s *Sender) Send(ctx context.Context, job conv.Outbound) error {
 	if err != nil {
 		return err
 	}
+	held := s.quotaBound(job)
+	if held {
+		if err := s.holdQuota(ctx, job); err != nil {
+			return err
+		}
+	}
 	if err := s.g.eng.Enqueue(ctx, outQueue, engine.Job{ID: job.ID, Data: data, Due: s.g.now()}); err != nil {
+		if held {
+			s.dropHold(ctx, job)
+		}
 		return err
 	}
 	s.nudge()
 	return nil
+}
+
+// quotaBound reports whether job counts against a per-customer allowance
+// (customer messages on OA and KF).
+func (s *Sender) quotaBound(job conv.Outbound) bool {
+	if job.Kind != conv.OutCustomer {
+		return false
+	}
+	ch, ok := s.g.byName[job.Channel]
+	return ok && (ch.cfg.Type == conv.ChannelWeChatOA || ch.cfg.Type == conv.ChannelWeComKF)
 }
 
 func (s *Sender) nudge() {
@@ -204,6 +223,9 @@ func (s *Sender) handle(ctx context.Context, j engine.Job) {
 	// and ack is recognised here.
 	if _, err := s.g.eng.Get(ctx, outSentPfx+job.ID); err == nil {
 		_ = s.g.eng.Ack(ctx, outQueue, job.ID)
+		if s.quotaBound(job) {
+			s.dropHold(ctx, job)
+		}
 		return
 	}
 	err := s.deliver(ctx, job)
@@ -290,6 +312,9 @@ func (s *Sender) dead(ctx context.Context, job conv.Outbound, reason string, cod
 		return
 	}
 	_ = s.g.eng.Ack(ctx, outQueue, job.ID)
+	if s.quotaBound(job) {
+		s.dropHold(ctx, job)
+	}
 	s.g.metrics.outbound.WithLabelValues(job.Channel, "dead", strconv.Itoa(code)).Inc()
 	if s.OnResult != nil {
 		s.OnResult(job, errors.New(reason))
@@ -352,7 +377,33 @@ type quotaState struct {
 	Used        int   `json:"u"`
 	Limit       int   `json:"l"`
 	WindowMS    int64 `json:"d"`
+	// Pending holds the sends queued but not yet delivered (job ID → unix
+	// ms queued). They will use the allowance, so Quota and refusing sends
+	// count them; delivery moves one to Used, a dead letter drops it.
+	Pending map[string]int64 `json:"p,omitempty"`
 }
+
+// pendingMaxAge is how long a queued send counts as pending. Sends go out
+// within seconds; one still retrying after this (or lost to a crash
+// between holding and queueing) stops holding a slot.
+const pendingMaxAge = 30 * time.Minute
+
+// prune drops pending sends older than pendingMaxAge.
+func (q *quotaState) prune(now time.Time) {
+	for id, at := range q.Pending {
+		if now.UnixMilli()-at > pendingMaxAge.Milliseconds() {
+			delete(q.Pending, id)
+		}
+	}
+}
+
+// open reports whether the book's window is open at now.
+func (q quotaState) open(now time.Time) bool {
+	return q.Limit > 0 && now.UnixMilli() <= q.WindowStart+q.WindowMS
+}
+
+// left is the allowance not yet used or held by queued sends.
+func (q quotaState) left() int { return max(q.Limit-q.Used-len(q.Pending), 0) }
 
 func quotaKey(channel, user string) string { return quotaPrefix + "{" + channel + ":" + user + "}" }
 
@@ -381,7 +432,8 @@ func (q quotaState) renewed(t time.Time, short bool) quotaState {
 		return q
 	}
 	limit, window := quotaFor(short)
-	return quotaState{WindowStart: t.UnixMilli(), Limit: limit, WindowMS: window.Milliseconds()}
+	// Sends still queued will be delivered under the new book.
+	return quotaState{WindowStart: t.UnixMilli(), Limit: limit, WindowMS: window.Milliseconds(), Pending: q.Pending}
 }
 
 // quotaTrigger says which allowance an inbound message opens (WECHAT.md
@@ -405,6 +457,76 @@ func quotaTrigger(msg conv.Message) (time.Time, bool) {
 	return msg.CreatedAt, false
 }
 
+// holdQuota reserves a slot of the customer's allowance for a customer
+// message being queued (pending in the book), so Quota and later sends see
+// it before it is delivered, and sends queued after it cannot take its
+// slot. With job.RefuseOverQuota a closed window or a used-up allowance
+// refuses the send; otherwise the send is queued without a slot and
+// delivery decides (a dead letter unless a slot frees up). Holding the
+// same ID twice counts once.
+func (s *Sender) holdQuota(ctx context.Context, job conv.Outbound) error {
+	key := quotaKey(job.Channel, job.To)
+	now := s.g.now()
+	return s.g.eng.Update(ctx, []string{key}, func(tx engine.Tx) error {
+		var q quotaState
+		if b, err := tx.Get(key); err == nil {
+			_ = json.Unmarshal(b, &q)
+		}
+		q = q.renewed(job.TriggerAt, job.TriggerShort)
+		q.prune(now)
+		if _, ok := q.Pending[job.ID]; ok {
+			return nil
+		}
+		if !q.open(now) {
+			if job.RefuseOverQuota {
+				return fmt.Errorf("%w: no customer message in the last %s", conv.ErrWindowClosed, time.Duration(q.WindowMS)*time.Millisecond)
+			}
+			return nil // delivery dead-letters it as window_expired
+		}
+		if q.left() == 0 {
+			if job.RefuseOverQuota {
+				return fmt.Errorf("%w: %d of %d messages for the customer's last message are sent or queued", conv.ErrQuotaExhausted, q.Used+len(q.Pending), q.Limit)
+			}
+			return nil // queued without a slot: sent only if one frees up
+		}
+		if q.Pending == nil {
+			q.Pending = map[string]int64{}
+		}
+		q.Pending[job.ID] = now.UnixMilli()
+		b, _ := json.Marshal(q)
+		tx.Set(key, b, q.ttl())
+		return nil
+	})
+}
+
+// dropHold removes job from the pending sends of its customer's book (it
+// was not queued after all, or it died without being delivered).
+func (s *Sender) dropHold(ctx context.Context, job conv.Outbound) {
+	key := quotaKey(job.Channel, job.To)
+	err := s.g.eng.Update(ctx, []string{key}, func(tx engine.Tx) error {
+		b, err := tx.Get(key)
+		if err != nil {
+			if errors.Is(err, engine.ErrNotFound) {
+				return nil
+			}
+			return err
+		}
+		var q quotaState
+		_ = json.Unmarshal(b, &q)
+		if _, ok := q.Pending[job.ID]; !ok {
+			return nil
+		}
+		delete(q.Pending, job.ID)
+		b, _ = json.Marshal(q)
+		tx.Set(key, b, q.ttl())
+		return nil
+	})
+	if err != nil {
+		// The hold lapses after pendingMaxAge.
+		s.log.Warn("cannot release a held quota slot", "id", job.ID, "err", err)
+	}
+}
+
 // takeQuota books one customer-facing send. A newer trigger resets the
 // book (quotas do not accumulate); an exhausted or expired book refuses
 // without calling the API.
@@ -419,13 +541,19 @@ func (s *Sender) takeQuota(ctx context.Context, job conv.Outbound) error {
 		// A zero trigger (msgmenu click, agent follow-up without one) uses
 		// the book as it is; no book means no open window.
 		q = q.renewed(job.TriggerAt, job.TriggerShort)
+		// A held send moves from pending to used; one queued without a
+		// slot may only use what no held send is waiting for. (A refusal
+		// here is dead-lettered, which drops the hold.)
+		q.prune(now)
+		_, held := q.Pending[job.ID]
+		delete(q.Pending, job.ID)
 		if q.Limit == 0 {
 			return conv.ErrWindowClosed
 		}
 		if now.UnixMilli() > q.WindowStart+q.WindowMS {
 			return conv.ErrWindowClosed
 		}
-		if q.Used >= q.Limit {
+		if q.Used >= q.Limit || (!held && q.left() == 0) {
 			return conv.ErrQuotaExhausted
 		}
 		q.Used++
@@ -437,7 +565,7 @@ func (s *Sender) takeQuota(ctx context.Context, job conv.Outbound) error {
 
 // settleQuota gives the booked send back when the message did not go out
 // (a transient failure will retry and book again), so failures never eat
-// the customer's quota. Window and quota errors keep the book as corrected.
+// the customer's quota; the retry holds its slot meanwhile. Window and quota errors keep the book as corrected.
 func (s *Sender) settleQuota(ctx context.Context, job conv.Outbound, err error) error {
 	if err == nil || errors.Is(err, conv.ErrWindowClosed) || errors.Is(err, conv.ErrQuotaExhausted) {
 		return err
@@ -453,6 +581,11 @@ func (s *Sender) settleQuota(ctx context.Context, job conv.Outbound, err error) 
 		if q.Used > 0 {
 			q.Used--
 		}
+		// The retry keeps its slot: it is held again, not freed.
+		if q.Pending == nil {
+			q.Pending = map[string]int64{}
+		}
+		q.Pending[job.ID] = s.g.now().UnixMilli()
 		b, _ = json.Marshal(q)
 		tx.Set(key, b, q.ttl())
 		return nil
@@ -476,8 +609,9 @@ func (s *Sender) exhaustQuota(ctx context.Context, channel, user string) {
 }
 
 // Quota tells how many customer messages may still be sent to user on
-// channel given their last message at lastMsg, and until when. The agent
-// console shows it next to the reply box.
+// channel given their last message at lastMsg, and until when: the
+// allowance less what was delivered and what is queued. The agent console
+// shows it next to the reply box.
 func (s *Sender) Quota(ctx context.Context, channel, user string, lastMsg time.Time) (remaining int, until time.Time, err error) {
 	ch, ok := s.g.byName[channel]
 	if !ok {
@@ -498,7 +632,8 @@ func (s *Sender) Quota(ctx context.Context, channel, user string, lastMsg time.T
 	if s.g.now().After(until) {
 		return 0, until, nil
 	}
-	return q.Limit - q.Used, until, nil
+	q.prune(s.g.now())
+	return q.left(), until, nil
 }
 
 // deliver sends one message through the right API.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -328,6 +329,87 @@ func TestEngineCache_SilenceperContract(t *testing.T) {
 		time.Sleep(1200 * time.Millisecond)
 		if c.IsExist("short") {
 			t.Fatal("clamped TTL did not expire")
+		}
+	})
+}
+
+// Queued customer messages hold their slot of the allowance before they
+// are delivered: Quota counts them, a send marked RefuseOverQuota is
+// refused at Send once queued ones fill the allowance, a send queued
+// without a slot never takes a held one, and a dead letter frees its slot.
+func TestSender_QueuedSendsHoldTheAllowance(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, kind engineKind) {
+		e := newEnv(t, kind, func(c *Config) {
+			c.Outbound.BaseBackoff, c.Outbound.MaxBackoff, c.Outbound.MaxAttempts = 20*time.Millisecond, 100*time.Millisecond, 1000
+		})
+		ctx := context.Background()
+		const path = "/cgi-bin/message/custom/send"
+		first := time.Now()
+		e.sim.UserInteracted(testAppID, "u-h", wxsim.InteractMessage, first)
+		// "System busy" keeps every send queued (retrying) for now.
+		e.sim.FailNext(path, -1, 1_000_000)
+		send := func(id string, refuse bool) error {
+			return e.gw.Sender.Send(ctx, conv.Outbound{ID: id, Channel: "demo", To: "u-h", Reply: conv.Text(id),
+				TriggerAt: first, Source: "test", RefuseOverQuota: refuse})
+		}
+		for _, id := range []string{"bot-0", "bot-1"} {
+			if err := send(id, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if left, _, err := e.gw.Sender.Quota(ctx, "demo", "u-h", first); err != nil || left != 3 {
+			t.Fatalf("quota with 2 queued = %d (%v), want 3", left, err)
+		}
+		for _, id := range []string{"agent-0", "agent-1", "agent-2"} {
+			if err := send(id, true); err != nil {
+				t.Fatalf("%s: %v", id, err)
+			}
+		}
+		if err := send("agent-1", true); err != nil { // a retried click holds nothing more
+			t.Fatalf("re-sending a queued ID: %v", err)
+		}
+		if err := send("agent-3", true); !errors.Is(err, conv.ErrQuotaExhausted) {
+			t.Fatalf("6th send with RefuseOverQuota: %v, want ErrQuotaExhausted", err)
+		}
+		if err := send("bot-2", false); err != nil { // queued without a slot
+			t.Fatal(err)
+		}
+		if left, _, _ := e.gw.Sender.Quota(ctx, "demo", "u-h", first); left != 0 {
+			t.Fatalf("quota with 5 held = %d, want 0", left)
+		}
+		e.sim.ClearFaults(path)
+		waitFor(t, 10*time.Second, "5 delivered, 1 dead", func() bool {
+			return len(e.sim.Inbox("u-h")) == 5 && deadReasons(t, e.gw.Sender)["bot-2"] != ""
+		})
+		got := inboxTexts(e.sim, "u-h")
+		for _, id := range []string{"bot-0", "bot-1", "agent-0", "agent-1", "agent-2"} {
+			if !contains(got, id) {
+				t.Fatalf("held send %s not delivered; inbox %q", id, got)
+			}
+		}
+		if r := deadReasons(t, e.gw.Sender)["bot-2"]; r != "quota_exhausted" {
+			t.Fatalf("send without a slot: %q, want quota_exhausted", r)
+		}
+		if left, _, _ := e.gw.Sender.Quota(ctx, "demo", "u-h", first); left != 0 {
+			t.Fatalf("quota after 5 delivered = %d", left)
+		}
+
+		// A new customer message opens a new allowance; a held send that
+		// dies (48001) gives its slot back.
+		second := first.Add(time.Minute)
+		e.sim.UserInteracted(testAppID, "u-h", wxsim.InteractMessage, second)
+		e.sim.FailNext(path, 48001, 1)
+		if err := e.gw.Sender.Send(ctx, conv.Outbound{ID: "agent-x", Channel: "demo", To: "u-h", Reply: conv.Text("x"), TriggerAt: second, RefuseOverQuota: true}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "48001 dead letter", func() bool { return deadReasons(t, e.gw.Sender)["agent-x"] != "" })
+		if left, _, _ := e.gw.Sender.Quota(ctx, "demo", "u-h", second); left != 5 {
+			t.Fatalf("quota after a held send died = %d, want 5", left)
+		}
+		// Outside the window a refusing send is refused at once.
+		e.gw.SetClock(func() time.Time { return time.Now().Add(49 * time.Hour) })
+		if err := e.gw.Sender.Send(ctx, conv.Outbound{ID: "agent-late", Channel: "demo", To: "u-h", Reply: conv.Text("late"), TriggerAt: second, RefuseOverQuota: true}); !errors.Is(err, conv.ErrWindowClosed) {
+			t.Fatalf("send after 48 h: %v, want ErrWindowClosed", err)
 		}
 	})
 }

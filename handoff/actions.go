@@ -310,17 +310,21 @@ func (s *Service) greet(ctx context.Context, c *conv.Conversation) {
 	if rem, _, err := s.remaining(ctx, c); err != nil || rem == 0 || rem == 1 {
 		return // keep the customer's last send for the agent's answer
 	}
-	if err := s.reserve(ctx, c); err != nil {
-		return
-	}
 	out := conv.Outbound{ID: "ho:g:" + string(c.ID) + ":" + c.Agent, Kind: conv.OutCustomer, Channel: c.Channel, To: c.ExternalUser,
-		Account: c.Account, Reply: conv.Text(text), TriggerAt: c.LastCustomerMsgAt, Source: "agent"}
+		Account: c.Account, Reply: conv.Text(text), TriggerAt: c.LastCustomerMsgAt, Source: "agent", RefuseOverQuota: true}
 	if err := s.send.Send(ctx, out); err != nil {
-		s.release(ctx, c)
-		s.log.Warn("greeting failed", "conv_id", c.ID, "err", err)
+		if !quotaRefusal(err) {
+			s.log.Warn("greeting failed", "conv_id", c.ID, "err", err)
+		}
 		return
 	}
 	_ = s.Transcripts.Append(ctx, c.Customer, conv.Turn{Role: conv.TurnAgent, Text: text, Agent: c.Agent, Conv: c.ID, State: c.State})
+}
+
+// quotaRefusal reports whether err is the sender refusing a message the
+// customer's allowance or window cannot cover.
+func quotaRefusal(err error) bool {
+	return errors.Is(err, conv.ErrQuotaExhausted) || errors.Is(err, conv.ErrWindowClosed)
 }
 
 // Quota tells the reply box what the channel still allows.
@@ -379,14 +383,12 @@ func (s *Service) Reply(ctx context.Context, p conv.Principal, id conv.ConvID, c
 	if err != nil || !first {
 		return err // a retried click: already sent
 	}
-	if err := s.reserve(ctx, &c); err != nil {
-		_ = s.eng.Del(ctx, doneKey("r:"+string(id)+":"+clientID))
-		return err
-	}
+	// The sender refuses a reply the allowance cannot cover, counting
+	// messages still queued, so the agent learns it now, not from a dead
+	// letter later.
 	out := conv.Outbound{ID: "ho:a:" + string(id) + ":" + clientID, Kind: conv.OutCustomer, Channel: c.Channel, To: c.ExternalUser,
-		Account: c.Account, Reply: conv.Text(text), TriggerAt: c.LastCustomerMsgAt, Source: "agent"}
+		Account: c.Account, Reply: conv.Text(text), TriggerAt: c.LastCustomerMsgAt, Source: "agent", RefuseOverQuota: true}
 	if err := s.send.Send(ctx, out); err != nil {
-		s.release(ctx, &c)
 		_ = s.eng.Del(ctx, doneKey("r:"+string(id)+":"+clientID))
 		return err
 	}

@@ -760,10 +760,10 @@ func TestService_GoingAwayReleasesOffers(t *testing.T) {
 	})
 }
 
-// TestService_QuotaCountsSendsNotYetDelivered: the sender's book sees a
-// message only once delivered; ten simultaneous replies while its outbox
-// lags still take at most the allowance left, and what goes out never
-// breaks the 5-per-message rule.
+// TestService_QuotaCountsSendsNotYetDelivered: ten simultaneous replies
+// while the sender's outbox lags take at most the allowance left (the
+// sender holds a slot per queued message and refuses replies beyond it),
+// and what goes out never breaks the 5-per-message rule.
 func TestService_QuotaCountsSendsNotYetDelivered(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, eng engine.Engine) {
 		ctx := context.Background()

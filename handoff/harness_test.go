@@ -99,8 +99,8 @@ type fakeSender struct {
 	sent  []conv.Outbound
 	ids   map[string]bool
 	books map[string]*book
-	// lag keeps sends in an outbox (invisible to Quota) until flush, like
-	// the real sender between enqueue and delivery.
+	// lag keeps sends in an outbox until flush, like the real sender
+	// between enqueue and delivery; Quota counts them, as the real one does.
 	lag     bool
 	pending []conv.Outbound
 }
@@ -135,8 +135,21 @@ func (f *fakeSender) Send(_ context.Context, job conv.Outbound) error {
 		return nil // idempotent by ID, like the real sender
 	}
 	if f.lag {
+		// Like the real sender: a queued customer message holds a slot,
+		// and RefuseOverQuota refuses one the allowance cannot cover.
+		if job.RefuseOverQuota && job.Kind == conv.OutCustomer && job.Channel != "web" && f.leftLocked(job.Channel, job.To, job.TriggerAt) <= 0 {
+			return conv.ErrQuotaExhausted
+		}
+		for _, p := range f.pending {
+			if p.ID == job.ID {
+				return nil
+			}
+		}
 		f.pending = append(f.pending, job)
 		return nil
+	}
+	if job.RefuseOverQuota && job.Kind == conv.OutCustomer && job.Channel != "web" && f.leftLocked(job.Channel, job.To, job.TriggerAt) <= 0 {
+		return conv.ErrQuotaExhausted
 	}
 	if job.Kind == conv.OutCustomer && job.Channel != "web" {
 		if job.TriggerAt.IsZero() {
@@ -175,7 +188,26 @@ func (f *fakeSender) Quota(_ context.Context, channel, user string, last time.Ti
 	if f.now().After(until) {
 		return 0, until, nil
 	}
-	return 5 - b.used, until, nil
+	return f.leftLocked(channel, user, last), until, nil
+}
+
+// leftLocked is the allowance after trigger less delivered and queued
+// customer messages; f.mu is held.
+func (f *fakeSender) leftLocked(channel, user string, trigger time.Time) int {
+	b := f.books[channel+"|"+user]
+	if b == nil || trigger.After(b.trigger) {
+		b = &book{trigger: trigger}
+	}
+	if f.now().Sub(b.trigger) > 48*time.Hour {
+		return 0
+	}
+	left := 5 - b.used
+	for _, p := range f.pending {
+		if p.Kind == conv.OutCustomer && p.Channel == channel && p.To == user {
+			left--
+		}
+	}
+	return max(left, 0)
 }
 
 func (f *fakeSender) to(user string) []conv.Outbound {

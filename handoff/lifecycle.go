@@ -118,12 +118,9 @@ func (s *Service) afterEnd(ctx context.Context, c *conv.Conversation, spec endSp
 	}
 	if spec.notice != "" && c.ChannelType != conv.ChannelWeComKF {
 		out := conv.Outbound{ID: "ho:e:" + string(c.ID), Kind: conv.OutCustomer, Channel: c.Channel, To: c.ExternalUser,
-			Account: c.Account, Reply: conv.Text(spec.notice), TriggerAt: c.LastCustomerMsgAt, Source: "handoff"}
-		if err := s.reserve(ctx, c); err == nil {
-			if err := s.send.Send(ctx, out); err != nil {
-				s.release(ctx, c)
-				s.log.Warn("end notice failed", "conv_id", c.ID, "err", err)
-			}
+			Account: c.Account, Reply: conv.Text(spec.notice), TriggerAt: c.LastCustomerMsgAt, Source: "handoff", RefuseOverQuota: true}
+		if err := s.send.Send(ctx, out); err != nil && !quotaRefusal(err) {
+			s.log.Warn("end notice failed", "conv_id", c.ID, "err", err)
 		}
 	}
 	_ = s.Transcripts.Append(ctx, c.Customer, conv.Turn{Role: conv.TurnSystem, Text: "会话结束：" + spec.reason + " " + spec.disposition, Conv: c.ID, State: c.State})

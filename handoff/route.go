@@ -133,17 +133,9 @@ func (s *Service) queueNotice(ctx context.Context, c *conv.Conversation, msg con
 		return s.send.Send(ctx, conv.Outbound{ID: "ho:n:" + msg.ID, Kind: conv.OutKFEvent, Channel: c.Channel,
 			To: c.ExternalUser, Account: c.Account, Code: code, Reply: conv.Text(text), Source: "handoff"})
 	}
-	if first {
-		if err := s.reserve(ctx, c); err != nil {
-			return err
-		}
-	}
-	err := s.send.Send(ctx, conv.Outbound{ID: "ho:n:" + msg.ID, Kind: conv.OutCustomer, Channel: c.Channel,
-		To: c.ExternalUser, Account: c.Account, Reply: conv.Text(text), TriggerAt: msgTime(msg, s.now()), Source: "handoff"})
-	if err != nil && first {
-		s.release(ctx, c)
-	}
-	return err
+	return s.send.Send(ctx, conv.Outbound{ID: "ho:n:" + msg.ID, Kind: conv.OutCustomer, Channel: c.Channel,
+		To: c.ExternalUser, Account: c.Account, Reply: conv.Text(text), TriggerAt: msgTime(msg, s.now()), Source: "handoff",
+		RefuseOverQuota: first})
 }
 
 // position returns how many are ahead of c in its queue and an expected

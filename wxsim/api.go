@@ -307,6 +307,13 @@ func (a *API) FailNext(path string, errcode, n int) {
 	a.faults[path] = append(a.faults[path], &fault{errcode: errcode, n: n})
 }
 
+// ClearFaults drops the faults FailNext queued for path and not yet used.
+func (a *API) ClearFaults(path string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.faults, path)
+}
+
 // SetLatency delays responses on path by d (overrides APIOptions.Latency).
 func (a *API) SetLatency(path string, d time.Duration) {
 	a.mu.Lock()
