@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/width"
 )
 
 type parseCase struct {
@@ -179,5 +182,19 @@ func TestMentionsAny_OptOutSpellings(t *testing.T) {
 	}
 	if mentionsAny("营业时间是几点", words) {
 		t.Error("an ordinary question passes the opt-out filter")
+	}
+}
+
+// widthFoldable may skip the fold only for text the fold leaves as it is:
+// checked for every code point.
+func TestWidthFoldableCoversEveryFoldedRune(t *testing.T) {
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		if r >= 0xD800 && r <= 0xDFFF {
+			continue // surrogates are not runes of valid UTF-8
+		}
+		s := string(r)
+		if !widthFoldable(s) && width.Fold.String(s) != s {
+			t.Fatalf("U+%04X: width.Fold changes it but widthFoldable says no", r)
+		}
 	}
 }

@@ -354,11 +354,28 @@ func scrubContact(ce *conv.ContactEnded) {
 	ce.Customer, ce.ExternalUser, ce.KFCode = conv.CustomerID(pseudonym(ce.Customer)), "", ""
 }
 
+// widthFoldable reports whether width.Fold could change s: only the
+// ideographic space, the fullwidth and halfwidth forms block and a few
+// narrow symbols with a wide twin have another width. Most messages have
+// none, and skip the fold's copy.
+func widthFoldable(s string) bool {
+	for _, r := range s {
+		if r == 0x3000 || r == 0x20A9 || (r >= 0x2985 && r <= 0x2986) || (r >= 0xFF00 && r <= 0xFFEF) {
+			return true
+		}
+	}
+	return false
+}
+
 // mentionsAny is a cheap filter in front of ParseReply on the path every
 // message takes: a text that contains none of the opt-out words (case
 // folded) cannot be an opt-out.
 func mentionsAny(text string, words []string) bool {
-	lower := strings.ToLower(width.Fold.String(text)) // "ＴＤ" is "td"
+	lower := text
+	if widthFoldable(text) {
+		lower = width.Fold.String(text) // "ＴＤ" is "td"
+	}
+	lower = strings.ToLower(lower)
 	for _, w := range words {
 		if w != "" && strings.Contains(lower, strings.ToLower(w)) {
 			return true
