@@ -26,7 +26,8 @@ deps: ## install what the tests need (redis-server, chromium) when missing
 	bash scripts/install-test-deps.sh
 
 .PHONY: test
-test: deps ## run all tests with the race detector (real redis-server, real HTTP)
+test: deps ## gofmt check, go vet, then all tests with the race detector (real redis-server, real HTTP)
+	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
@@ -40,9 +41,10 @@ bench: build ## run the benchmarks recorded in docs/BENCHMARKS.md
 	$(BIN) bench
 
 .PHONY: lint
-lint: ## gofmt check and go vet
+lint: ## gofmt check, go vet and staticcheck (fetched from the Go module proxy)
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && exit 1)
 	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 
 .PHONY: fmt
 fmt: ## format the code

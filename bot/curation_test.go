@@ -139,7 +139,7 @@ func TestBot_HybridDense(t *testing.T) {
 	var calls, inputs int
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer k" || r.URL.Path != "/v1/embeddings" {
-			http.Error(w, `{"error":{"message":"unauthorized"}}`, 401)
+			http.Error(w, `{"error":{"message":"unauthorized"}}`, http.StatusUnauthorized)
 			return
 		}
 		var req struct {

@@ -236,7 +236,7 @@ func TestSender_WeComAppAndJSONCallback(t *testing.T) {
 		body := make([]byte, r.ContentLength)
 		_, _ = r.Body.Read(body)
 		if r.Header.Get("X-Kefu-Signature") != signJSON(body, ts) {
-			http.Error(w, "bad signature", 401)
+			http.Error(w, "bad signature", http.StatusUnauthorized)
 			return
 		}
 		mu.Lock()

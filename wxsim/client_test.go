@@ -51,7 +51,7 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if g.wecom {
 			echo := q.Get("echostr")
 			if util.Signature(tToken, ts, nonce, echo) != q.Get("msg_signature") {
-				http.Error(w, "bad sig", 403)
+				http.Error(w, "bad sig", http.StatusForbidden)
 				return
 			}
 			_, plain, err := util.DecryptMsg(g.receive, echo, tAESKey)
@@ -63,7 +63,7 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if util.Signature(tToken, ts, nonce) != q.Get("signature") {
-			http.Error(w, "bad sig", 403)
+			http.Error(w, "bad sig", http.StatusForbidden)
 			return
 		}
 		_, _ = io.WriteString(w, q.Get("echostr"))
@@ -84,7 +84,7 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	encrypted := g.wecom || q.Get("encrypt_type") == "aes"
 	if !g.wecom && util.Signature(tToken, ts, nonce) != q.Get("signature") {
-		http.Error(w, "bad signature", 403)
+		http.Error(w, "bad signature", http.StatusForbidden)
 		return
 	}
 	plain := body
@@ -95,7 +95,7 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if util.Signature(tToken, ts, nonce, env.Encrypt) != q.Get("msg_signature") {
-			http.Error(w, "bad msg_signature", 403)
+			http.Error(w, "bad msg_signature", http.StatusForbidden)
 			return
 		}
 		var err error
