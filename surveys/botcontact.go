@@ -148,7 +148,10 @@ func botConvCustomer(c string) (string, bool) {
 // "bot_idle", when BotIdle passes without another bot turn and without a
 // handoff. This runs for every bot turn, so a turn costs one read and one
 // compare-and-swap of a small binary record; the idle timer is armed only
-// when the contact starts.
+// when the contact starts. A turn that only moves the contact's times by
+// less than turnCoalesce (customers often send several messages in a
+// row) is not written: the contact may then end, and its survey go out,
+// up to turnCoalesce before BotIdle has really passed.
 func (s *Service) NoteBotTurn(ctx context.Context, msg conv.Message, entryID string) error {
 	now := s.now()
 	msgAt := msg.CreatedAt
@@ -177,11 +180,21 @@ func (s *Service) NoteBotTurn(ctx context.Context, msg conv.Message, entryID str
 				armed = true
 			}
 		}
+		changed := created
 		if entryID != "" && !slices.Contains(b.Entries, entryID) {
 			b.Entries = append(b.Entries, entryID)
+			changed = true
 		}
-		if msg.Store != "" {
+		if msg.Store != "" && msg.Store != b.Store {
 			b.Store = msg.Store
+			changed = true
+		}
+		coalesce := s.turnCoalesce()
+		if now.Sub(b.LastTurnAt) >= coalesce || msgAt.Sub(b.LastMsgAt) >= coalesce {
+			changed = true
+		}
+		if !changed {
+			return nil
 		}
 		b.LastTurnAt = now
 		if msgAt.After(b.LastMsgAt) {
@@ -195,6 +208,12 @@ func (s *Service) NoteBotTurn(ctx context.Context, msg conv.Message, entryID str
 			return fmt.Errorf("surveys: %s: %w", key, engine.ErrTxConflict)
 		}
 	}
+}
+
+// turnCoalesce is how far a bot turn may move a contact's times without
+// being written: a twentieth of BotIdle, at most 30 s.
+func (s *Service) turnCoalesce() time.Duration {
+	return min(s.cfg.BotIdle/20, 30*time.Second)
 }
 
 // NoteHandoff cancels the bot idle end: a human takes over, and the

@@ -131,3 +131,41 @@ func TestBotIdle_StaleTimerSparesNextContact(t *testing.T) {
 		t.Fatalf("second contact not ended by its own timer: %+v", sch)
 	}
 }
+
+// Turns in quick succession that only move the contact's times are not
+// written; a new entry, or a turn turnCoalesce later, is.
+func TestNoteBotTurn_CoalescesQuickTurns(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	key := keyBot + "demo:q1"
+	turn := func(id, entry string) botContact {
+		t.Helper()
+		msg := conv.Message{ID: id, Channel: "demo", ChannelType: conv.ChannelWeChatOA, Customer: "demo:q1", ExternalUser: "q1", Kind: conv.MsgText, CreatedAt: h.clock.Now()}
+		if err := h.svc.NoteBotTurn(ctx, msg, entry); err != nil {
+			t.Fatal(err)
+		}
+		b, _, err := h.svc.getBotContact(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	first := turn("t1", "kb-hours")
+	step := h.svc.turnCoalesce() / 3
+	h.advance(step)
+	if b := turn("t2", "kb-hours"); !b.LastTurnAt.Equal(first.LastTurnAt) || !b.LastMsgAt.Equal(first.LastMsgAt) {
+		t.Fatalf("a quick repeat turn was written: %+v", b)
+	}
+	h.advance(step)
+	if b := turn("t3", "kb-address"); !slices.Equal(b.Entries, []string{"kb-hours", "kb-address"}) || !b.LastTurnAt.After(first.LastTurnAt) {
+		t.Fatalf("a turn with a new entry was not written: %+v", b)
+	}
+	last := turn("t4", "")
+	h.advance(h.svc.turnCoalesce())
+	if b := turn("t5", ""); !b.LastTurnAt.After(last.LastTurnAt) {
+		t.Fatalf("a turn turnCoalesce later was not written: %+v", b)
+	}
+	if c := h.svc.turnCoalesce(); c != 30*time.Second {
+		t.Fatalf("turnCoalesce with the default BotIdle = %s, want 30s", c)
+	}
+}
