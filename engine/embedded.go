@@ -35,6 +35,12 @@ type EmbeddedOptions struct {
 	// are read back from disk. Default 8 MiB; negative: keep everything in
 	// memory.
 	LogMemoryBytes int64
+	// CommitGather is how long the committer lets frames gather before a
+	// write+fsync when the previous group commit carried more than one
+	// frame (writers are concurrent, so a short wait batches more of them
+	// into one fsync); a lone writer is never delayed. Default 300 µs;
+	// negative: never wait.
+	CommitGather time.Duration
 	// Logf receives rare operational events (torn WAL tail dropped, snapshot
 	// failure). Default log.Printf.
 	Logf func(format string, args ...any)
@@ -111,6 +117,9 @@ func OpenEmbedded(dir string, opts EmbeddedOptions) (*Embedded, error) {
 	}
 	if opts.Logf == nil {
 		opts.Logf = log.Printf
+	}
+	if opts.CommitGather == 0 {
+		opts.CommitGather = defaultCommitGather
 	}
 	if opts.LogMemoryBytes == 0 {
 		opts.LogMemoryBytes = defaultLogMemory
