@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"kefu/conv"
+	"kefu/engine"
 	"kefu/wxsim"
 )
 
@@ -117,9 +118,15 @@ func TestConfig_UnknownKeysAndEnv(t *testing.T) {
 		t.Fatalf("unknown key: %v", err)
 	}
 	good := filepath.Join(repoRoot(t), "configs/kefu.yaml")
-	cfg, err := Load(good, []string{"KEFU_REDIS_ADDR=10.0.0.1:6379", "KEFU_GATEWAY_PASSIVE_BUDGET=2s", "KEFU_CHANNELS_0_TOKEN=newtok", "KEFU_BOT_THRESHOLDS_ANSWER=0.7", "PATH=/bin"})
+	cfg, err := Load(good, []string{"KEFU_REDIS_ADDR=10.0.0.1:6379", "KEFU_GATEWAY_PASSIVE_BUDGET=2s", "KEFU_CHANNELS_0_TOKEN=newtok", "KEFU_BOT_THRESHOLDS_ANSWER=0.7", "KEFU_EMBEDDED_COMMIT_GATHER=0s", "PATH=/bin"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg.Embedded.CommitGather != 0 {
+		t.Fatalf("KEFU_EMBEDDED_COMMIT_GATHER=0s gave %s", cfg.Embedded.CommitGather)
+	}
+	if def, _ := Load(good, nil); def.Embedded.CommitGather != engine.DefaultCommitGather {
+		t.Fatalf("commit_gather from configs/kefu.yaml = %s, want the default %s", def.Embedded.CommitGather, engine.DefaultCommitGather)
 	}
 	if cfg.Redis.Addr != "10.0.0.1:6379" || cfg.Gateway.PassiveBudget != 2*time.Second || cfg.Channels[0].Token != "newtok" || cfg.Bot.Answer != 0.7 {
 		t.Fatalf("env overrides not applied: %+v %v %q %v", cfg.Redis, cfg.Gateway.PassiveBudget, cfg.Channels[0].Token, cfg.Bot.Answer)
@@ -138,12 +145,13 @@ func TestConfig_ValidateExplainsEveryError(t *testing.T) {
 	cfg.Channels[0].EncodingAESKey = "short"
 	cfg.Log.Level = "loud"
 	cfg.Bot.KB = "/no/such/kb.jsonl"
+	cfg.Embedded.CommitGather = time.Second
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
 	lines := ErrorLines(err)
-	for _, want := range []string{"gateway.passive_budget", "channels[0].encoding_aes_key", "log.level", "bot.kb"} {
+	for _, want := range []string{"gateway.passive_budget", "channels[0].encoding_aes_key", "log.level", "bot.kb", "embedded.commit_gather"} {
 		found := false
 		for _, l := range lines {
 			if strings.HasPrefix(l, want) {

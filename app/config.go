@@ -20,6 +20,7 @@ import (
 	"kefu/bot"
 	"kefu/console"
 	"kefu/conv"
+	"kefu/engine"
 	"kefu/gateway"
 	"kefu/handoff"
 	"kefu/report"
@@ -48,6 +49,8 @@ type Config struct {
 	Log     LogConfig      `yaml:"log"`
 	Admin   AdminConfig    `yaml:"admin"`
 	Runtime RuntimeConfig  `yaml:"runtime"`
+	// Embedded tunes the embedded engine (unused with Redis).
+	Embedded EmbeddedConfig `yaml:"embedded"`
 	// Simulator starts the built-in WeChat API simulator (development and
 	// `make run` only; never in production).
 	Simulator SimulatorConfig `yaml:"simulator"`
@@ -99,6 +102,14 @@ type AdminConfig struct {
 	Token string `yaml:"token"`
 }
 
+// EmbeddedConfig tunes the embedded engine.
+type EmbeddedConfig struct {
+	// CommitGather is how long a group commit waits for more writes when
+	// writers are concurrent (one fsync for more of them); 0 turns it off.
+	// A lone writer is never delayed.
+	CommitGather time.Duration `yaml:"commit_gather"`
+}
+
 // RuntimeConfig tunes the Go runtime of `kefu serve`.
 type RuntimeConfig struct {
 	// MemoryLimitMiB is a soft limit for the Go heap (like GOMEMLIMIT, which
@@ -122,12 +133,13 @@ func defaultBot() bot.Config {
 // DefaultConfig returns the embedded defaults.
 func DefaultConfig() Config {
 	return Config{
-		Listen:  "127.0.0.1:8080",
-		DataDir: "./data",
-		Redis:   RedisConfig{Prefix: "kefu:"},
-		WeChat:  WeChatConfig{APIBase: gateway.DefaultAPIBase, WeComAPIBase: gateway.DefaultWeComAPIBase},
-		Gateway: gateway.DefaultConfig(),
-		Bot:     defaultBot(),
+		Listen:   "127.0.0.1:8080",
+		DataDir:  "./data",
+		Embedded: EmbeddedConfig{CommitGather: engine.DefaultCommitGather},
+		Redis:    RedisConfig{Prefix: "kefu:"},
+		WeChat:   WeChatConfig{APIBase: gateway.DefaultAPIBase, WeComAPIBase: gateway.DefaultWeComAPIBase},
+		Gateway:  gateway.DefaultConfig(),
+		Bot:      defaultBot(),
 		Messages: MessagesConfig{
 			Welcome: "您好，欢迎光临！请直接输入您的问题，例如“营业时间”“怎么退货”。需要人工服务请回复“人工”。",
 			NonText: "抱歉，目前只能识别文字消息，请用文字描述您的问题；需要人工服务请回复“人工”。",
@@ -176,6 +188,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.DataDir == "" && c.Redis.Addr == "" {
 		errs = append(errs, errors.New("data_dir: must not be empty with the embedded engine"))
+	}
+	if c.Embedded.CommitGather < 0 || c.Embedded.CommitGather > 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("embedded.commit_gather: must be between 0 (off) and 10ms, got %s", c.Embedded.CommitGather))
 	}
 	if c.Runtime.MemoryLimitMiB < 0 || (c.Runtime.MemoryLimitMiB > 0 && c.Runtime.MemoryLimitMiB < 32) {
 		errs = append(errs, fmt.Errorf("runtime.memory_limit_mib: must be 0 (off) or at least 32, got %d", c.Runtime.MemoryLimitMiB))

@@ -119,7 +119,7 @@ func OpenEmbedded(dir string, opts EmbeddedOptions) (*Embedded, error) {
 		opts.Logf = log.Printf
 	}
 	if opts.CommitGather == 0 {
-		opts.CommitGather = defaultCommitGather
+		opts.CommitGather = DefaultCommitGather
 	}
 	if opts.LogMemoryBytes == 0 {
 		opts.LogMemoryBytes = defaultLogMemory
