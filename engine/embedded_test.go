@@ -434,6 +434,22 @@ func TestEmbeddedCompactionWhileWriting(t *testing.T) {
 	run(func(i int) error {
 		return e.Set(ctx, "s"+strconv.Itoa(i%40), []byte(strings.Repeat("v", i%100)), 0)
 	})
+	// Appended strings grow in place while snapshots hold their older
+	// entries and readers copy them.
+	run(func(i int) error {
+		_, err := e.StrAppend(ctx, "t"+strconv.Itoa(i%3), []byte("line "+strconv.Itoa(i)+"\n"), 0)
+		return err
+	})
+	run(func(i int) error {
+		b, err := e.Get(ctx, "t"+strconv.Itoa(i%3))
+		if errors.Is(err, engine.ErrNotFound) {
+			return nil
+		}
+		if err == nil && len(b) > 0 && b[len(b)-1] != '\n' {
+			err = fmt.Errorf("t%d read mid-append: %q", i%3, b[max(0, len(b)-20):])
+		}
+		return err
+	})
 	wg.Wait()
 
 	type view struct {
@@ -442,6 +458,7 @@ func TestEmbeddedCompactionWhileWriting(t *testing.T) {
 		log  []engine.Record
 		jobs int64
 		s    []string
+		t    []string
 	}
 	read := func(e engine.Engine) view {
 		var v view
@@ -459,9 +476,19 @@ func TestEmbeddedCompactionWhileWriting(t *testing.T) {
 			check(t, err)
 			v.s = append(v.s, string(b))
 		}
+		for i := 0; i < 3; i++ {
+			b, err := e.Get(ctx, "t"+strconv.Itoa(i))
+			check(t, err)
+			v.t = append(v.t, string(b))
+		}
 		return v
 	}
 	want := read(e)
+	for i, tr := range want.t {
+		if got := strings.Count(tr, "\n"); got != n/3 {
+			t.Fatalf("t%d holds %d lines, want %d", i, got, n/3)
+		}
+	}
 	check(t, e.Close())
 	if e.Stats().Snapshots == 0 {
 		t.Fatal("no compaction while writing")
