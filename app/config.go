@@ -104,9 +104,10 @@ type AdminConfig struct {
 
 // EmbeddedConfig tunes the embedded engine.
 type EmbeddedConfig struct {
-	// CommitGather is how long a group commit waits for more writes when
-	// writers are concurrent (one fsync for more of them); 0 turns it off.
-	// A lone writer is never delayed.
+	// CommitGather bounds how long a group commit waits for more writes
+	// when writers are concurrent (one fsync for more of them): it waits
+	// until as many as the last commit carried are pending, or this long.
+	// 0 turns it off; a lone writer is never delayed.
 	CommitGather time.Duration `yaml:"commit_gather"`
 }
 

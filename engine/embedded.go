@@ -35,10 +35,11 @@ type EmbeddedOptions struct {
 	// are read back from disk. Default 8 MiB; negative: keep everything in
 	// memory.
 	LogMemoryBytes int64
-	// CommitGather is how long the committer lets frames gather before a
-	// write+fsync when the previous group commit carried more than one
+	// CommitGather bounds how long the committer lets frames gather before
+	// a write+fsync when the previous group commit carried more than one
 	// frame (writers are concurrent, so a short wait batches more of them
-	// into one fsync); a lone writer is never delayed. Default 300 µs;
+	// into one fsync); it stops waiting as soon as as many frames as last
+	// time are pending. A lone writer is never delayed. Default 300 µs;
 	// negative: never wait.
 	CommitGather time.Duration
 	// Logf receives rare operational events (torn WAL tail dropped, snapshot

@@ -178,8 +178,18 @@ func (e *Embedded) committer() {
 		}
 		w.mu.Unlock()
 		if gather := e.opts.CommitGather; gather > 0 && w.lastBatch > 1 {
-			// Concurrent writers: let more frames join this fsync.
-			time.Sleep(gather)
+			// Concurrent writers: let more frames join this fsync, until
+			// about as many as last time have come or the time is up.
+			deadline := time.Now().Add(gather)
+			for {
+				w.mu.Lock()
+				n := w.next - w.flushed
+				w.mu.Unlock()
+				if n >= w.lastBatch || !time.Now().Before(deadline) {
+					break
+				}
+				time.Sleep(gatherPoll)
+			}
 		}
 		w.flush()
 		if e.maint.Load() || w.failed() != nil {
@@ -195,10 +205,14 @@ func (e *Embedded) committer() {
 }
 
 // DefaultCommitGather is EmbeddedOptions.CommitGather's default: at full
-// load it halves the fsyncs and saves ≈5 % of the CPU per message; with a
-// few concurrent writers it adds up to this much to a commit's latency
-// (docs/BENCHMARKS.md).
+// load waiting for as many frames as the last group commit carried halves
+// the fsyncs and raises throughput ≈8 %, while a small closed loop, which
+// reaches that count quickly, loses nothing (docs/BENCHMARKS.md).
 const DefaultCommitGather = 300 * time.Microsecond
+
+// gatherPoll is how often a gathering committer looks at the pending
+// frames.
+const gatherPoll = 50 * time.Microsecond
 
 // compactRatio lets the WAL grow to this multiple of the last snapshot
 // before the next compaction. A compaction costs time proportional to the
