@@ -457,6 +457,36 @@ func quotaTrigger(msg conv.Message) (time.Time, bool) {
 	return msg.CreatedAt, false
 }
 
+// updateQuota edits the customer's send book in one engine transaction:
+// change gets the book (the zero book when none is stored; exists says
+// which) and reports whether to write it back.
+func (s *Sender) updateQuota(ctx context.Context, channel, user string, change func(q *quotaState, exists bool) (bool, error)) error {
+	key := quotaKey(channel, user)
+	return s.g.eng.Update(ctx, []string{key}, func(tx engine.Tx) error {
+		var q quotaState
+		b, err := tx.Get(key)
+		exists := err == nil
+		if exists {
+			_ = json.Unmarshal(b, &q)
+		}
+		write, err := change(&q, exists)
+		if err != nil || !write {
+			return err
+		}
+		b, _ = json.Marshal(q)
+		tx.Set(key, b, q.ttl())
+		return nil
+	})
+}
+
+// hold marks the send id as pending since now.
+func (q *quotaState) hold(id string, now time.Time) {
+	if q.Pending == nil {
+		q.Pending = map[string]int64{}
+	}
+	q.Pending[id] = now.UnixMilli()
+}
+
 // holdQuota reserves a slot of the customer's allowance for a customer
 // message being queued (pending in the book), so Quota and later sends see
 // it before it is delivered, and sends queued after it cannot take its
@@ -465,61 +495,37 @@ func quotaTrigger(msg conv.Message) (time.Time, bool) {
 // delivery decides (a dead letter unless a slot frees up). Holding the
 // same ID twice counts once.
 func (s *Sender) holdQuota(ctx context.Context, job conv.Outbound) error {
-	key := quotaKey(job.Channel, job.To)
 	now := s.g.now()
-	return s.g.eng.Update(ctx, []string{key}, func(tx engine.Tx) error {
-		var q quotaState
-		if b, err := tx.Get(key); err == nil {
-			_ = json.Unmarshal(b, &q)
-		}
-		q = q.renewed(job.TriggerAt, job.TriggerShort)
+	return s.updateQuota(ctx, job.Channel, job.To, func(q *quotaState, _ bool) (bool, error) {
+		*q = q.renewed(job.TriggerAt, job.TriggerShort)
 		q.prune(now)
 		if _, ok := q.Pending[job.ID]; ok {
-			return nil
+			return false, nil
 		}
-		if !q.open(now) {
-			if job.RefuseOverQuota {
-				return fmt.Errorf("%w: no customer message in the last %s", conv.ErrWindowClosed, time.Duration(q.WindowMS)*time.Millisecond)
-			}
-			return nil // delivery dead-letters it as window_expired
+		switch {
+		case !q.open(now) && job.RefuseOverQuota:
+			return false, fmt.Errorf("%w: no customer message in the last %s", conv.ErrWindowClosed, time.Duration(q.WindowMS)*time.Millisecond)
+		case !q.open(now):
+			return false, nil // delivery dead-letters it as window_expired
+		case q.left() == 0 && job.RefuseOverQuota:
+			return false, fmt.Errorf("%w: %d of %d messages for the customer's last message are sent or queued", conv.ErrQuotaExhausted, q.Used+len(q.Pending), q.Limit)
+		case q.left() == 0:
+			return false, nil // queued without a slot: sent only if one frees up
 		}
-		if q.left() == 0 {
-			if job.RefuseOverQuota {
-				return fmt.Errorf("%w: %d of %d messages for the customer's last message are sent or queued", conv.ErrQuotaExhausted, q.Used+len(q.Pending), q.Limit)
-			}
-			return nil // queued without a slot: sent only if one frees up
-		}
-		if q.Pending == nil {
-			q.Pending = map[string]int64{}
-		}
-		q.Pending[job.ID] = now.UnixMilli()
-		b, _ := json.Marshal(q)
-		tx.Set(key, b, q.ttl())
-		return nil
+		q.hold(job.ID, now)
+		return true, nil
 	})
 }
 
 // dropHold removes job from the pending sends of its customer's book (it
 // was not queued after all, or it died without being delivered).
 func (s *Sender) dropHold(ctx context.Context, job conv.Outbound) {
-	key := quotaKey(job.Channel, job.To)
-	err := s.g.eng.Update(ctx, []string{key}, func(tx engine.Tx) error {
-		b, err := tx.Get(key)
-		if err != nil {
-			if errors.Is(err, engine.ErrNotFound) {
-				return nil
-			}
-			return err
-		}
-		var q quotaState
-		_ = json.Unmarshal(b, &q)
+	err := s.updateQuota(ctx, job.Channel, job.To, func(q *quotaState, _ bool) (bool, error) {
 		if _, ok := q.Pending[job.ID]; !ok {
-			return nil
+			return false, nil
 		}
 		delete(q.Pending, job.ID)
-		b, _ = json.Marshal(q)
-		tx.Set(key, b, q.ttl())
-		return nil
+		return true, nil
 	})
 	if err != nil {
 		// The hold lapses after pendingMaxAge.
@@ -531,80 +537,55 @@ func (s *Sender) dropHold(ctx context.Context, job conv.Outbound) {
 // book (quotas do not accumulate); an exhausted or expired book refuses
 // without calling the API.
 func (s *Sender) takeQuota(ctx context.Context, job conv.Outbound) error {
-	key := quotaKey(job.Channel, job.To)
 	now := s.g.now()
-	return s.g.eng.Update(ctx, []string{key}, func(tx engine.Tx) error {
-		var q quotaState
-		if b, err := tx.Get(key); err == nil {
-			_ = json.Unmarshal(b, &q)
-		}
+	return s.updateQuota(ctx, job.Channel, job.To, func(q *quotaState, _ bool) (bool, error) {
 		// A zero trigger (msgmenu click, agent follow-up without one) uses
 		// the book as it is; no book means no open window.
-		q = q.renewed(job.TriggerAt, job.TriggerShort)
+		*q = q.renewed(job.TriggerAt, job.TriggerShort)
 		// A held send moves from pending to used; one queued without a
 		// slot may only use what no held send is waiting for. (A refusal
 		// here is dead-lettered, which drops the hold.)
 		q.prune(now)
 		_, held := q.Pending[job.ID]
 		delete(q.Pending, job.ID)
-		if q.Limit == 0 {
-			return conv.ErrWindowClosed
-		}
-		if now.UnixMilli() > q.WindowStart+q.WindowMS {
-			return conv.ErrWindowClosed
+		if !q.open(now) {
+			return false, conv.ErrWindowClosed
 		}
 		if q.Used >= q.Limit || (!held && q.left() == 0) {
-			return conv.ErrQuotaExhausted
+			return false, conv.ErrQuotaExhausted
 		}
 		q.Used++
-		b, _ := json.Marshal(q)
-		tx.Set(key, b, q.ttl())
-		return nil
+		return true, nil
 	})
 }
 
 // settleQuota gives the booked send back when the message did not go out
 // (a transient failure will retry and book again), so failures never eat
-// the customer's quota; the retry holds its slot meanwhile. Window and quota errors keep the book as corrected.
+// the customer's quota; the retry holds its slot meanwhile. Window and
+// quota errors keep the book as corrected.
 func (s *Sender) settleQuota(ctx context.Context, job conv.Outbound, err error) error {
 	if err == nil || errors.Is(err, conv.ErrWindowClosed) || errors.Is(err, conv.ErrQuotaExhausted) {
 		return err
 	}
-	key := quotaKey(job.Channel, job.To)
-	_ = s.g.eng.Update(ctx, []string{key}, func(tx engine.Tx) error {
-		var q quotaState
-		b, gerr := tx.Get(key)
-		if gerr != nil {
-			return gerr
+	now := s.g.now()
+	_ = s.updateQuota(ctx, job.Channel, job.To, func(q *quotaState, exists bool) (bool, error) {
+		if !exists {
+			return false, nil
 		}
-		_ = json.Unmarshal(b, &q)
 		if q.Used > 0 {
 			q.Used--
 		}
-		// The retry keeps its slot: it is held again, not freed.
-		if q.Pending == nil {
-			q.Pending = map[string]int64{}
-		}
-		q.Pending[job.ID] = s.g.now().UnixMilli()
-		b, _ = json.Marshal(q)
-		tx.Set(key, b, q.ttl())
-		return nil
+		q.hold(job.ID, now) // the retry keeps its slot: held again, not freed
+		return true, nil
 	})
 	return err
 }
 
 // exhaustQuota records what the platform told us (45047 / fail_type 6).
 func (s *Sender) exhaustQuota(ctx context.Context, channel, user string) {
-	key := quotaKey(channel, user)
-	_ = s.g.eng.Update(ctx, []string{key}, func(tx engine.Tx) error {
-		var q quotaState
-		if b, err := tx.Get(key); err == nil {
-			_ = json.Unmarshal(b, &q)
-		}
+	_ = s.updateQuota(ctx, channel, user, func(q *quotaState, _ bool) (bool, error) {
 		q.Used = q.Limit
-		b, _ := json.Marshal(q)
-		tx.Set(key, b, q.ttl())
-		return nil
+		return true, nil
 	})
 }
 
