@@ -21,22 +21,13 @@ func TestApp_HandoffSurveyDetractorLoop(t *testing.T) {
 	cfg := loadSample(t)
 	// Keep business hours and quiet hours out of the way whatever the time
 	// of day the test runs at; shorten the survey delay and alert hold.
-	var open func(n *conv.StoreNode)
-	open = func(n *conv.StoreNode) {
-		n.Hours = nil
-		for i := range n.Children {
-			open(&n.Children[i])
-		}
-	}
-	open(&cfg.Stores)
+	alwaysOpen(&cfg.Stores)
 	cfg.Surveys.QuietStart, cfg.Surveys.QuietEnd = "", ""
 	cfg.Surveys.Delay = 0
 	cfg.Surveys.Alerts.Hold = 0
 	a := startApp(t, cfg)
 	ctx := context.Background()
-	ch := cfg.Channels[0] // demo OA, store-001
-	c := &wxsim.OAClient{URL: "http://" + cfg.Listen + "/wechat/oa/" + ch.Name, Token: ch.Token, AppID: ch.AppID,
-		EncodingAESKey: ch.EncodingAESKey, OriginalID: "gh_demo", Mode: wxsim.ModeSafe, API: a.Sim, RetryWait: -1}
+	c := oaClient(cfg, a)
 	const user = "o_loop_customer"
 	if _, err := c.SendText(ctx, user, "营业时间是几点", 0); err != nil {
 		t.Fatal(err)
@@ -44,20 +35,7 @@ func TestApp_HandoffSurveyDetractorLoop(t *testing.T) {
 	if _, err := c.SendText(ctx, user, "转人工", 0); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "queue position notice", func() bool { return inboxHas(a, user, "前面还有") })
-	agent := conv.Principal{User: "agent1", Name: "agent1", Role: conv.RoleAgent, Stores: []conv.StoreID{"east"}}
-	if err := a.Desk.SetStatus(ctx, agent, conv.AgentOnline); err != nil {
-		t.Fatal(err)
-	}
-	var id conv.ConvID
-	waitUntil(t, 10*time.Second, "chat assigned to agent1", func() bool {
-		mine, err := a.Desk.Mine(ctx, agent)
-		if err != nil || len(mine) == 0 {
-			return false
-		}
-		id = mine[0].ID
-		return true
-	})
+	agent, id := queuedToAgent(t, a, user)
 	if err := a.Desk.Accept(ctx, agent, id); err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +69,45 @@ func TestApp_HandoffSurveyDetractorLoop(t *testing.T) {
 	waitUntil(t, 30*time.Second, "robot post to the store group", func() bool { return inboxHas(a, "demo-robot-key-001", "") })
 }
 
+// alwaysOpen drops business hours from the store tree, so the desk takes
+// chats whatever the time of day the test runs at.
+func alwaysOpen(n *conv.StoreNode) {
+	n.Hours = nil
+	for i := range n.Children {
+		alwaysOpen(&n.Children[i])
+	}
+}
+
+// oaClient plays WeChat pushing to the sample config's demo OA channel in
+// safe mode.
+func oaClient(cfg Config, a *App) *wxsim.OAClient {
+	ch := cfg.Channels[0] // demo OA, store-001
+	return &wxsim.OAClient{URL: "http://" + cfg.Listen + "/wechat/oa/" + ch.Name, Token: ch.Token, AppID: ch.AppID,
+		EncodingAESKey: ch.EncodingAESKey, OriginalID: "gh_demo", Mode: wxsim.ModeSafe, API: a.Sim, RetryWait: -1}
+}
+
+// queuedToAgent waits for user's queue notice, brings agent1 online and
+// waits for the chat to be assigned to them.
+func queuedToAgent(t *testing.T, a *App, user string) (conv.Principal, conv.ConvID) {
+	t.Helper()
+	ctx := context.Background()
+	waitUntil(t, 10*time.Second, "queue position notice", func() bool { return inboxHas(a, user, "前面还有") })
+	agent := conv.Principal{User: "agent1", Name: "agent1", Role: conv.RoleAgent, Stores: []conv.StoreID{"east"}}
+	if err := a.Desk.SetStatus(ctx, agent, conv.AgentOnline); err != nil {
+		t.Fatal(err)
+	}
+	var id conv.ConvID
+	waitUntil(t, 10*time.Second, "chat assigned to agent1", func() bool {
+		mine, err := a.Desk.Mine(ctx, agent)
+		if err != nil || len(mine) == 0 {
+			return false
+		}
+		id = mine[0].ID
+		return true
+	})
+	return agent, id
+}
+
 func inboxHas(a *App, to, substr string) bool {
 	for _, s := range a.Sim.Inbox(to) {
 		if strings.Contains(s.Content, substr) {
@@ -119,39 +136,18 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 // recovers — none ends as a quota_exhausted dead letter.
 func TestApp_AgentRepliesCountQueuedMessages(t *testing.T) {
 	cfg := loadSample(t)
-	var open func(n *conv.StoreNode)
-	open = func(n *conv.StoreNode) {
-		n.Hours = nil
-		for i := range n.Children {
-			open(&n.Children[i])
-		}
-	}
-	open(&cfg.Stores)
+	alwaysOpen(&cfg.Stores)
 	cfg.Gateway.Outbound.BaseBackoff, cfg.Gateway.Outbound.MaxBackoff = 50*time.Millisecond, 200*time.Millisecond
 	cfg.Gateway.Outbound.MaxAttempts = 1000
 	a := startApp(t, cfg)
 	ctx := context.Background()
-	ch := cfg.Channels[0]
-	c := &wxsim.OAClient{URL: "http://" + cfg.Listen + "/wechat/oa/" + ch.Name, Token: ch.Token, AppID: ch.AppID,
-		EncodingAESKey: ch.EncodingAESKey, OriginalID: "gh_demo", Mode: wxsim.ModeSafe, API: a.Sim, RetryWait: -1}
+	ch := cfg.Channels[0] // demo OA
+	c := oaClient(cfg, a)
 	const user = "o_quota_customer"
 	if _, err := c.SendText(ctx, user, "转人工", 0); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "queue position notice", func() bool { return inboxHas(a, user, "前面还有") })
-	agent := conv.Principal{User: "agent1", Name: "agent1", Role: conv.RoleAgent, Stores: []conv.StoreID{"east"}}
-	if err := a.Desk.SetStatus(ctx, agent, conv.AgentOnline); err != nil {
-		t.Fatal(err)
-	}
-	var id conv.ConvID
-	waitUntil(t, 10*time.Second, "chat assigned to agent1", func() bool {
-		mine, err := a.Desk.Mine(ctx, agent)
-		if err != nil || len(mine) == 0 {
-			return false
-		}
-		id = mine[0].ID
-		return true
-	})
+	agent, id := queuedToAgent(t, a, user)
 	// The API is busy from here on: the greeting and the replies queue.
 	const path = "/cgi-bin/message/custom/send"
 	a.Sim.FailNext(path, -1, 1_000_000)
