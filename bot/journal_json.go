@@ -36,9 +36,9 @@ func (r *Record) appendJSON(b []byte) ([]byte, error) {
 	b = conv.AppendJSONString(b, string(r.Kind))
 	b = append(b, `,"at":`...)
 	b = conv.AppendJSONTime(b, r.At)
-	b = appendStrField(b, "q", r.Question)
-	b = appendStrField(b, "store", r.Store)
-	b = appendStrField(b, "customer", r.Customer)
+	b = conv.AppendJSONField(b, "q", r.Question)
+	b = conv.AppendJSONField(b, "store", r.Store)
+	b = conv.AppendJSONField(b, "customer", r.Customer)
 	if len(r.Candidates) > 0 {
 		b = append(b, `,"cands":[`...)
 		for i := range r.Candidates {
@@ -49,7 +49,7 @@ func (r *Record) appendJSON(b []byte) ([]byte, error) {
 		}
 		b = append(b, ']')
 	}
-	b = appendStrField(b, "entry", r.Entry)
+	b = conv.AppendJSONField(b, "entry", r.Entry)
 	if r.Score != 0 {
 		b = append(b, `,"score":`...)
 		b = appendFloat(b, r.Score)
@@ -58,10 +58,10 @@ func (r *Record) appendJSON(b []byte) ([]byte, error) {
 		b = append(b, `,"helpful":`...)
 		b = strconv.AppendBool(b, *r.Helpful)
 	}
-	b = appendStrField(b, "answer", r.Answer)
-	b = appendStrField(b, "agent", r.Agent)
-	b = appendStrField(b, "ref", r.Ref)
-	b = appendStrField(b, "reason", r.Reason)
+	b = conv.AppendJSONField(b, "answer", r.Answer)
+	b = conv.AppendJSONField(b, "agent", r.Agent)
+	b = conv.AppendJSONField(b, "ref", r.Ref)
+	b = conv.AppendJSONField(b, "reason", r.Reason)
 	return append(b, '}'), nil
 }
 
@@ -69,26 +69,15 @@ func (r *Record) appendJSON(b []byte) ([]byte, error) {
 func (c *Candidate) appendJSON(b []byte) []byte {
 	b = append(b, `{"id":`...)
 	b = conv.AppendJSONString(b, c.EntryID)
-	b = appendStrField(b, "question", c.Question)
+	b = conv.AppendJSONField(b, "question", c.Question)
 	b = append(b, `,"score":`...)
 	b = appendFloat(b, c.Score)
-	b = appendStrField(b, "answer", c.Answer)
-	b = appendStrField(b, "category", c.Category)
+	b = conv.AppendJSONField(b, "answer", c.Answer)
+	b = conv.AppendJSONField(b, "category", c.Category)
 	if c.AgentOnly {
 		b = append(b, `,"agent_only":true`...)
 	}
 	return append(b, '}')
-}
-
-// appendStrField appends `,"name":"v"` unless v is empty (omitempty).
-func appendStrField(b []byte, name, v string) []byte {
-	if v == "" {
-		return b
-	}
-	b = append(b, ',', '"')
-	b = append(b, name...)
-	b = append(b, '"', ':')
-	return conv.AppendJSONString(b, v)
 }
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }

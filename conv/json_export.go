@@ -9,3 +9,7 @@ func AppendJSONString(b []byte, s string) []byte { return appendString(b, s) }
 
 // AppendJSONTime appends t exactly as json.Marshal encodes a time.Time.
 func AppendJSONTime(b []byte, t time.Time) []byte { return appendTime(b, t) }
+
+// AppendJSONField appends `,"name":"v"` as json.Marshal encodes a string
+// field tagged omitempty: nothing when v is empty.
+func AppendJSONField(b []byte, name, v string) []byte { return appendField(b, name, v) }
