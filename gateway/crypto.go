@@ -101,11 +101,6 @@ func (k *cipherKey) open(ct []byte) (msg, id []byte, err error) {
 	return plain[20 : 20+n : 20+n], plain[20+n:], nil
 }
 
-// encrypt seals a passive reply for the platform.
-func (k *cipherKey) encrypt(plain []byte) string {
-	return string(k.appendEncrypt(nil, plain))
-}
-
 // appendEncrypt appends the base64 ciphertext of plain to dst; the reply
 // path builds it in a pooled buffer instead of a new string per message.
 func (k *cipherKey) appendEncrypt(dst, plain []byte) []byte {
@@ -166,13 +161,6 @@ func signatureOK(want string, parts ...string) bool {
 	var got [40]byte
 	signatureHex(&got, parts)
 	return subtle.ConstantTimeCompare(got[:], []byte(want)) == 1
-}
-
-// signatureOf computes sha1(sort(parts)) for replies we sign.
-func signatureOf(parts ...string) string {
-	var out [40]byte
-	signatureHex(&out, parts)
-	return string(out[:])
 }
 
 // appendSignature appends the hex signature of a reply: sha1 over the

@@ -137,3 +137,18 @@ func mustB64(t *testing.T, s string) []byte {
 	}
 	return b
 }
+
+// Test helpers: the reply path appends into pooled buffers; these return
+// strings for comparisons.
+
+// encrypt seals plain as a reply for the platform, as a string.
+func (k *cipherKey) encrypt(plain []byte) string {
+	return string(k.appendEncrypt(nil, plain))
+}
+
+// signatureOf is the WeChat signature of parts, as a string.
+func signatureOf(parts ...string) string {
+	var out [40]byte
+	signatureHex(&out, parts)
+	return string(out[:])
+}
