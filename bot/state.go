@@ -9,6 +9,7 @@ import (
 
 	"kefu/conv"
 	"kefu/engine"
+	"kefu/internal/bufpool"
 )
 
 // Memory is what the bot remembers about one customer between messages.
@@ -109,8 +110,8 @@ func (s engineState) Append(ctx context.Context, r Record) error {
 func (s engineState) AppendRecords(ctx context.Context, rs []Record) error {
 	// The batch is encoded into one pooled buffer: the engine copies what
 	// it appends, so the buffer is free again once AppendMany returns.
-	bp := recordBufs.Get().(*[]byte)
-	buf := (*bp)[:0]
+	bp := recordBufs.Get()
+	buf := *bp
 	ends := make([]int, 0, len(rs))
 	for i := range rs {
 		var err error
@@ -125,15 +126,12 @@ func (s engineState) AppendRecords(ctx context.Context, rs []Record) error {
 		data[i], start = buf[start:end:end], end
 	}
 	_, err := s.e.AppendMany(ctx, journalLog, data...)
-	if cap(buf) <= 1<<20 {
-		*bp = buf
-		recordBufs.Put(bp)
-	}
+	recordBufs.Put(bp, buf)
 	return err
 }
 
 // recordBufs holds the buffers journal batches are encoded in.
-var recordBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+var recordBufs = bufpool.New(16<<10, 1<<20)
 
 // Records implements Journal, reading the whole log in pages.
 func (s engineState) Records(ctx context.Context) ([]Record, error) {

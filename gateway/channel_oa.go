@@ -4,12 +4,12 @@ import (
 	"context"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"kefu/conv"
+	"kefu/internal/bufpool"
 )
 
 // channel is a configured endpoint with its decoded key.
@@ -301,8 +301,8 @@ func appendEncryptedEnvelope(dst []byte, ch *channel, reply []byte, timestamp, n
 // writePassiveReply renders the passive reply into the response, wrapped
 // for safe mode when aes is set, through a pooled buffer.
 func writePassiveReply(ctx *fasthttp.RequestCtx, ch *channel, aes bool, toUser, fromAccount string, r conv.Reply, now time.Time, timestamp, nonce string) {
-	bp := replyBufs.Get().(*[]byte)
-	b := appendPassiveXML((*bp)[:0], toUser, fromAccount, r, now)
+	bp := replyBufs.Get()
+	b := appendPassiveXML(*bp, toUser, fromAccount, r, now)
 	if aes {
 		n := len(b)
 		b = appendEncryptedEnvelope(b, ch, b[:n], timestamp, nonce)
@@ -311,11 +311,8 @@ func writePassiveReply(ctx *fasthttp.RequestCtx, ch *channel, aes bool, toUser, 
 		ctx.SetBody(b)
 	}
 	ctx.SetContentType("application/xml")
-	if cap(b) <= 64<<10 {
-		*bp = b
-		replyBufs.Put(bp)
-	}
+	replyBufs.Put(bp, b)
 }
 
 // replyBufs holds the buffers passive replies are rendered in.
-var replyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+var replyBufs = bufpool.New(4096, 64<<10)

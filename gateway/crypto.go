@@ -12,7 +12,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sync"
+
+	"kefu/internal/bufpool"
 )
 
 // Errors of the verify/decrypt step. Signature problems answer 401 and are
@@ -106,8 +107,8 @@ func (k *cipherKey) open(ct []byte) (msg, id []byte, err error) {
 func (k *cipherKey) appendEncrypt(dst, plain []byte) []byte {
 	content := 20 + len(plain) + len(k.receiveID)
 	pad := wxBlock - content%wxBlock
-	bp := sealBufs.Get().(*[]byte)
-	buf := append((*bp)[:0], make([]byte, content+pad)...)
+	bp := sealBufs.Get()
+	buf := append(*bp, make([]byte, content+pad)...)
 	_, _ = rand.Read(buf[:16])
 	binary.BigEndian.PutUint32(buf[16:20], uint32(len(plain)))
 	copy(buf[20:], plain)
@@ -117,15 +118,12 @@ func (k *cipherKey) appendEncrypt(dst, plain []byte) []byte {
 	}
 	k.cbcEncrypt(buf)
 	dst = base64.StdEncoding.AppendEncode(dst, buf)
-	if cap(buf) <= 64<<10 {
-		*bp = buf
-		sealBufs.Put(bp)
-	}
+	sealBufs.Put(bp, buf)
 	return dst
 }
 
 // sealBufs holds the plaintext+padding buffers replies are encrypted in.
-var sealBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+var sealBufs = bufpool.New(2048, 64<<10)
 
 // cbcEncrypt and cbcDecrypt are AES-CBC in place with IV = key[:16]
 // (WECHAT.md §1.4). They do what cipher.NewCBCEncrypter/Decrypter do but
@@ -198,19 +196,16 @@ func signatureHex(out *[40]byte, parts []string) {
 		}
 		ps[i] = p
 	}
-	bp := sigBufs.Get().(*[]byte)
-	b := (*bp)[:0]
+	bp := sigBufs.Get()
+	b := *bp
 	for _, p := range ps {
 		b = append(b, p...)
 	}
 	sum := sha1.Sum(b)
 	hex.Encode(out[:], sum[:])
-	if cap(b) <= 4096 {
-		*bp = b
-		sigBufs.Put(bp)
-	}
+	sigBufs.Put(bp, b)
 }
 
 // sigBufs holds the buffers signatures are hashed from (sha1.Sum makes a
 // stack buffer escape, so they are pooled instead).
-var sigBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+var sigBufs = bufpool.New(512, 4096)

@@ -6,11 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"kefu/conv"
 	"kefu/engine"
+	"kefu/internal/bufpool"
 )
 
 // Transcripts keeps each customer's recent turns (customer messages, bot
@@ -45,7 +45,7 @@ func transcriptKey(c conv.CustomerID) string { return "ho:t:{" + string(c) + "}"
 const trimTurnBytes = 512
 
 // turnBufs holds the buffers appended turns are encoded in.
-var turnBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+var turnBufs = bufpool.New(2048, 64<<10)
 
 // Append adds t to customer's transcript.
 func (s *Transcripts) Append(ctx context.Context, customer conv.CustomerID, t conv.Turn) error {
@@ -58,8 +58,8 @@ func (s *Transcripts) AppendMany(ctx context.Context, customer conv.CustomerID, 
 		return nil
 	}
 	// Encoded in a pooled buffer: the engine copies what it appends.
-	bp := turnBufs.Get().(*[]byte)
-	add := (*bp)[:0]
+	bp := turnBufs.Get()
+	add := *bp
 	for _, t := range turns {
 		if t.At.IsZero() {
 			t.At = time.Now()
@@ -68,10 +68,7 @@ func (s *Transcripts) AppendMany(ctx context.Context, customer conv.CustomerID, 
 	}
 	key := transcriptKey(customer)
 	n, err := s.eng.StrAppend(ctx, key, add, s.ttl)
-	if cap(add) <= 64<<10 {
-		*bp = add
-		turnBufs.Put(bp)
-	}
+	turnBufs.Put(bp, add)
 	if err != nil {
 		return err
 	}
