@@ -161,6 +161,25 @@ func (w *walWriter) flush() {
 	w.mu.Unlock()
 }
 
+// gather lets more frames join the next fsync when writers are concurrent
+// (the last flush carried several): it waits until as many frames as last
+// time are pending, or at most d. Committer only.
+func (w *walWriter) gather(d time.Duration) {
+	if d <= 0 || w.lastBatch <= 1 {
+		return
+	}
+	deadline := time.Now().Add(d)
+	for {
+		w.mu.Lock()
+		n := w.next - w.flushed
+		w.mu.Unlock()
+		if n >= w.lastBatch || !time.Now().Before(deadline) {
+			return
+		}
+		time.Sleep(gatherPoll)
+	}
+}
+
 // committer is the group-commit loop; it also triggers compaction.
 func (e *Embedded) committer() {
 	defer e.wg.Done()
@@ -177,20 +196,7 @@ func (e *Embedded) committer() {
 			return
 		}
 		w.mu.Unlock()
-		if gather := e.opts.CommitGather; gather > 0 && w.lastBatch > 1 {
-			// Concurrent writers: let more frames join this fsync, until
-			// about as many as last time have come or the time is up.
-			deadline := time.Now().Add(gather)
-			for {
-				w.mu.Lock()
-				n := w.next - w.flushed
-				w.mu.Unlock()
-				if n >= w.lastBatch || !time.Now().Before(deadline) {
-					break
-				}
-				time.Sleep(gatherPoll)
-			}
-		}
+		w.gather(e.opts.CommitGather)
 		w.flush()
 		if e.maint.Load() || w.failed() != nil {
 			continue
