@@ -300,7 +300,8 @@ func (s *Service) queueBatch(ctx context.Context, target batchTarget, id, full, 
 
 // batchDue posts a target's pending alerts: at once when it has not posted
 // within BatchEvery, else at the end of that gap, all pending ones
-// together (split only by size).
+// together (split only by size). It retires its own timer (ackBatch), so
+// it never asks RunDue to ack.
 func (s *Service) batchDue(ctx context.Context, h string, j engine.Job) (bool, error) {
 	var target batchTarget
 	if err := json.Unmarshal(j.Data, &target); err != nil || target.To == "" {
@@ -320,7 +321,7 @@ func (s *Service) batchDue(ctx context.Context, h string, j engine.Job) (bool, e
 		return false, err
 	}
 	if len(items) == 0 {
-		return true, nil
+		return false, s.ackBatch(ctx, h, j.ID, target)
 	}
 	texts, err := s.eng.HGetAll(ctx, keyBatchText+h)
 	if err != nil && !errors.Is(err, engine.ErrNotFound) {
@@ -363,7 +364,27 @@ func (s *Service) batchDue(ctx context.Context, h string, j engine.Job) (bool, e
 	if len(items) > len(parts) {
 		return false, s.enqueue(ctx, j.ID, s.now().Add(s.cfg.Alerts.RobotBatchEvery), target)
 	}
-	return true, nil
+	return false, s.ackBatch(ctx, h, j.ID, target)
+}
+
+// ackBatch retires a target's flush timer, then looks at its pending set
+// once more. The order matters: an alert queued while this flush ran
+// re-armed this very timer (same ID), so an ack after that would delete
+// its only wake-up and leave it pending until the target's next alert.
+// Acking first and then re-arming when anything is pending loses nothing:
+// an alert added after the look arms its own timer, after the ack.
+func (s *Service) ackBatch(ctx context.Context, h, timerID string, target batchTarget) error {
+	if err := s.eng.Ack(ctx, queueTimers, timerID); err != nil {
+		return err
+	}
+	left, err := s.eng.ZRangeByScore(ctx, keyBatchQ+h, 0, 1e18, 1)
+	if err != nil && !errors.Is(err, engine.ErrNotFound) {
+		return err
+	}
+	if len(left) == 0 {
+		return nil
+	}
+	return s.enqueue(ctx, timerID, s.now().Add(s.cfg.Alerts.RobotBatchEvery), target)
 }
 
 // webhookDelivery is one generic webhook post, retried by its timer.

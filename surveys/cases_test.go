@@ -420,3 +420,38 @@ func (r refusing) Send(ctx context.Context, o conv.Outbound) error {
 	}
 	return r.fakeSender.Send(ctx, o)
 }
+
+// An alert queued for a target while that target's batch is being posted
+// (another instance, or another case on this one) re-arms the very timer
+// that is running. It must still go out: the flush that was running must
+// not retire the timer the new alert armed.
+func TestCase_AlertQueuedDuringFlushIsNotStranded(t *testing.T) {
+	h := newHarness(t, func(c *Config, o *Options) { c.ThrottleDays = 0 })
+	target := batchTarget{Kind: conv.OutRobot, To: "robot-key-1"}
+	ctx := context.Background()
+	queued := false
+	h.out.delivered = func(o conv.Outbound) {
+		if o.Kind != conv.OutRobot || queued {
+			return
+		}
+		queued = true
+		if err := h.svc.queueBatch(ctx, target, "alert:late:open:r", "late-full", "late-line"); err != nil {
+			t.Error(err)
+		}
+	}
+	if err := h.svc.queueBatch(ctx, target, "alert:first:open:r", "first-full", "first-line"); err != nil {
+		t.Fatal(err)
+	}
+	h.run()
+	if got := len(h.out.to(conv.OutRobot, "robot-key-1")); got != 1 || !queued {
+		t.Fatalf("first flush: %d posts, late alert queued: %v", got, queued)
+	}
+	h.advance(DefaultRobotBatchEvery)
+	posts := h.out.to(conv.OutRobot, "robot-key-1")
+	if len(posts) != 2 || posts[0].Reply.Text != "first-full" || posts[1].Reply.Text != "late-full" {
+		t.Fatalf("robot posts after the batch gap: %+v", posts)
+	}
+	if n, err := h.eng.QueueLen(ctx, queueTimers); err != nil || n != 0 {
+		t.Fatalf("timers left: %d, %v", n, err)
+	}
+}
