@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log"
@@ -35,6 +34,12 @@ type EmbeddedOptions struct {
 	// are read back from disk. Default 8 MiB; negative: keep everything in
 	// memory.
 	LogMemoryBytes int64
+	// StringSpillBytes is how many bytes of string values are written
+	// between two scans that move strings nobody wrote or read since the
+	// scan before to cold segment files (embedded_coldstr.go), so memory
+	// holds about two such intervals of strings however long they are
+	// kept. Default 16 MiB; negative: keep every string in memory.
+	StringSpillBytes int64
 	// CommitGather bounds how long the committer lets frames gather before
 	// a write+fsync when the previous group commit carried more than one
 	// frame (writers are concurrent, so a short wait batches more of them
@@ -55,7 +60,9 @@ type EmbeddedStats struct {
 	Syncs     uint64 // fsyncs issued
 	WALBytes  uint64 // bytes written to the WAL since open
 	Snapshots uint64 // snapshots completed since open
-	Spills    uint64 // moves of old log records to cold segment files
+	Spills    uint64 // moves of old log records or strings to cold segment files
+	// ColdStrings counts string values (or appended tails) moved to disk.
+	ColdStrings uint64
 }
 
 // Embedded is the single-process engine: state in memory (except the older
@@ -88,9 +95,10 @@ type Embedded struct {
 	compactAt int64        // committer goroutine only
 	snapBytes atomic.Int64 // size of the last snapshot written or loaded
 	// maint is set while a compaction or a spill runs (they never overlap).
-	maint      atomic.Bool
-	spills     atomic.Uint64
-	spillAfter atomic.Int64 // unix ns before which no spill starts (after a failure)
+	maint       atomic.Bool
+	spills      atomic.Uint64
+	coldStrings atomic.Uint64
+	spillAfter  atomic.Int64 // unix ns before which no spill starts (after a failure)
 	// coldSegs are the cold log segment files in use (guarded by mu);
 	// coldNext is the last segment number handed out (guarded by mu).
 	coldSegs map[uint32]bool
@@ -125,6 +133,9 @@ func OpenEmbedded(dir string, opts EmbeddedOptions) (*Embedded, error) {
 	if opts.LogMemoryBytes == 0 {
 		opts.LogMemoryBytes = defaultLogMemory
 	}
+	if opts.StringSpillBytes == 0 {
+		opts.StringSpillBytes = defaultStringSpill
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("engine: embedded: %w", err)
 	}
@@ -134,6 +145,7 @@ func OpenEmbedded(dir string, opts EmbeddedOptions) (*Embedded, error) {
 	}
 	st := newState()
 	st.hotLimit = max(opts.LogMemoryBytes, 0)
+	st.strSpillEvery = max(opts.StringSpillBytes, 0)
 	seg, size, snapSize, err := recoverState(dir, st, opts.Logf)
 	if err != nil {
 		unlock()
@@ -179,12 +191,13 @@ func (e *Embedded) Ping(ctx context.Context) error { return e.begin(ctx) }
 func (e *Embedded) Stats() EmbeddedStats {
 	w := e.wal
 	return EmbeddedStats{
-		Frames:    w.frames.Load(),
-		Batches:   w.batches.Load(),
-		Syncs:     w.syncs.Load(),
-		WALBytes:  w.written.Load(),
-		Snapshots: w.snapshot.Load(),
-		Spills:    e.spills.Load(),
+		Frames:      w.frames.Load(),
+		Batches:     w.batches.Load(),
+		Syncs:       w.syncs.Load(),
+		WALBytes:    w.written.Load(),
+		Snapshots:   w.snapshot.Load(),
+		Spills:      e.spills.Load(),
+		ColdStrings: e.coldStrings.Load(),
 	}
 }
 
@@ -354,7 +367,7 @@ func (e *Embedded) Get(ctx context.Context, key string) ([]byte, error) {
 	err := e.readKeys(ctx, []string{key}, func(now int64) error {
 		ent, err := e.str(key, now)
 		if err == nil {
-			out = clone(ent.str)
+			out, err = e.strValue(ent)
 		}
 		return err
 	})
@@ -396,7 +409,7 @@ func (e *Embedded) StrAppend(ctx context.Context, key string, data []byte, ttl t
 		fresh := byte(1)
 		n = int64(len(data))
 		if ent != nil {
-			fresh, n = 0, n+int64(len(ent.str))
+			fresh, n = 0, n+ent.strLen()
 		}
 		f := newFrame(len(key) + len(data) + 16)
 		f.op(opSApp)
@@ -466,8 +479,8 @@ func (e *Embedded) CompareAndSwap(ctx context.Context, key string, old, val []by
 			if ent.kind != kindString {
 				return nil, fmt.Errorf("%w: %q is not a string", ErrWrongType, key)
 			}
-			if !bytes.Equal(ent.str, old) {
-				return nil, nil
+			if eq, err := e.strEqual(ent, old); err != nil || !eq {
+				return nil, err
 			}
 		}
 		ok = true
@@ -489,8 +502,8 @@ func (e *Embedded) CompareAndDelete(ctx context.Context, key string, old []byte)
 		if ent.kind != kindString {
 			return nil, fmt.Errorf("%w: %q is not a string", ErrWrongType, key)
 		}
-		if !bytes.Equal(ent.str, old) {
-			return nil, nil
+		if eq, err := e.strEqual(ent, old); err != nil || !eq {
+			return nil, err
 		}
 		ok = true
 		f := newFrame(len(key) + 4)
@@ -519,7 +532,11 @@ func (e *Embedded) IncrBy(ctx context.Context, key string, delta int64, ttl time
 			if ent.kind != kindString {
 				return nil, fmt.Errorf("%w: %q is not a string", ErrWrongType, key)
 			}
-			v, err := strconv.ParseInt(string(ent.str), 10, 64)
+			raw, err := e.strValue(ent)
+			if err != nil {
+				return nil, err
+			}
+			v, err := strconv.ParseInt(string(raw), 10, 64)
 			if err != nil {
 				return nil, fmt.Errorf("%w: %q is not an integer", ErrWrongType, key)
 			}
@@ -923,8 +940,9 @@ func (e *Embedded) ClaimAndEnqueue(ctx context.Context, claimKey string, claimVa
 			if ent.kind != kindString {
 				return nil, fmt.Errorf("%w: %q is not a string", ErrWrongType, claimKey)
 			}
-			cur = clone(ent.str)
-			return nil, nil
+			var err error
+			cur, err = e.strValue(ent)
+			return nil, err
 		}
 		claimed = true
 		f := newFrame(len(claimKey) + len(claimVal) + len(queue) + len(job.ID) + len(job.Data) + 32)
@@ -1010,9 +1028,10 @@ func (e *Embedded) ReadLog(ctx context.Context, log, afterID string, count int) 
 			return err
 		}
 		l := ent.log
-		ci, i := 0, 0
+		ci, bi, i := 0, 0, 0
 		if afterID != "" {
 			ci = searchAfterCold(l.cold, am, as)
+			bi = sort.Search(len(l.blocks), func(k int) bool { return idAfter(l.blocks[k].lastMs, l.blocks[k].lastSeq, am, as) })
 			i = searchAfter(l.recs, am, as)
 		}
 		if ci < len(l.cold) {
@@ -1022,6 +1041,12 @@ func (e *Embedded) ReadLog(ctx context.Context, log, afterID string, count int) 
 			}
 			var err error
 			if out, err = e.readCold(l.cold[ci:end], out); err != nil {
+				return err
+			}
+		}
+		for ; bi < len(l.blocks) && (count <= 0 || len(out) < count); bi++ {
+			var err error
+			if out, err = e.readBlock(&l.blocks[bi], am, as, afterID == "", out, count); err != nil {
 				return err
 			}
 		}

@@ -47,6 +47,8 @@ const (
 	opEnd    byte = 14 // snapshot trailer
 	opXCold  byte = 15 // log, ms, seq, seg, off, len, crc: a record kept in a cold segment file (snapshots)
 	opSApp   byte = 16 // key, data, expireAt, fresh: key now holds (fresh ? "" : its value) + data
+	opXBlock byte = 18 // log, firstMs, firstSeq, lastMs, lastSeq, seg, off, len, crc, count, skip, msDelta: a block of records in a cold segment file (snapshots)
+	opSCold  byte = 17 // key, expireAt, n, (seg, off, len, crc)*, tail: a string whose leading bytes are in cold segment files (snapshots)
 )
 
 var errCorrupt = errors.New("engine: corrupt record")

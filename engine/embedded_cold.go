@@ -17,7 +17,8 @@ import (
 // only their IDs and file positions stay in memory; ReadLog reads them
 // back from the file (the page cache, usually).
 //
-//	cold-<seg>.seg  magic, then record data back to back (one log per file)
+//	cold-<seg>.seg  magic, then record data back to back (one log per file,
+//	                or strings: embedded_coldstr.go)
 //
 // A segment is written and fsynced before any record refers to it; until
 // the next snapshot the WAL still holds those records too, so recovery
@@ -87,8 +88,9 @@ func (e *Embedded) startSpill() {
 		e.coldNext++
 		jobs = append(jobs, spillJob{key: key, l: l, recs: l.recs[:n:n], seg: e.coldNext})
 	}
+	strGen, strKeys, strScan := e.st.strScanDue()
 	e.mu.Unlock()
-	if len(jobs) == 0 {
+	if len(jobs) == 0 && !strScan {
 		return
 	}
 	e.maint.Store(true)
@@ -104,19 +106,25 @@ func (e *Embedded) startSpill() {
 				e.logf("engine: embedded: moving log %s to disk: %v", j.key, err)
 			}
 		}
+		if strScan {
+			if err := e.spillStrings(strGen, strKeys); err != nil {
+				e.spillAfter.Store(time.Now().Add(spillRetry).UnixNano())
+				e.logf("engine: embedded: moving strings to disk: %v", err)
+			}
+		}
 	}()
 }
 
-// spill writes j's records to their segment, then turns those still in
-// the log into cold records.
+// spill writes j's records to their segment as blocks, then turns those
+// still in the log into cold blocks.
 func (e *Embedded) spill(j spillJob) error {
 	path := filepath.Join(e.dir, coldName(j.seg))
-	cold, err := writeCold(path, j.recs)
+	blocks, err := writeColdBlocks(path, j.recs)
 	if err != nil {
 		return err
 	}
-	for i := range cold {
-		cold[i].seg = j.seg
+	for i := range blocks {
+		blocks[i].seg = j.seg
 	}
 	e.mu.Lock()
 	moved := 0
@@ -132,7 +140,18 @@ func (e *Embedded) spill(j spillJob) error {
 			for _, r := range l.recs[:moved] {
 				size += int64(len(r.data))
 			}
-			l.cold = append(l.cold, cold[p:]...)
+			// The p trimmed records are skipped: whole blocks dropped, the
+			// block holding the cut marked.
+			trimmed := uint32(p)
+			for _, b := range blocks {
+				if trimmed >= b.count {
+					trimmed -= b.count
+					continue
+				}
+				b.skip, trimmed = trimmed, 0
+				l.blocks = append(l.blocks, b)
+				l.blockRecs += b.live()
+			}
 			// A copy, not a reslice, so the moved records' data becomes
 			// garbage.
 			l.recs = append(l.recs[:0:0], l.recs[moved:]...)
@@ -225,6 +244,14 @@ func (e *Embedded) openCold() error {
 		if ent.kind == kindLog {
 			for _, c := range ent.log.cold {
 				used[c.seg] = true
+			}
+			for _, b := range ent.log.blocks {
+				used[b.seg] = true
+			}
+		}
+		if ent.cold != nil {
+			for _, p := range ent.cold.parts {
+				used[p.seg] = true
 			}
 		}
 	}

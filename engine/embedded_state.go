@@ -20,12 +20,18 @@ const (
 )
 
 type entry struct {
-	kind     kind
+	kind kind
+	// lastUse is the string-scan generation of the entry's last write or
+	// read (embedded_coldstr.go); atomic because readers share the lock.
+	lastUse  atomic.Uint32
 	expireAt int64 // unix ns; 0 = no expiry (only strings get TTLs)
-	str      []byte
-	hash     map[string][]byte
-	zset     *zset
-	log      *stream
+	// str is a string's value, or for a cold string (cold != nil) the
+	// bytes after its parts on disk.
+	str  []byte
+	cold *coldStr
+	hash map[string][]byte
+	zset *zset
+	log  *stream
 }
 
 type zkey struct {
@@ -84,24 +90,29 @@ type coldRec struct {
 	crc     uint32 // CRC-32C of the data, checked on read
 }
 
-// stream is an append-only log: cold records (oldest, data on disk) then
-// hot records (data in memory). Both slices are only ever appended to or
+// stream is an append-only log: cold records of older versions' segments
+// (oldest, data on disk), cold blocks (embedded_coldblock.go), then hot
+// records (data in memory). The slices are only ever appended to or
 // replaced by a copy, never changed in place, so a frozen snapshot can
 // share them.
 type stream struct {
 	cold            []coldRec
+	blocks          []coldBlock
+	blockRecs       int // records in blocks, skipped ones excluded
 	recs            []logRec
 	hot             int64 // data bytes in recs
 	lastMs, lastSeq uint64
 }
 
-func (s *stream) len() int { return len(s.cold) + len(s.recs) }
+func (s *stream) len() int { return len(s.cold) + s.blockRecs + len(s.recs) }
 
 // firstMs is the time of the oldest record.
 func (s *stream) firstMs() (uint64, bool) {
 	switch {
 	case len(s.cold) > 0:
 		return s.cold[0].ms, true
+	case len(s.blocks) > 0:
+		return s.blocks[0].msAt(s.blocks[0].skip), true
 	case len(s.recs) > 0:
 		return s.recs[0].ms, true
 	}
@@ -113,6 +124,22 @@ func (s *stream) trim(minMs uint64) {
 		s.cold = append(s.cold[:0:0], s.cold[i:]...)
 	}
 	if len(s.cold) > 0 {
+		return
+	}
+	if j := sort.Search(len(s.blocks), func(i int) bool { return s.blocks[i].lastMs >= minMs }); j > 0 {
+		for _, b := range s.blocks[:j] {
+			s.blockRecs -= b.live()
+		}
+		s.blocks = append(s.blocks[:0:0], s.blocks[j:]...)
+	}
+	if len(s.blocks) > 0 {
+		// The first block holds the cut (its last record is kept): skip the
+		// records before it, in a copy (a frozen snapshot may share the slice).
+		if k := s.blocks[0].countBefore(minMs); k > s.blocks[0].skip {
+			s.blockRecs -= int(k - s.blocks[0].skip)
+			s.blocks = append(s.blocks[:0:0], s.blocks...)
+			s.blocks[0].skip = k
+		}
 		return
 	}
 	i := sort.Search(len(s.recs), func(i int) bool { return s.recs[i].ms >= minMs })
@@ -164,7 +191,14 @@ type state struct {
 	// that passed it since the last spill.
 	hotLimit  int64
 	overLimit map[string]struct{}
-	spillDue  atomic.Bool // overLimit is not empty (read without the lock)
+	spillDue  atomic.Bool // overLimit is not empty, or a string scan is due (read without the lock)
+	// String scans (embedded_coldstr.go): one after every strSpillEvery
+	// bytes of string values written (0: never); gen counts them.
+	// strWriting lists the keys of the strings written in this generation,
+	// strWaiting those of the one before.
+	strSpillEvery, strWritten int64
+	gen                       uint32
+	strWriting, strWaiting    []string
 }
 
 func newState() *state {
@@ -187,6 +221,7 @@ func (s *state) live(key string, now int64) *entry {
 }
 
 func (s *state) put(key string, e *entry) {
+	e.lastUse.Store(s.gen)
 	s.keys[key] = e
 	if e.expireAt != 0 {
 		s.expiring[key] = struct{}{}
@@ -258,6 +293,7 @@ func (s *state) applyOp(d *dec) (end bool) {
 		key, val, exp := d.str(), d.bytes(), d.sv()
 		if d.err == nil {
 			s.put(key, &entry{kind: kindString, str: val, expireAt: exp})
+			s.noteStrWrite(key, len(val), len(val))
 		}
 	case opSApp:
 		// fresh records whether the live call found no value: an expired
@@ -267,11 +303,37 @@ func (s *state) applyOp(d *dec) (end bool) {
 		if d.err != nil {
 			return
 		}
-		var old []byte
+		var prev *entry
 		if e := s.keys[key]; fresh == 0 && e != nil && e.kind == kindString {
-			old = e.str
+			prev = e
 		}
-		s.put(key, &entry{kind: kindString, str: appendValue(old, data), expireAt: exp})
+		ne := &entry{kind: kindString, expireAt: exp}
+		if prev == nil {
+			ne.str = appendValue(nil, data)
+			s.put(key, ne)
+		} else {
+			ne.str, ne.cold = appendValue(prev.str, data), prev.cold
+			s.put(key, ne)
+			// An append is not a use: a value that only grows (a
+			// transcript nobody reads) may still move to disk.
+			ne.lastUse.Store(prev.lastUse.Load())
+		}
+		s.noteStrWrite(key, len(ne.str), len(data))
+	case opSCold:
+		key, exp, n := d.str(), d.sv(), d.count()
+		if d.err != nil {
+			return
+		}
+		cs := &coldStr{parts: make([]coldPart, 0, n)}
+		for i := 0; i < n && d.err == nil; i++ {
+			p := coldPart{seg: uint32(d.uv()), off: uint32(d.uv()), n: uint32(d.uv()), crc: uint32(d.uv())}
+			cs.parts = append(cs.parts, p)
+			cs.n += int64(p.n)
+		}
+		tail := d.bytes()
+		if d.err == nil {
+			s.put(key, &entry{kind: kindString, str: tail, cold: cs, expireAt: exp})
+		}
 	case opDel:
 		key := d.str()
 		if d.err == nil {
@@ -399,6 +461,19 @@ func (s *state) applyOp(d *dec) (end bool) {
 		l := s.ofKind(key, kindLog).log
 		l.cold = append(l.cold, coldRec{ms: ms, seq: seq, seg: uint32(seg), off: uint32(off), n: uint32(n), crc: uint32(crc)})
 		l.lastMs, l.lastSeq = ms, seq
+	case opXBlock:
+		key := d.str()
+		b := coldBlock{firstMs: d.uv(), firstSeq: d.uv(), lastMs: d.uv(), lastSeq: d.uv(), seg: uint32(d.uv()), off: uint32(d.uv()),
+			n: uint32(d.uv()), crc: uint32(d.uv()), count: uint32(d.uv()), skip: uint32(d.uv())}
+		b.msDelta = d.bytes()
+		if d.err != nil || b.skip >= b.count {
+			d.fail()
+			return
+		}
+		l := s.ofKind(key, kindLog).log
+		l.blocks = append(l.blocks, b)
+		l.blockRecs += b.live()
+		l.lastMs, l.lastSeq = b.lastMs, b.lastSeq
 	case opXTrim:
 		key, minMs := d.str(), d.uv()
 		if e := s.keys[key]; d.err == nil && e != nil && e.kind == kindLog {
@@ -453,14 +528,23 @@ func (s *state) freeze(now int64) *frozen {
 			continue
 		}
 		switch e.kind {
+		case kindString:
+			if e.cold != nil {
+				for _, p := range e.cold.parts {
+					fr.segs[p.seg] = true
+				}
+			}
 		case kindHash:
 			e = &entry{kind: kindHash, hash: maps.Clone(e.hash)}
 		case kindZSet:
 			e = &entry{kind: kindZSet, zset: &zset{scores: maps.Clone(e.zset.scores)}}
 		case kindLog:
 			l := e.log
-			e = &entry{kind: kindLog, log: &stream{cold: l.cold[:len(l.cold):len(l.cold)], recs: l.recs[:len(l.recs):len(l.recs)],
-				lastMs: l.lastMs, lastSeq: l.lastSeq}}
+			e = &entry{kind: kindLog, log: &stream{cold: l.cold[:len(l.cold):len(l.cold)], blocks: l.blocks[:len(l.blocks):len(l.blocks)],
+				blockRecs: l.blockRecs, recs: l.recs[:len(l.recs):len(l.recs)], lastMs: l.lastMs, lastSeq: l.lastSeq}}
+			for _, b := range l.blocks {
+				fr.segs[b.seg] = true
+			}
 			last := uint32(0)
 			for i, c := range l.cold {
 				if i == 0 || c.seg != last { // runs of one segment
@@ -499,10 +583,24 @@ func (fr *frozen) encode(w io.Writer) error {
 		key, e := k.key, k.e
 		switch e.kind {
 		case kindString:
-			f.op(opSet)
+			if e.cold == nil {
+				f.op(opSet)
+				f.str(key)
+				f.bytes(e.str)
+				f.sv(e.expireAt)
+				break
+			}
+			f.op(opSCold)
 			f.str(key)
-			f.bytes(e.str)
 			f.sv(e.expireAt)
+			f.uv(uint64(len(e.cold.parts)))
+			for _, p := range e.cold.parts {
+				f.uv(uint64(p.seg))
+				f.uv(uint64(p.off))
+				f.uv(uint64(p.n))
+				f.uv(uint64(p.crc))
+			}
+			f.bytes(e.str)
 		case kindHash:
 			f.op(opHSet)
 			f.str(key)
@@ -529,6 +627,15 @@ func (fr *frozen) encode(w io.Writer) error {
 				f.uv(uint64(c.off))
 				f.uv(uint64(c.n))
 				f.uv(uint64(c.crc))
+				flush(false)
+			}
+			for _, b := range e.log.blocks {
+				f.op(opXBlock)
+				f.str(key)
+				for _, v := range []uint64{b.firstMs, b.firstSeq, b.lastMs, b.lastSeq, uint64(b.seg), uint64(b.off), uint64(b.n), uint64(b.crc), uint64(b.count), uint64(b.skip)} {
+					f.uv(v)
+				}
+				f.bytes(b.msDelta)
 				flush(false)
 			}
 			for _, r := range e.log.recs {

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"hash/fnv"
@@ -155,7 +154,15 @@ func (e *Embedded) Update(ctx context.Context, keys []string, fn func(tx Tx) err
 		if err := e.readKeys(ctx, keys, func(now int64) error {
 			for _, k := range keys {
 				if ent := e.st.live(k, now); ent != nil {
-					snaps[k] = snap{present: true, kind: ent.kind, val: clone(ent.str)}
+					s := snap{present: true, kind: ent.kind}
+					if ent.kind == kindString {
+						v, err := e.strValue(ent)
+						if err != nil {
+							return err
+						}
+						s.val = v
+					}
+					snaps[k] = s
 				}
 			}
 			return nil
@@ -186,9 +193,19 @@ func (e *Embedded) Update(ctx context.Context, keys []string, fn func(tx Tx) err
 			for _, k := range keys {
 				s := snaps[k]
 				ent := e.st.live(k, now)
-				if (ent != nil) != s.present || (ent != nil && (ent.kind != s.kind || !bytes.Equal(ent.str, s.val))) {
+				if (ent != nil) != s.present || (ent != nil && ent.kind != s.kind) {
 					conflict = true
 					return nil, nil
+				}
+				if ent != nil && ent.kind == kindString {
+					eq, err := e.strEqual(ent, s.val)
+					if err != nil {
+						return nil, err
+					}
+					if !eq {
+						conflict = true
+						return nil, nil
+					}
 				}
 			}
 			f := newFrame(128)

@@ -1,0 +1,284 @@
+package engine
+
+import (
+	"bytes"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Cold strings. Most string values are written once and rarely read again:
+// a message's dedupe record (kept ten minutes so a late retry is still
+// recognised), a transcript between a customer's visits. Held in memory they
+// make the engine's memory grow with traffic × retention. So, like old log
+// records (embedded_cold.go), string values that nobody wrote or read for a
+// while move to cold segment files; the entry keeps where they are, and a
+// read fetches them back (from the page cache, usually).
+//
+// "For a while" is measured in scans, not in time: after every
+// StringSpillBytes of string values written, the maintenance goroutine
+// looks at the strings written before the previous scan and moves those
+// not read or overwritten since (appends do not count: see spillStrings). So only the strings of the last one or two
+// scan intervals stay in memory, however long they are kept, and a quiet
+// engine never scans at all.
+//
+// A cold string is its parts on disk followed by its in-memory tail: an
+// append (StrAppend, a transcript's next turn) adds to the tail without
+// reading the disk, and a later scan moves that tail into a new part, or
+// rewrites the whole value as one part once it has mergeColdParts.
+//
+// Durability is that of cold log records: a segment is fsynced before any
+// entry refers to it, the WAL still holds the values until the next
+// snapshot (recovery replays them into memory and deletes the segments no
+// snapshot mentions), snapshots refer to the parts (opSCold), and segments
+// no snapshot refers to are deleted after a compaction.
+
+// coldStr is where a cold string's leading bytes are on disk.
+type coldStr struct {
+	n     int64 // bytes in parts
+	parts []coldPart
+}
+
+// coldPart is one run of a cold string's bytes in a segment file.
+type coldPart struct {
+	seg, off, n, crc uint32
+}
+
+const (
+	// minColdString is the smallest value worth moving: below it the
+	// entry's disk reference and bookkeeping (≈ 64 bytes) eat the saving.
+	minColdString = 128
+	// mergeColdParts is how many parts a string may have before the next
+	// move rewrites it as one, so a read costs a few disk reads at most.
+	mergeColdParts = 8
+	// strScanChunk is how many keys a scan or an install handles per lock
+	// hold, so writers wait for a chunk rather than for the whole scan.
+	strScanChunk = 2048
+	// defaultStringSpill is EmbeddedOptions.StringSpillBytes' default.
+	defaultStringSpill = 16 << 20
+)
+
+// strLen is the length of a string entry's value.
+func (ent *entry) strLen() int64 {
+	if ent.cold == nil {
+		return int64(len(ent.str))
+	}
+	return ent.cold.n + int64(len(ent.str))
+}
+
+// used records that ent was read in the current scan generation, so the
+// next scan leaves it in memory. Called with the lock held (read or write):
+// lastUse is atomic because readers share the read lock.
+func (e *Embedded) used(ent *entry) {
+	if g := e.st.gen; ent.lastUse.Load() != g {
+		ent.lastUse.Store(g)
+	}
+}
+
+// strValue returns a copy of a string entry's whole value, reading its cold
+// parts from disk. Called with the lock held (read or write), so no segment
+// is deleted under it.
+func (e *Embedded) strValue(ent *entry) ([]byte, error) {
+	e.used(ent)
+	if ent.cold == nil {
+		return clone(ent.str), nil
+	}
+	return e.readColdStr(ent.cold, ent.str)
+}
+
+// readColdStr returns cs's bytes from disk followed by tail, in a new
+// buffer.
+func (e *Embedded) readColdStr(cs *coldStr, tail []byte) ([]byte, error) {
+	out := make([]byte, 0, cs.n+int64(len(tail)))
+	for _, p := range cs.parts {
+		start := len(out)
+		out = out[:start+int(p.n)]
+		part := out[start:]
+		if err := readAt(filepath.Join(e.dir, coldName(p.seg)), part, int64(p.off)); err != nil {
+			return nil, fmt.Errorf("engine: embedded: reading cold string: %w", err)
+		}
+		if crc32.Checksum(part, crcTable) != p.crc {
+			return nil, fmt.Errorf("engine: embedded: %s: cold string at %d: %w", coldName(p.seg), p.off, errCorrupt)
+		}
+	}
+	return append(out, tail...), nil
+}
+
+// strEqual reports whether a string entry's value equals v, reading the
+// disk only when the lengths match.
+func (e *Embedded) strEqual(ent *entry, v []byte) (bool, error) {
+	if ent.cold == nil {
+		e.used(ent)
+		return bytes.Equal(ent.str, v), nil
+	}
+	if ent.strLen() != int64(len(v)) {
+		return false, nil
+	}
+	cur, err := e.strValue(ent)
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(cur, v), nil
+}
+
+// strScanDue reports whether enough string bytes were written since the
+// last scan to start one; if so it opens generation gen and hands over the
+// keys written two generations ago, the only ones that can have become
+// cold since the last scan (older ones were looked at then, and carried
+// over when they were still in use). Committer goroutine, with the write
+// lock held and no maintenance running.
+func (s *state) strScanDue() (gen uint32, keys []string, due bool) {
+	if s.strSpillEvery <= 0 || s.strWritten < s.strSpillEvery {
+		return 0, nil, false
+	}
+	s.strWritten = 0
+	s.gen++
+	keys, s.strWaiting, s.strWriting = s.strWaiting, s.strWriting, nil
+	return s.gen, keys, true
+}
+
+// noteStrWrite records a string value of size bytes installed at key (n of
+// them new), asking for a scan when enough were written.
+func (s *state) noteStrWrite(key string, size, n int) {
+	if s.strSpillEvery <= 0 {
+		return
+	}
+	if size >= minColdString {
+		s.strWriting = append(s.strWriting, key)
+	}
+	s.strWritten += int64(n)
+	if s.strWritten >= s.strSpillEvery {
+		s.spillDue.Store(true)
+	}
+}
+
+type strCandidate struct {
+	key  string
+	ent  *entry
+	data []byte // what goes to disk: ent.str, or the whole value when merging
+	// merge: the value's parts are rewritten as one (data is the whole
+	// value), so a string that keeps growing is not read in ever more
+	// pieces.
+	merge bool
+}
+
+// spillStrings moves to a new cold segment those of keys (written two
+// generations before gen) whose strings were not read or overwritten since
+// (generation gen-2 or before). Appends do not count as use: a transcript
+// that grows but that nobody reads moves to disk piece by piece. Keys
+// whose string was used meanwhile are carried over to the next scans,
+// so a value read for a while and then forgotten still moves. The work is
+// proportional to the strings written, not to all keys. Maintenance
+// goroutine only.
+func (e *Embedded) spillStrings(gen uint32, keys []string) error {
+	var cands []strCandidate
+	var carry []string
+	seen := make(map[string]struct{}, len(keys))
+	size := int64(len(coldMagic))
+	now := time.Now().UnixNano()
+	e.mu.RLock()
+	for i, key := range keys {
+		if i%strScanChunk == strScanChunk-1 {
+			e.mu.RUnlock() // let writers in
+			e.mu.RLock()
+		}
+		if _, dup := seen[key]; dup {
+			continue
+		}
+		seen[key] = struct{}{}
+		ent := e.st.keys[key]
+		if ent == nil || ent.kind != kindString || len(ent.str) < minColdString || (ent.expireAt != 0 && ent.expireAt <= now) {
+			continue // gone, or nothing (left) to move: a later write lists it again
+		}
+		if gen-ent.lastUse.Load() < 2 {
+			carry = append(carry, key)
+			continue
+		}
+		c := strCandidate{key: key, ent: ent, data: ent.str, merge: ent.cold != nil && len(ent.cold.parts) >= mergeColdParts}
+		n := int64(len(ent.str))
+		if c.merge {
+			n += ent.cold.n
+		}
+		if size+n > maxColdFile {
+			carry = append(carry, key) // the next scan takes the rest
+			continue
+		}
+		// ent.str never changes: a write installs a new entry, and an
+		// append writes only past the end of the newest entry's slice.
+		cands = append(cands, c)
+		size += n
+	}
+	e.mu.RUnlock()
+	if len(carry) > 0 {
+		e.mu.Lock()
+		e.st.strWriting = append(e.st.strWriting, carry...)
+		e.mu.Unlock()
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	recs := make([]logRec, len(cands))
+	for i := range cands {
+		c := &cands[i]
+		if c.merge {
+			// No lock needed: segments are deleted only by compactions,
+			// and maintenance runs one at a time.
+			whole, err := e.readColdStr(c.ent.cold, c.ent.str)
+			if err != nil {
+				return err
+			}
+			c.data = whole
+		}
+		recs[i] = logRec{data: c.data}
+	}
+	e.mu.Lock()
+	e.coldNext++
+	seg := e.coldNext
+	e.mu.Unlock()
+	path := filepath.Join(e.dir, coldName(seg))
+	where, err := writeCold(path, recs)
+	if err != nil {
+		return err
+	}
+	moved := 0
+	for start := 0; start < len(cands); start += strScanChunk {
+		e.mu.Lock()
+		e.coldSegs[seg] = true // before any entry refers to it
+		for k, c := range cands[start:min(start+strScanChunk, len(cands))] {
+			cur := e.st.keys[c.key]
+			if cur == nil || cur.kind != kindString || cur.cold != c.ent.cold || len(cur.str) < len(c.ent.str) ||
+				(cur != c.ent && !bytes.Equal(cur.str[:len(c.ent.str)], c.ent.str)) {
+				continue // rewritten, deleted or expired meanwhile
+			}
+			// cur's value is c's, maybe with bytes appended since: those
+			// stay in memory as the new tail.
+			w := where[start+k]
+			p := coldPart{seg: seg, off: w.off, n: w.n, crc: w.crc}
+			cs := &coldStr{n: int64(w.n), parts: []coldPart{p}}
+			if old := c.ent.cold; old != nil && !c.merge {
+				cs.n += old.n
+				cs.parts = append(append(make([]coldPart, 0, len(old.parts)+1), old.parts...), p)
+			}
+			ne := &entry{kind: kindString, expireAt: cur.expireAt, cold: cs}
+			if tail := cur.str[len(c.ent.str):]; len(tail) > 0 {
+				ne.str = clone(tail)
+			}
+			ne.lastUse.Store(cur.lastUse.Load())
+			e.st.keys[c.key] = ne // same expiry: the expiring set is unchanged
+			moved++
+		}
+		if start+strScanChunk >= len(cands) && moved == 0 {
+			delete(e.coldSegs, seg)
+		}
+		e.mu.Unlock()
+	}
+	if moved == 0 {
+		os.Remove(path) // every candidate changed meanwhile
+		return nil
+	}
+	e.spills.Add(1)
+	e.coldStrings.Add(uint64(moved))
+	return nil
+}
