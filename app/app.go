@@ -78,11 +78,7 @@ func NewLogger(cfg LogConfig, w *os.File) *slog.Logger {
 func OpenEngine(cfg Config, log *slog.Logger) (engine.Engine, error) {
 	if cfg.Redis.Addr == "" {
 		dir := filepath.Join(cfg.DataDir, "engine")
-		gather := cfg.Embedded.CommitGather
-		if gather == 0 {
-			gather = -1 // EmbeddedOptions: 0 means the default, negative off
-		}
-		e, err := engine.OpenEmbedded(dir, engine.EmbeddedOptions{CommitGather: gather})
+		e, err := engine.OpenEmbedded(dir, cfg.Embedded.Options())
 		if err != nil {
 			return nil, fmt.Errorf("open embedded engine in %s: %w", dir, err)
 		}

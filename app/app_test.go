@@ -118,12 +118,15 @@ func TestConfig_UnknownKeysAndEnv(t *testing.T) {
 		t.Fatalf("unknown key: %v", err)
 	}
 	good := filepath.Join(repoRoot(t), "configs/kefu.yaml")
-	cfg, err := Load(good, []string{"KEFU_REDIS_ADDR=10.0.0.1:6379", "KEFU_GATEWAY_PASSIVE_BUDGET=2s", "KEFU_CHANNELS_0_TOKEN=newtok", "KEFU_BOT_THRESHOLDS_ANSWER=0.7", "KEFU_EMBEDDED_COMMIT_GATHER=0s", "PATH=/bin"})
+	cfg, err := Load(good, []string{"KEFU_REDIS_ADDR=10.0.0.1:6379", "KEFU_GATEWAY_PASSIVE_BUDGET=2s", "KEFU_CHANNELS_0_TOKEN=newtok", "KEFU_BOT_THRESHOLDS_ANSWER=0.7", "KEFU_EMBEDDED_COMMIT_GATHER=0s", "KEFU_EMBEDDED_STRING_SPILL_MIB=0", "PATH=/bin"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Embedded.CommitGather != 0 {
 		t.Fatalf("KEFU_EMBEDDED_COMMIT_GATHER=0s gave %s", cfg.Embedded.CommitGather)
+	}
+	if o := cfg.Embedded.Options(); o.CommitGather >= 0 || o.StringSpillBytes >= 0 || o.LogMemoryBytes != 8<<20 {
+		t.Fatalf("commit_gather 0 and string_spill_mib 0 must turn them off (negative options), log_memory_mib 8 must be 8 MiB: %+v", o)
 	}
 	if def, _ := Load(good, nil); def.Embedded.CommitGather != engine.DefaultCommitGather {
 		t.Fatalf("commit_gather from configs/kefu.yaml = %s, want the default %s", def.Embedded.CommitGather, engine.DefaultCommitGather)
@@ -146,12 +149,13 @@ func TestConfig_ValidateExplainsEveryError(t *testing.T) {
 	cfg.Log.Level = "loud"
 	cfg.Bot.KB = "/no/such/kb.jsonl"
 	cfg.Embedded.CommitGather = time.Second
+	cfg.Embedded.LogMemoryMiB = -1
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
 	lines := ErrorLines(err)
-	for _, want := range []string{"gateway.passive_budget", "channels[0].encoding_aes_key", "log.level", "bot.kb", "embedded.commit_gather"} {
+	for _, want := range []string{"gateway.passive_budget", "channels[0].encoding_aes_key", "log.level", "bot.kb", "embedded.commit_gather", "embedded.log_memory_mib"} {
 		found := false
 		for _, l := range lines {
 			if strings.HasPrefix(l, want) {

@@ -109,6 +109,32 @@ type EmbeddedConfig struct {
 	// until as many as the last commit carried are pending, or this long.
 	// 0 turns it off; a lone writer is never delayed.
 	CommitGather time.Duration `yaml:"commit_gather"`
+	// StringSpillMiB: after every this many MiB of string values written
+	// (dedupe records, transcripts, survey contacts), the strings nobody
+	// read or overwrote since the scan before move to cold files on disk,
+	// so memory holds about twice this of recent strings instead of every
+	// string kept. 0 keeps every string in memory.
+	StringSpillMiB int `yaml:"string_spill_mib"`
+	// LogMemoryMiB is how much record data each log (events, bot journal,
+	// survey records) keeps in memory; older records move to cold files.
+	// 0 keeps every record in memory.
+	LogMemoryMiB int `yaml:"log_memory_mib"`
+}
+
+// Options are the engine options this config asks for.
+func (c EmbeddedConfig) Options() engine.EmbeddedOptions {
+	// EmbeddedOptions: 0 means the default, negative off.
+	off := func(v int64) int64 {
+		if v == 0 {
+			return -1
+		}
+		return v
+	}
+	return engine.EmbeddedOptions{
+		CommitGather:     time.Duration(off(int64(c.CommitGather))),
+		StringSpillBytes: off(int64(c.StringSpillMiB) << 20),
+		LogMemoryBytes:   off(int64(c.LogMemoryMiB) << 20),
+	}
 }
 
 // RuntimeConfig tunes the Go runtime of `kefu serve`.
@@ -136,7 +162,7 @@ func DefaultConfig() Config {
 	return Config{
 		Listen:   "127.0.0.1:8080",
 		DataDir:  "./data",
-		Embedded: EmbeddedConfig{CommitGather: engine.DefaultCommitGather},
+		Embedded: EmbeddedConfig{CommitGather: engine.DefaultCommitGather, StringSpillMiB: 16, LogMemoryMiB: 8},
 		Redis:    RedisConfig{Prefix: "kefu:"},
 		WeChat:   WeChatConfig{APIBase: gateway.DefaultAPIBase, WeComAPIBase: gateway.DefaultWeComAPIBase},
 		Gateway:  gateway.DefaultConfig(),
@@ -192,6 +218,12 @@ func (c Config) Validate() error {
 	}
 	if c.Embedded.CommitGather < 0 || c.Embedded.CommitGather > 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("embedded.commit_gather: must be between 0 (off) and 10ms, got %s", c.Embedded.CommitGather))
+	}
+	if c.Embedded.StringSpillMiB < 0 || c.Embedded.StringSpillMiB > 4096 {
+		errs = append(errs, fmt.Errorf("embedded.string_spill_mib: must be between 0 (keep every string in memory) and 4096, got %d", c.Embedded.StringSpillMiB))
+	}
+	if c.Embedded.LogMemoryMiB < 0 || c.Embedded.LogMemoryMiB > 4096 {
+		errs = append(errs, fmt.Errorf("embedded.log_memory_mib: must be between 0 (keep every record in memory) and 4096, got %d", c.Embedded.LogMemoryMiB))
 	}
 	if c.Runtime.MemoryLimitMiB < 0 || (c.Runtime.MemoryLimitMiB > 0 && c.Runtime.MemoryLimitMiB < 32) {
 		errs = append(errs, fmt.Errorf("runtime.memory_limit_mib: must be 0 (off) or at least 32, got %d", c.Runtime.MemoryLimitMiB))
