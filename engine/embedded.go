@@ -63,6 +63,9 @@ type EmbeddedStats struct {
 	Spills    uint64 // moves of old log records or strings to cold segment files
 	// ColdStrings counts string values (or appended tails) moved to disk.
 	ColdStrings uint64
+	// ColdRewrites counts mostly-dead cold string segments rewritten (their
+	// live parts copied, the files deleted after the next snapshot).
+	ColdRewrites uint64
 }
 
 // Embedded is the single-process engine: state in memory (except the older
@@ -95,10 +98,11 @@ type Embedded struct {
 	compactAt int64        // committer goroutine only
 	snapBytes atomic.Int64 // size of the last snapshot written or loaded
 	// maint is set while a compaction or a spill runs (they never overlap).
-	maint       atomic.Bool
-	spills      atomic.Uint64
-	coldStrings atomic.Uint64
-	spillAfter  atomic.Int64 // unix ns before which no spill starts (after a failure)
+	maint        atomic.Bool
+	spills       atomic.Uint64
+	coldStrings  atomic.Uint64
+	coldRewrites atomic.Uint64
+	spillAfter   atomic.Int64 // unix ns before which no spill starts (after a failure)
 	// coldSegs are the cold log segment files in use (guarded by mu);
 	// coldNext is the last segment number handed out (guarded by mu).
 	coldSegs map[uint32]bool
@@ -191,13 +195,14 @@ func (e *Embedded) Ping(ctx context.Context) error { return e.begin(ctx) }
 func (e *Embedded) Stats() EmbeddedStats {
 	w := e.wal
 	return EmbeddedStats{
-		Frames:      w.frames.Load(),
-		Batches:     w.batches.Load(),
-		Syncs:       w.syncs.Load(),
-		WALBytes:    w.written.Load(),
-		Snapshots:   w.snapshot.Load(),
-		Spills:      e.spills.Load(),
-		ColdStrings: e.coldStrings.Load(),
+		Frames:       w.frames.Load(),
+		Batches:      w.batches.Load(),
+		Syncs:        w.syncs.Load(),
+		WALBytes:     w.written.Load(),
+		Snapshots:    w.snapshot.Load(),
+		Spills:       e.spills.Load(),
+		ColdStrings:  e.coldStrings.Load(),
+		ColdRewrites: e.coldRewrites.Load(),
 	}
 }
 

@@ -282,3 +282,146 @@ func (e *Embedded) spillStrings(gen uint32, keys []string) error {
 	e.coldStrings.Add(uint64(moved))
 	return nil
 }
+
+// Garbage in cold string segments. A segment can only be deleted once no
+// string refers to it, but strings end at different times: dedupe records
+// after minutes, transcripts after a month. One transcript's part would
+// keep a whole segment of expired dedupe records on disk for a month, so
+// after each snapshot the segments whose live bytes (counted by freeze)
+// are under a quarter of their size have their live parts copied to a new
+// segment; the next snapshot no longer refers to them and dropCold
+// deletes them.
+
+const (
+	// minColdGarbage is the least garbage worth rewriting a segment for
+	// (the rewrite copies at most a third of that).
+	minColdGarbage = 4 << 10
+	// maxRewriteBytes bounds the victim segments read in one pass.
+	maxRewriteBytes = 256 << 20
+)
+
+// collectColdStrings rewrites the live parts of mostly-dead string
+// segments. Maintenance goroutine, after a snapshot of fr.
+func (e *Embedded) collectColdStrings(fr *frozen) {
+	victims := map[uint32]bool{}
+	var total int64
+	for seg, live := range fr.strLive {
+		fi, err := os.Stat(filepath.Join(e.dir, coldName(seg)))
+		if err != nil {
+			continue
+		}
+		size := fi.Size() - int64(len(coldMagic))
+		if size-live >= minColdGarbage && live*4 < size && total+size <= maxRewriteBytes {
+			victims[seg] = true
+			total += size
+		}
+	}
+	if len(victims) == 0 {
+		return
+	}
+	if err := e.rewriteColdStrings(victims); err != nil {
+		e.logf("engine: embedded: rewriting cold string segments: %v", err)
+	}
+}
+
+type coldMove struct {
+	key  string
+	cold *coldStr
+}
+
+// rewriteColdStrings copies the parts that live strings keep in victims
+// to a new segment and points those strings at the copies.
+func (e *Embedded) rewriteColdStrings(victims map[uint32]bool) error {
+	var moves []coldMove
+	e.mu.RLock()
+	i := 0
+	for key, ent := range e.st.keys {
+		if i++; i%strScanChunk == 0 {
+			e.mu.RUnlock() // let writers in
+			e.mu.RLock()
+		}
+		if ent.kind != kindString || ent.cold == nil {
+			continue
+		}
+		for _, p := range ent.cold.parts {
+			if victims[p.seg] {
+				moves = append(moves, coldMove{key, ent.cold})
+				break
+			}
+		}
+	}
+	e.mu.RUnlock()
+	if len(moves) == 0 {
+		return nil
+	}
+	// Segments are deleted only by compactions, and this runs inside one.
+	files := map[uint32][]byte{}
+	for seg := range victims {
+		b, err := os.ReadFile(filepath.Join(e.dir, coldName(seg)))
+		if err != nil {
+			return err
+		}
+		files[seg] = b
+	}
+	var recs []logRec
+	for _, m := range moves {
+		for _, p := range m.cold.parts {
+			if !victims[p.seg] {
+				continue
+			}
+			b := files[p.seg]
+			if int64(p.off)+int64(p.n) > int64(len(b)) {
+				return fmt.Errorf("%s: part at %d+%d past the end: %w", coldName(p.seg), p.off, p.n, errCorrupt)
+			}
+			data := b[p.off : p.off+p.n]
+			if crc32.Checksum(data, crcTable) != p.crc {
+				return fmt.Errorf("%s: cold string at %d: %w", coldName(p.seg), p.off, errCorrupt)
+			}
+			recs = append(recs, logRec{data: data})
+		}
+	}
+	e.mu.Lock()
+	e.coldNext++
+	seg := e.coldNext
+	e.mu.Unlock()
+	path := filepath.Join(e.dir, coldName(seg))
+	where, err := writeCold(path, recs)
+	if err != nil {
+		return err
+	}
+	moved, w := 0, 0
+	for start := 0; start < len(moves); start += strScanChunk {
+		e.mu.Lock()
+		e.coldSegs[seg] = true // before any entry refers to it
+		for _, m := range moves[start:min(start+strScanChunk, len(moves))] {
+			parts := make([]coldPart, len(m.cold.parts))
+			for k, p := range m.cold.parts {
+				if victims[p.seg] {
+					p = coldPart{seg: seg, off: where[w].off, n: where[w].n, crc: where[w].crc}
+					w++
+				}
+				parts[k] = p
+			}
+			cur := e.st.keys[m.key]
+			if cur == nil || cur.kind != kindString || cur.cold != m.cold {
+				continue // rewritten, deleted or moved further meanwhile
+			}
+			// cur.str is shared: ne becomes the newest entry, the only
+			// one appends may extend in place.
+			ne := &entry{kind: kindString, expireAt: cur.expireAt, str: cur.str, cold: &coldStr{n: m.cold.n, parts: parts}}
+			ne.lastUse.Store(cur.lastUse.Load())
+			e.st.keys[m.key] = ne
+			moved++
+		}
+		if start+strScanChunk >= len(moves) && moved == 0 {
+			delete(e.coldSegs, seg)
+		}
+		e.mu.Unlock()
+	}
+	if moved == 0 {
+		os.Remove(path)
+		return nil
+	}
+	e.coldRewrites.Add(1)
+	return nil
+}

@@ -28,6 +28,8 @@ func (m strModel) verify(t *testing.T, e engine.Engine) {
 	}
 }
 
+var filler = bytes.Repeat([]byte("f"), 100)
+
 func head(b []byte) string { return string(b[:min(len(b), 24)]) }
 
 // stringValue is a value long enough to be moved to disk.
@@ -42,7 +44,8 @@ func pushScans(t *testing.T, e *engine.Embedded, want uint64) {
 	t.Helper()
 	ctx := context.Background()
 	for i := 0; e.Stats().ColdStrings < want; i++ {
-		check(t, e.Set(ctx, fmt.Sprintf("filler:%d", i%8), []byte("f"), 0))
+		// Fillers stay under minColdString: they count, never move.
+		check(t, e.Set(ctx, fmt.Sprintf("filler:%d", i%8), filler, 0))
 		if i > 200000 {
 			t.Fatalf("only %d strings moved to disk, want %d", e.Stats().ColdStrings, want)
 		}
@@ -140,6 +143,7 @@ func TestEmbeddedColdStrings_OperationsAndReopen(t *testing.T) {
 	// Move them again, snapshot, reopen: the snapshot refers to the parts.
 	e = openAt(t, dir, engine.EmbeddedOptions{StringSpillBytes: 1, CompactBytes: 64 << 10})
 	pushScans(t, e, n-1) // s:2 is short now, s:3 is gone; the claim counts
+	check(t, e.Set(ctx, "pad", bytes.Repeat([]byte("p"), 1<<10), 0))
 	for i := 0; e.Stats().Snapshots == 0; i++ {
 		check(t, e.Set(ctx, "pad", bytes.Repeat([]byte("p"), 1<<10), 0))
 		if i > 100000 {
@@ -311,4 +315,55 @@ func TestEmbeddedColdStrings_UnusedSegmentsDeleted(t *testing.T) {
 		}
 	}
 	waitFor(t, "cold segments to be deleted", func() bool { return len(coldFiles(t, dir)) == 0 })
+}
+
+func coldBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	for _, f := range coldFiles(t, dir) {
+		fi, err := os.Stat(f)
+		check(t, err)
+		n += fi.Size()
+	}
+	return n
+}
+
+// A segment whose strings mostly ended (dedupe records) but that a few
+// long-lived ones (transcripts) still refer to is rewritten: the live
+// parts move to a new segment and the old file goes, so disk use follows
+// the live strings, not the longest-lived one.
+func TestEmbeddedColdStrings_MostlyDeadSegmentsRewritten(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	opts := engine.EmbeddedOptions{StringSpillBytes: 64 << 10, CompactBytes: 256 << 10, NoSync: true}
+	e := openAt(t, dir, opts)
+	m := strModel{}
+	for i := range 3000 {
+		k, v := fmt.Sprintf("d:%d", i), stringValue(i, 400)
+		if i%100 == 0 {
+			k = fmt.Sprintf("t:%d", i) // long-lived, spread over the segments
+			m[k] = v
+		}
+		check(t, e.Set(ctx, k, []byte(v), 0))
+	}
+	pushScans(t, e, 3000)
+	full := coldBytes(t, dir)
+	for i := range 3000 {
+		if i%100 != 0 {
+			check(t, e.Del(ctx, fmt.Sprintf("d:%d", i)))
+		}
+	}
+	snaps := e.Stats().Snapshots
+	for i := 0; e.Stats().ColdRewrites == 0 || e.Stats().Snapshots < snaps+3; i++ {
+		check(t, e.Set(ctx, fmt.Sprintf("pad:%d", i%4), bytes.Repeat([]byte("p"), 100), 0))
+		if i > 200000 {
+			t.Fatalf("%d rewrites, %d snapshots", e.Stats().ColdRewrites, e.Stats().Snapshots-snaps)
+		}
+	}
+	waitFor(t, "the rewritten segments to be deleted", func() bool { return coldBytes(t, dir) < full/10 })
+	m.verify(t, e)
+	check(t, e.Close())
+	r := openAt(t, dir, opts)
+	m.verify(t, r)
+	t.Logf("cold files %d → %d bytes after %d rewrites", full, coldBytes(t, dir), e.Stats().ColdRewrites)
 }

@@ -504,7 +504,10 @@ func (s *state) applyOp(d *dec) (end bool) {
 type frozen struct {
 	keys []frozenKey
 	jobs []frozenJob
-	segs map[uint32]bool // cold segments the frozen logs refer to
+	segs map[uint32]bool // cold segments the frozen logs and strings refer to
+	// strLive is, per segment holding cold strings, how many of its bytes
+	// the frozen strings still refer to (the rest is garbage).
+	strLive map[uint32]int64
 }
 
 type frozenKey struct {
@@ -522,7 +525,7 @@ type frozenJob struct {
 // freeze captures the live state at now (expired keys are left out rather
 // than resurrected on load). The caller holds the write lock.
 func (s *state) freeze(now int64) *frozen {
-	fr := &frozen{keys: make([]frozenKey, 0, len(s.keys)), segs: map[uint32]bool{}}
+	fr := &frozen{keys: make([]frozenKey, 0, len(s.keys)), segs: map[uint32]bool{}, strLive: map[uint32]int64{}}
 	for key, e := range s.keys {
 		if e.expireAt != 0 && e.expireAt <= now {
 			continue
@@ -532,6 +535,7 @@ func (s *state) freeze(now int64) *frozen {
 			if e.cold != nil {
 				for _, p := range e.cold.parts {
 					fr.segs[p.seg] = true
+					fr.strLive[p.seg] += int64(p.n)
 				}
 			}
 		case kindHash:

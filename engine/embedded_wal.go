@@ -283,6 +283,7 @@ func (e *Embedded) compact() {
 		w.snapshot.Add(1)
 		removeOlder(e.dir, newSeq, e.logf)
 		e.dropCold(fr, coldUpTo)
+		e.collectColdStrings(fr)
 	}()
 }
 
