@@ -120,6 +120,9 @@ func Build(cfg Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	a.Engine = eng
+	if emb, ok := eng.(*engine.Embedded); ok {
+		a.registry.MustRegister(embeddedCollector{emb})
+	}
 	a.events = newEventWriter(eng, log)
 
 	botCfg := cfg.Bot

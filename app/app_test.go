@@ -214,6 +214,8 @@ func TestApp_OpsEndpoints(t *testing.T) {
 		`kefu_queue_depth{queue="outbox"}`,
 		`kefu_dead_letters 0`,
 		`process_resident_memory_bytes`,
+		`kefu_engine_wal_syncs_total`,
+		`kefu_engine_cold_strings_total`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
