@@ -107,6 +107,11 @@ type Embedded struct {
 	// coldNext is the last segment number handed out (guarded by mu).
 	coldSegs map[uint32]bool
 	coldNext uint32
+	// segMu lets a read of a cold string go on after e.mu is released (a
+	// disk read must not hold up every writer): the reader takes segMu's
+	// read side before releasing e.mu, and dropCold takes its write side
+	// before deleting files.
+	segMu sync.RWMutex
 
 	hub     hub
 	txLocks [64]sync.Mutex // Update serializes per hash-tag stripe
@@ -366,16 +371,24 @@ func setOp(f *enc, key string, val []byte, exp int64) {
 	f.sv(exp)
 }
 
-// Get returns key's value or ErrNotFound.
+// Get returns key's value or ErrNotFound. A cold value is read from disk
+// after the engine lock is released.
 func (e *Embedded) Get(ctx context.Context, key string) ([]byte, error) {
 	var out []byte
+	var later coldRead
 	err := e.readKeys(ctx, []string{key}, func(now int64) error {
 		ent, err := e.str(key, now)
 		if err == nil {
-			out, err = e.strValue(ent)
+			out = e.strValueLater(ent, &later)
 		}
 		return err
 	})
+	if later.cold != nil {
+		v, rerr := later.read(e)
+		if err == nil {
+			out, err = v, rerr
+		}
+	}
 	return out, err
 }
 
@@ -940,14 +953,14 @@ func (e *Embedded) ClaimAndEnqueue(ctx context.Context, claimKey string, claimVa
 	}
 	var claimed bool
 	var cur []byte
+	var later coldRead // a cold claim (a late retry) is read after the lock
 	err := e.mutateKeys(ctx, []string{claimKey, queue}, func(now int64) (*enc, error) {
 		if ent := e.st.live(claimKey, now); ent != nil {
 			if ent.kind != kindString {
 				return nil, fmt.Errorf("%w: %q is not a string", ErrWrongType, claimKey)
 			}
-			var err error
-			cur, err = e.strValue(ent)
-			return nil, err
+			cur = e.strValueLater(ent, &later)
+			return nil, nil
 		}
 		claimed = true
 		f := newFrame(len(claimKey) + len(claimVal) + len(queue) + len(job.ID) + len(job.Data) + 32)
@@ -955,6 +968,12 @@ func (e *Embedded) ClaimAndEnqueue(ctx context.Context, claimKey string, claimVa
 		qputOp(f, queue, job)
 		return f, nil
 	})
+	if later.cold != nil {
+		v, rerr := later.read(e)
+		if err == nil {
+			cur, err = v, rerr
+		}
+	}
 	if err != nil {
 		return false, nil, err
 	}

@@ -296,6 +296,10 @@ func (e *Embedded) dropCold(fr *frozen, upTo uint32) {
 		}
 	}
 	e.mu.Unlock()
+	// Readers that took a cold string's position under e.mu read it after
+	// releasing e.mu, holding segMu: wait for them.
+	e.segMu.Lock()
+	defer e.segMu.Unlock()
 	for _, name := range gone {
 		if err := os.Remove(filepath.Join(e.dir, name)); err != nil && !os.IsNotExist(err) {
 			e.logf("engine: embedded: removing %s: %v", name, err)

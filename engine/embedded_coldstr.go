@@ -88,6 +88,34 @@ func (e *Embedded) strValue(ent *entry) ([]byte, error) {
 	return e.readColdStr(ent.cold, ent.str)
 }
 
+// coldRead is a cold string's position, taken under the engine lock and
+// read after it is released.
+type coldRead struct {
+	cold *coldStr
+	tail []byte
+}
+
+// strValueLater returns a string entry's value when it is in memory; for a
+// cold one it fills later (holding segMu's read side, so the files stay)
+// and returns nil: the caller calls later.read once e.mu is released.
+// Called with e.mu held.
+func (e *Embedded) strValueLater(ent *entry, later *coldRead) []byte {
+	e.used(ent)
+	if ent.cold == nil {
+		return clone(ent.str)
+	}
+	e.segMu.RLock()
+	// ent.str's bytes never change (appends write past its end).
+	*later = coldRead{cold: ent.cold, tail: ent.str[:len(ent.str):len(ent.str)]}
+	return nil
+}
+
+// read reads the value and releases segMu.
+func (c *coldRead) read(e *Embedded) ([]byte, error) {
+	defer e.segMu.RUnlock()
+	return e.readColdStr(c.cold, c.tail)
+}
+
 // readColdStr returns cs's bytes from disk followed by tail, in a new
 // buffer.
 func (e *Embedded) readColdStr(cs *coldStr, tail []byte) ([]byte, error) {
