@@ -2,7 +2,9 @@ package engine_test
 
 import (
 	"context"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -68,5 +70,56 @@ func reportGroupCommit(b *testing.B, e *engine.Embedded) {
 	s := e.Stats()
 	if s.Syncs > 0 {
 		b.ReportMetric(float64(s.Frames)/float64(s.Syncs), "frames/fsync")
+	}
+}
+
+// BenchmarkEmbeddedGet compares reading a string held in memory with one
+// moved to a cold segment file (open, pread from the page cache, CRC
+// check, close), and reports the heap each kind of value keeps per key
+// (the key itself, its entry and map slots included).
+//
+//	go test -run '^$' -bench EmbeddedGet -benchmem ./engine/
+func BenchmarkEmbeddedGet(b *testing.B) {
+	const keys = 20000
+	value := []byte(strings.Repeat("您好，这是一条被动回复的内容。", 12)) // ≈ a dedupe record with its reply
+	for _, cold := range []bool{false, true} {
+		name := "hot"
+		if cold {
+			name = "cold"
+		}
+		// Filled once, outside b.Run: a sub-benchmark's function runs
+		// several times, and each run's cleanup closes its engine.
+		ctx := context.Background()
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		opts := engine.EmbeddedOptions{NoSync: true, StringSpillBytes: -1}
+		if cold {
+			opts.StringSpillBytes = 256 << 10
+		}
+		e := newEmbedded(b, opts)
+		for i := range keys {
+			if err := e.Set(ctx, "in:{1}:d:"+strconv.Itoa(i), value, time.Hour); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for i := 0; cold && e.Stats().ColdStrings < keys; i++ {
+			if err := e.Set(ctx, "pad:"+strconv.Itoa(i%8), value[:100], 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perKey := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / keys
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				v, err := e.Get(ctx, "in:{1}:d:"+strconv.Itoa(i%keys))
+				if err != nil || len(v) != len(value) {
+					b.Fatalf("Get: %d bytes, %v", len(v), err)
+				}
+			}
+			b.ReportMetric(perKey, "heap-B/key")
+		})
 	}
 }
