@@ -484,6 +484,7 @@ func (e *Embedded) Del(ctx context.Context, keys ...string) error {
 // must be absent; a non-nil empty old matches an empty value).
 func (e *Embedded) CompareAndSwap(ctx context.Context, key string, old, val []byte, ttl time.Duration) (bool, error) {
 	var ok bool
+	pre := e.preReadCold(key, old)
 	err := e.mutateKeys(ctx, []string{key}, func(now int64) (*enc, error) {
 		ent := e.st.live(key, now)
 		if old == nil {
@@ -497,7 +498,7 @@ func (e *Embedded) CompareAndSwap(ctx context.Context, key string, old, val []by
 			if ent.kind != kindString {
 				return nil, fmt.Errorf("%w: %q is not a string", ErrWrongType, key)
 			}
-			if eq, err := e.strEqual(ent, old); err != nil || !eq {
+			if eq, err := pre.equal(e, ent, old); err != nil || !eq {
 				return nil, err
 			}
 		}
@@ -512,6 +513,7 @@ func (e *Embedded) CompareAndSwap(ctx context.Context, key string, old, val []by
 // CompareAndDelete deletes key if its value equals old (nil matches "").
 func (e *Embedded) CompareAndDelete(ctx context.Context, key string, old []byte) (bool, error) {
 	var ok bool
+	pre := e.preReadCold(key, old)
 	err := e.mutateKeys(ctx, []string{key}, func(now int64) (*enc, error) {
 		ent := e.st.live(key, now)
 		if ent == nil {
@@ -520,7 +522,7 @@ func (e *Embedded) CompareAndDelete(ctx context.Context, key string, old []byte)
 		if ent.kind != kindString {
 			return nil, fmt.Errorf("%w: %q is not a string", ErrWrongType, key)
 		}
-		if eq, err := e.strEqual(ent, old); err != nil || !eq {
+		if eq, err := pre.equal(e, ent, old); err != nil || !eq {
 			return nil, err
 		}
 		ok = true

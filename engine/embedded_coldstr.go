@@ -116,6 +116,49 @@ func (c *coldRead) read(e *Embedded) ([]byte, error) {
 	return e.readColdStr(c.cold, c.tail)
 }
 
+// preRead is a cold string read before a compare-and-swap takes the write
+// lock, so the comparison under the lock needs no disk read as long as the
+// entry is still the one that was read.
+type preRead struct {
+	ent *entry
+	val []byte
+}
+
+// preReadCold reads key's value ahead when it is a cold string as long as
+// old (a compare-and-swap on it would otherwise read the disk under the
+// write lock); otherwise, or on any error, it returns an empty preRead.
+func (e *Embedded) preReadCold(key string, old []byte) preRead {
+	if old == nil {
+		return preRead{}
+	}
+	var later coldRead
+	var ent *entry
+	e.mu.RLock()
+	if cur := e.st.live(key, time.Now().UnixNano()); cur != nil && cur.kind == kindString && cur.cold != nil && cur.strLen() == int64(len(old)) {
+		ent = cur
+		e.strValueLater(cur, &later)
+	}
+	e.mu.RUnlock()
+	if later.cold == nil {
+		return preRead{}
+	}
+	v, err := later.read(e)
+	if err != nil {
+		return preRead{} // the comparison under the lock reads again and reports it
+	}
+	return preRead{ent: ent, val: v}
+}
+
+// equal compares ent's value with v, using the value read ahead when ent
+// is the entry it was read from (entries never change in place).
+func (p preRead) equal(e *Embedded, ent *entry, v []byte) (bool, error) {
+	if p.ent != nil && p.ent == ent {
+		e.used(ent)
+		return bytes.Equal(p.val, v), nil
+	}
+	return e.strEqual(ent, v)
+}
+
 // readColdStr returns cs's bytes from disk followed by tail, in a new
 // buffer.
 func (e *Embedded) readColdStr(cs *coldStr, tail []byte) ([]byte, error) {
