@@ -45,16 +45,25 @@ func parseSeq(name, prefix, suffix string) (uint64, bool) {
 // pending (under the engine's write lock, so WAL order equals apply order)
 // and get a log sequence number; the single committer goroutine swaps
 // pending out, writes it with one write+fsync and advances durable, waking
-// every waiter whose LSN is covered. While one fsync runs the next batch
+// the waiters of that batch. While one fsync runs the next batch
 // accumulates, so N concurrent writers cost ~1 fsync instead of N.
+//
+// Each batch has a channel closed when it is durable (or failed): a waiter
+// sleeps on its own batch's channel and wakes once, when its write is
+// done. (A condition variable broadcast woke every waiter at every fsync,
+// the next batch's too, and each took the mutex to go back to sleep: at
+// full load the most common reason a goroutine sat runnable.)
 type walWriter struct {
-	mu      sync.Mutex
-	work    sync.Cond // committer waits for pending frames
-	done    sync.Cond // writers wait for durable to pass their LSN
-	pending []byte
-	spare   []byte
-	next    uint64 // last LSN handed out
-	flushed uint64 // last LSN taken by a flush (committer only)
+	mu   sync.Mutex
+	work sync.Cond // committer waits for pending frames
+	// pendingCh is closed when the frames now pending are durable,
+	// inflightCh when the batch being flushed is (each made by its first
+	// waiter).
+	pendingCh, inflightCh chan struct{}
+	pending               []byte
+	spare                 []byte
+	next                  uint64 // last LSN handed out
+	flushed               uint64 // last LSN taken by a flush (committer only)
 	// lastBatch is how many frames the last flush carried (committer only).
 	lastBatch uint64
 	durable   atomic.Uint64
@@ -78,7 +87,6 @@ func newWALWriter(f *segment, seq uint64, size int64, noSync bool) *walWriter {
 	w := &walWriter{f: f, seq: seq, noSync: noSync}
 	w.size.Store(size)
 	w.work.L = &w.mu
-	w.done.L = &w.mu
 	return w
 }
 
@@ -116,7 +124,23 @@ func (w *walWriter) wait(lsn uint64) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for w.durable.Load() < lsn && w.err == nil && !w.exited {
-		w.done.Wait()
+		// Channels are made by the first waiter of a batch, so a batch
+		// nobody waits for costs none.
+		var ch chan struct{}
+		if lsn > w.flushed { // still pending: wait for the next batch
+			if w.pendingCh == nil {
+				w.pendingCh = make(chan struct{})
+			}
+			ch = w.pendingCh
+		} else { // in the batch being flushed
+			if w.inflightCh == nil {
+				w.inflightCh = make(chan struct{})
+			}
+			ch = w.inflightCh
+		}
+		w.mu.Unlock()
+		<-ch
+		w.mu.Lock()
 	}
 	switch {
 	case w.durable.Load() >= lsn:
@@ -134,11 +158,15 @@ func (w *walWriter) flush() {
 	w.lastBatch = upto - w.flushed
 	w.flushed = upto
 	w.pending, w.spare = w.spare[:0], nil
+	ch := w.pendingCh
+	w.pendingCh, w.inflightCh = nil, ch
 	failed := w.err != nil
-	w.mu.Unlock()
 	if len(buf) == 0 || failed {
+		w.wake()
+		w.mu.Unlock()
 		return
 	}
+	w.mu.Unlock()
 	err := w.f.writeAt(buf, w.size.Load())
 	if err == nil && !w.noSync {
 		err = w.f.datasync()
@@ -157,8 +185,16 @@ func (w *walWriter) flush() {
 	if cap(buf) <= 8<<20 { // keep one buffer around, but not a huge one
 		w.spare = buf[:0]
 	}
-	w.done.Broadcast()
+	w.wake()
 	w.mu.Unlock()
+}
+
+// wake releases the waiters of the batch just flushed. Called with mu held.
+func (w *walWriter) wake() {
+	if w.inflightCh != nil {
+		close(w.inflightCh)
+		w.inflightCh = nil
+	}
 }
 
 // gather lets more frames join the next fsync when writers are concurrent
@@ -191,7 +227,11 @@ func (e *Embedded) committer() {
 		}
 		if len(w.pending) == 0 {
 			w.exited = true
-			w.done.Broadcast()
+			w.wake()
+			if w.pendingCh != nil { // nothing pending: only a waiter that lost the race to exit
+				close(w.pendingCh)
+				w.pendingCh = nil
+			}
 			w.mu.Unlock()
 			return
 		}
