@@ -304,50 +304,32 @@ func (e *Embedded) spillStrings(gen uint32, keys []string) error {
 		}
 		recs[i] = logRec{data: c.data}
 	}
-	e.mu.Lock()
-	e.coldNext++
-	seg := e.coldNext
-	e.mu.Unlock()
-	path := filepath.Join(e.dir, coldName(seg))
-	where, err := writeCold(path, recs)
-	if err != nil {
+	moved, err := e.placeCold(recs, len(cands), func(seg uint32, where []coldRec, i int) bool {
+		c := cands[i]
+		cur := e.st.keys[c.key]
+		if cur == nil || cur.kind != kindString || cur.cold != c.ent.cold || len(cur.str) < len(c.ent.str) ||
+			(cur != c.ent && !bytes.Equal(cur.str[:len(c.ent.str)], c.ent.str)) {
+			return false // rewritten, deleted or expired meanwhile
+		}
+		// cur's value is c's, maybe with bytes appended since: those
+		// stay in memory as the new tail.
+		w := where[i]
+		p := coldPart{seg: seg, off: w.off, n: w.n, crc: w.crc}
+		cs := &coldStr{n: int64(w.n), parts: []coldPart{p}}
+		if old := c.ent.cold; old != nil && !c.merge {
+			cs.n += old.n
+			cs.parts = append(append(make([]coldPart, 0, len(old.parts)+1), old.parts...), p)
+		}
+		ne := &entry{kind: kindString, expireAt: cur.expireAt, cold: cs}
+		if tail := cur.str[len(c.ent.str):]; len(tail) > 0 {
+			ne.str = clone(tail)
+		}
+		ne.lastUse.Store(cur.lastUse.Load())
+		e.st.keys[c.key] = ne // same expiry: the expiring set is unchanged
+		return true
+	})
+	if err != nil || moved == 0 {
 		return err
-	}
-	moved := 0
-	for start := 0; start < len(cands); start += strScanChunk {
-		e.mu.Lock()
-		e.coldSegs[seg] = true // before any entry refers to it
-		for k, c := range cands[start:min(start+strScanChunk, len(cands))] {
-			cur := e.st.keys[c.key]
-			if cur == nil || cur.kind != kindString || cur.cold != c.ent.cold || len(cur.str) < len(c.ent.str) ||
-				(cur != c.ent && !bytes.Equal(cur.str[:len(c.ent.str)], c.ent.str)) {
-				continue // rewritten, deleted or expired meanwhile
-			}
-			// cur's value is c's, maybe with bytes appended since: those
-			// stay in memory as the new tail.
-			w := where[start+k]
-			p := coldPart{seg: seg, off: w.off, n: w.n, crc: w.crc}
-			cs := &coldStr{n: int64(w.n), parts: []coldPart{p}}
-			if old := c.ent.cold; old != nil && !c.merge {
-				cs.n += old.n
-				cs.parts = append(append(make([]coldPart, 0, len(old.parts)+1), old.parts...), p)
-			}
-			ne := &entry{kind: kindString, expireAt: cur.expireAt, cold: cs}
-			if tail := cur.str[len(c.ent.str):]; len(tail) > 0 {
-				ne.str = clone(tail)
-			}
-			ne.lastUse.Store(cur.lastUse.Load())
-			e.st.keys[c.key] = ne // same expiry: the expiring set is unchanged
-			moved++
-		}
-		if start+strScanChunk >= len(cands) && moved == 0 {
-			delete(e.coldSegs, seg)
-		}
-		e.mu.Unlock()
-	}
-	if moved == 0 {
-		os.Remove(path) // every candidate changed meanwhile
-		return nil
 	}
 	e.spills.Add(1)
 	e.coldStrings.Add(uint64(moved))
@@ -435,7 +417,9 @@ func (e *Embedded) rewriteColdStrings(victims map[uint32]bool) error {
 		files[seg] = b
 	}
 	var recs []logRec
-	for _, m := range moves {
+	first := make([]int, len(moves)) // each move's first record in recs
+	for i, m := range moves {
+		first[i] = len(recs)
 		for _, p := range m.cold.parts {
 			if !victims[p.seg] {
 				continue
@@ -451,6 +435,41 @@ func (e *Embedded) rewriteColdStrings(victims map[uint32]bool) error {
 			recs = append(recs, logRec{data: data})
 		}
 	}
+	moved, err := e.placeCold(recs, len(moves), func(seg uint32, where []coldRec, i int) bool {
+		m := moves[i]
+		cur := e.st.keys[m.key]
+		if cur == nil || cur.kind != kindString || cur.cold != m.cold {
+			return false // rewritten, deleted or moved further meanwhile
+		}
+		parts := make([]coldPart, len(m.cold.parts))
+		w := first[i]
+		for k, p := range m.cold.parts {
+			if victims[p.seg] {
+				p = coldPart{seg: seg, off: where[w].off, n: where[w].n, crc: where[w].crc}
+				w++
+			}
+			parts[k] = p
+		}
+		// cur.str is shared: ne becomes the newest entry, the only one
+		// appends may extend in place.
+		ne := &entry{kind: kindString, expireAt: cur.expireAt, str: cur.str, cold: &coldStr{n: m.cold.n, parts: parts}}
+		ne.lastUse.Store(cur.lastUse.Load())
+		e.st.keys[m.key] = ne
+		return true
+	})
+	if err != nil || moved == 0 {
+		return err
+	}
+	e.coldRewrites.Add(1)
+	return nil
+}
+
+// placeCold writes recs to a new cold segment, then calls install for
+// each of items (in order, with e.mu held, in chunks of strScanChunk so
+// writers get in between; where holds every record's position); install
+// reports whether it made an entry refer to the segment. A segment nothing
+// refers to is removed. It returns how many installs did.
+func (e *Embedded) placeCold(recs []logRec, items int, install func(seg uint32, where []coldRec, i int) bool) (int, error) {
 	e.mu.Lock()
 	e.coldNext++
 	seg := e.coldNext
@@ -458,41 +477,24 @@ func (e *Embedded) rewriteColdStrings(victims map[uint32]bool) error {
 	path := filepath.Join(e.dir, coldName(seg))
 	where, err := writeCold(path, recs)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	moved, w := 0, 0
-	for start := 0; start < len(moves); start += strScanChunk {
+	moved := 0
+	for start := 0; start < items; start += strScanChunk {
 		e.mu.Lock()
 		e.coldSegs[seg] = true // before any entry refers to it
-		for _, m := range moves[start:min(start+strScanChunk, len(moves))] {
-			parts := make([]coldPart, len(m.cold.parts))
-			for k, p := range m.cold.parts {
-				if victims[p.seg] {
-					p = coldPart{seg: seg, off: where[w].off, n: where[w].n, crc: where[w].crc}
-					w++
-				}
-				parts[k] = p
+		for i := start; i < min(start+strScanChunk, items); i++ {
+			if install(seg, where, i) {
+				moved++
 			}
-			cur := e.st.keys[m.key]
-			if cur == nil || cur.kind != kindString || cur.cold != m.cold {
-				continue // rewritten, deleted or moved further meanwhile
-			}
-			// cur.str is shared: ne becomes the newest entry, the only
-			// one appends may extend in place.
-			ne := &entry{kind: kindString, expireAt: cur.expireAt, str: cur.str, cold: &coldStr{n: m.cold.n, parts: parts}}
-			ne.lastUse.Store(cur.lastUse.Load())
-			e.st.keys[m.key] = ne
-			moved++
 		}
-		if start+strScanChunk >= len(moves) && moved == 0 {
+		if start+strScanChunk >= items && moved == 0 {
 			delete(e.coldSegs, seg)
 		}
 		e.mu.Unlock()
 	}
 	if moved == 0 {
-		os.Remove(path)
-		return nil
+		os.Remove(path) // every entry changed meanwhile
 	}
-	e.coldRewrites.Add(1)
-	return nil
+	return moved, nil
 }
