@@ -212,24 +212,7 @@ func TestEmbeddedColdLogs_CrashAndCleanup(t *testing.T) {
 		want[id] = d
 	}
 	mu.Unlock()
-	// copyDir is not atomic: a compaction finishing while it copies can
-	// delete a segment that an older snapshot it already copied refers to
-	// (a state no real crash leaves). Copy again in that case; a real loss
-	// would fail every time.
-	var r *engine.Embedded
-	for attempt := 0; r == nil; attempt++ {
-		crashed := copyDir(t, dir)
-		o := opts
-		o.Logf = t.Logf
-		var err error
-		if r, err = engine.OpenEmbedded(crashed, o); err != nil {
-			if attempt == 3 || !strings.Contains(err.Error(), "is missing") {
-				t.Fatal(err)
-			}
-			t.Logf("copy %d inconsistent (%v); copying again", attempt, err)
-		}
-	}
-	t.Cleanup(func() { r.Close() })
+	r := openCrashCopy(t, dir, opts)
 	close(stop)
 	wg.Wait()
 
@@ -259,4 +242,25 @@ func TestEmbeddedColdLogs_CrashAndCleanup(t *testing.T) {
 		}
 	}
 	waitFor(t, "cold segments to be deleted", func() bool { return len(coldFiles(t, dir)) == 0 })
+}
+
+// openCrashCopy opens a copy of dir taken while the engine runs (what a
+// kill -9 leaves). copyDir is not atomic: a compaction finishing while it
+// copies can delete a segment that an older snapshot it already copied
+// refers to (a state no real crash leaves), so such a copy is taken again;
+// a real loss would fail every time.
+func openCrashCopy(t *testing.T, dir string, opts engine.EmbeddedOptions) *engine.Embedded {
+	t.Helper()
+	opts.Logf = t.Logf
+	for attempt := 0; ; attempt++ {
+		r, err := engine.OpenEmbedded(copyDir(t, dir), opts)
+		if err == nil {
+			t.Cleanup(func() { r.Close() })
+			return r
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "is missing") {
+			t.Fatal(err)
+		}
+		t.Logf("copy %d inconsistent (%v); copying again", attempt, err)
+	}
 }

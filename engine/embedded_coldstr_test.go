@@ -426,23 +426,7 @@ func TestEmbeddedColdStrings_CrashMidSpill(t *testing.T) {
 		gone = append(gone, k)
 	}
 	mu.Unlock()
-	// As in the cold log test: a compaction finishing while copyDir copies
-	// can delete a file an older snapshot already copied refers to (no
-	// real crash leaves that state); copy again then.
-	var r *engine.Embedded
-	for attempt := 0; r == nil; attempt++ {
-		crashed := copyDir(t, dir)
-		o := opts
-		o.Logf = t.Logf
-		var err error
-		if r, err = engine.OpenEmbedded(crashed, o); err != nil {
-			if attempt == 3 || !strings.Contains(err.Error(), "is missing") {
-				t.Fatal(err)
-			}
-			t.Logf("copy %d inconsistent (%v); copying again", attempt, err)
-		}
-	}
-	t.Cleanup(func() { r.Close() })
+	r := openCrashCopy(t, dir, opts)
 	close(stop)
 	wg.Wait()
 	for k, v := range want {
