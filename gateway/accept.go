@@ -218,10 +218,10 @@ func (g *Gateway) acceptQueued(ctx context.Context, msg conv.Message, ttl time.D
 		return acceptResult{dup: true}, nil
 	}
 	g.work.Add(1)
-	go func() {
+	g.workers.Go(func() {
 		defer g.work.Done()
 		g.process(msg, c)
-	}()
+	})
 	return acceptResult{}, nil
 }
 
@@ -266,11 +266,11 @@ func (g *Gateway) acceptPassive(ctx context.Context, msg conv.Message, ttl time.
 		return acceptResult{}, errStatus(503, "cannot accept message now", err)
 	}
 	g.work.Add(1)
-	go func() {
+	g.workers.Go(func() {
 		defer g.work.Done()
 		defer g.inflight.CompareAndDelete(msg.ID, h)
 		g.processPassive(h)
-	}()
+	})
 	return g.wait(ctx, h, start)
 }
 

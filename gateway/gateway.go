@@ -70,6 +70,7 @@ type Gateway struct {
 	inflight sync.Map // msg ID → *handover, for retries that arrive at this instance
 	kfNudge  chan struct{}
 	work     sync.WaitGroup
+	workers  *workers // runs accepted messages' handling (workers.go)
 	draining atomic.Bool
 
 	Sender *Sender
@@ -114,6 +115,7 @@ func New(cfg Config, eng engine.Engine, h Handler, opts Options) (*Gateway, erro
 		channels: map[string]*channel{},
 		byName:   map[string]*channel{},
 		kfNudge:  make(chan struct{}, 1),
+		workers:  newWorkers(10 * time.Second),
 	}
 	g.SetClock(opts.Now)
 	g.metrics = newMetrics(opts.Registry, g)
