@@ -66,6 +66,9 @@ type EmbeddedStats struct {
 	// ColdRewrites counts mostly-dead cold string segments rewritten (their
 	// live parts copied, the files deleted after the next snapshot).
 	ColdRewrites uint64
+	// ColdKeys is how many strings are held now as cold keys: on disk,
+	// known in memory only by a hash of their key (embedded_coldkey.go).
+	ColdKeys uint64
 }
 
 // Embedded is the single-process engine: state in memory (except the older
@@ -199,7 +202,11 @@ func (e *Embedded) Ping(ctx context.Context) error { return e.begin(ctx) }
 // Stats returns WAL counters.
 func (e *Embedded) Stats() EmbeddedStats {
 	w := e.wal
+	e.mu.RLock()
+	coldKeys := len(e.st.coldKeys)
+	e.mu.RUnlock()
 	return EmbeddedStats{
+		ColdKeys:     uint64(coldKeys),
 		Frames:       w.frames.Load(),
 		Batches:      w.batches.Load(),
 		Syncs:        w.syncs.Load(),
@@ -457,7 +464,7 @@ func (e *Embedded) SetMany(ctx context.Context, writes ...Write) error {
 		for _, w := range writes {
 			if !w.Del {
 				setOp(f, w.Key, w.Val, expireAt(now, w.TTL))
-			} else if e.st.keys[w.Key] != nil {
+			} else if e.st.has(w.Key) {
 				f.op(opDel)
 				f.str(w.Key)
 			}
@@ -471,7 +478,7 @@ func (e *Embedded) Del(ctx context.Context, keys ...string) error {
 	return e.mutate(ctx, func(now int64) (*enc, error) {
 		f := newFrame(64)
 		for _, k := range keys {
-			if e.st.keys[k] != nil {
+			if e.st.has(k) {
 				f.op(opDel)
 				f.str(k)
 			}
@@ -1143,6 +1150,7 @@ func (e *Embedded) sweeper() {
 			return
 		case <-t.C:
 			e.sweep()
+			e.sweepColdKeys()
 		}
 	}
 }

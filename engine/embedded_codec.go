@@ -31,24 +31,25 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // Op codes. Values are part of the file format: never renumber.
 const (
-	opSet    byte = 1  // key, val, expireAt(unix ns, 0 = none)
-	opDel    byte = 2  // key
-	opHSet   byte = 3  // key, n, (field, val)*
-	opHDel   byte = 4  // key, n, field*
-	opZAdd   byte = 5  // key, n, (member, score)*
-	opZRem   byte = 6  // key, n, member*
-	opQPut   byte = 7  // queue, id, data, due(ms): keeps attempts of an existing job
-	opQJob   byte = 8  // queue, id, data, due(ms), attempts: full job (snapshots)
-	opQClaim byte = 9  // queue, due(ms), n, (id, attempts)*
-	opQDel   byte = 10 // queue, id
-	opXAdd   byte = 11 // log, ms, seq, data
-	opXTrim  byte = 12 // log, minMs
-	opXMeta  byte = 13 // log, lastMs, lastSeq (snapshots: keeps IDs monotonic after trims)
-	opEnd    byte = 14 // snapshot trailer
-	opXCold  byte = 15 // log, ms, seq, seg, off, len, crc: a record kept in a cold segment file (snapshots)
-	opSApp   byte = 16 // key, data, expireAt, fresh: key now holds (fresh ? "" : its value) + data
-	opXBlock byte = 18 // log, firstMs, firstSeq, lastMs, lastSeq, seg, off, len, crc, count, skip, msDelta: a block of records in a cold segment file (snapshots)
-	opSCold  byte = 17 // key, expireAt, n, (seg, off, len, crc)*, tail: a string whose leading bytes are in cold segment files (snapshots)
+	opSet      byte = 1  // key, val, expireAt(unix ns, 0 = none)
+	opDel      byte = 2  // key
+	opHSet     byte = 3  // key, n, (field, val)*
+	opHDel     byte = 4  // key, n, field*
+	opZAdd     byte = 5  // key, n, (member, score)*
+	opZRem     byte = 6  // key, n, member*
+	opQPut     byte = 7  // queue, id, data, due(ms): keeps attempts of an existing job
+	opQJob     byte = 8  // queue, id, data, due(ms), attempts: full job (snapshots)
+	opQClaim   byte = 9  // queue, due(ms), n, (id, attempts)*
+	opQDel     byte = 10 // queue, id
+	opXAdd     byte = 11 // log, ms, seq, data
+	opXTrim    byte = 12 // log, minMs
+	opXMeta    byte = 13 // log, lastMs, lastSeq (snapshots: keeps IDs monotonic after trims)
+	opEnd      byte = 14 // snapshot trailer
+	opXCold    byte = 15 // log, ms, seq, seg, off, len, crc: a record kept in a cold segment file (snapshots)
+	opSApp     byte = 16 // key, data, expireAt, fresh: key now holds (fresh ? "" : its value) + data
+	opXBlock   byte = 18 // log, firstMs, firstSeq, lastMs, lastSeq, seg, off, len, crc, count, skip, msDelta: a block of records in a cold segment file (snapshots)
+	opSCold    byte = 17 // key, expireAt, n, (seg, off, len, crc)*, tail: a string whose leading bytes are in cold segment files (snapshots)
+	opSColdKey byte = 19 // keyHash(16 bytes), expireAt, seg, off, len, crc: a string wholly in a cold segment file, known by its key's hash (snapshots; embedded_coldkey.go)
 )
 
 var errCorrupt = errors.New("engine: corrupt record")

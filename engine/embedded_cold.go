@@ -255,6 +255,9 @@ func (e *Embedded) openCold() error {
 			}
 		}
 	}
+	for _, c := range e.st.coldKeys {
+		used[c.part.seg] = true
+	}
 	ents, err := os.ReadDir(e.dir)
 	if err != nil {
 		return err

@@ -58,6 +58,21 @@ func (b *coldBlock) countBefore(minMs uint64) uint32 {
 	return b.count
 }
 
+// consistent reports whether msDelta holds exactly count times, the first
+// equal to firstMs and the last to lastMs: trims rely on it (a block whose
+// last record is at or after the cut keeps at least that record).
+func (b *coldBlock) consistent() bool {
+	ms, d := b.firstMs, b.msDelta
+	for i := uint32(0); i < b.count; i++ {
+		v, k := binary.Uvarint(d)
+		if k <= 0 || (i == 0 && v != 0) || ms+v < ms {
+			return false
+		}
+		d, ms = d[k:], ms+v
+	}
+	return len(d) == 0 && ms == b.lastMs
+}
+
 // msAt returns the time of record i.
 func (b *coldBlock) msAt(i uint32) uint64 {
 	ms, d := b.firstMs, b.msDelta

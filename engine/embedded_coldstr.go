@@ -324,6 +324,9 @@ func (e *Embedded) spillStrings(gen uint32, keys []string) error {
 		if tail := cur.str[len(c.ent.str):]; len(tail) > 0 {
 			ne.str = clone(tail)
 		}
+		if coldKeyable(ne) && e.st.toColdKey(c.key, ne) {
+			return true // wholly on disk: memory keeps only its key's hash
+		}
 		ne.lastUse.Store(cur.lastUse.Load())
 		e.st.keys[c.key] = ne // same expiry: the expiring set is unchanged
 		return true
@@ -349,8 +352,10 @@ const (
 	// minColdGarbage is the least garbage worth rewriting a segment for
 	// (the rewrite copies at most a third of that).
 	minColdGarbage = 4 << 10
-	// maxRewriteBytes bounds the victim segments read in one pass.
-	maxRewriteBytes = 256 << 20
+	// maxRewriteBytes bounds the victim segments of one pass (the rest
+	// wait for the next snapshot); under a quarter of that, their live
+	// parts, is held in memory while they are copied.
+	maxRewriteBytes = 64 << 20
 )
 
 // collectColdStrings rewrites the live parts of mostly-dead string
@@ -380,6 +385,10 @@ func (e *Embedded) collectColdStrings(fr *frozen) {
 type coldMove struct {
 	key  string
 	cold *coldStr
+	// hash is set (and key empty) for a cold key; cold then holds its
+	// one part.
+	hash    keyHash
+	coldKey bool
 }
 
 // rewriteColdStrings copies the parts that live strings keep in victims
@@ -398,33 +407,49 @@ func (e *Embedded) rewriteColdStrings(victims map[uint32]bool) error {
 		}
 		for _, p := range ent.cold.parts {
 			if victims[p.seg] {
-				moves = append(moves, coldMove{key, ent.cold})
+				moves = append(moves, coldMove{key: key, cold: ent.cold})
 				break
 			}
+		}
+	}
+	for h, c := range e.st.coldKeys {
+		if i++; i%strScanChunk == 0 {
+			e.mu.RUnlock()
+			e.mu.RLock()
+		}
+		if victims[c.part.seg] {
+			moves = append(moves, coldMove{cold: &coldStr{n: int64(c.part.n), parts: []coldPart{c.part}}, hash: h, coldKey: true})
 		}
 	}
 	e.mu.RUnlock()
 	if len(moves) == 0 {
 		return nil
 	}
-	// Segments are deleted only by compactions, and this runs inside one.
-	files := map[uint32][]byte{}
-	for seg := range victims {
+	var recs []logRec
+	first := make([]int, len(moves)) // each move's first record in recs
+	bySeg := map[uint32][]int{}      // victim segment → its parts' records
+	parts := []coldPart{}            // recs[i]'s part
+	for i, m := range moves {
+		first[i] = len(recs)
+		for _, p := range m.cold.parts {
+			if victims[p.seg] {
+				bySeg[p.seg] = append(bySeg[p.seg], len(recs))
+				recs = append(recs, logRec{})
+				parts = append(parts, p)
+			}
+		}
+	}
+	// One victim file in memory at a time, and only the live parts kept:
+	// reading them all at once held up to maxRewriteBytes at once, the
+	// engine's largest transient allocation. Segments are deleted only by
+	// compactions, and this runs inside one.
+	for seg, idx := range bySeg {
 		b, err := os.ReadFile(filepath.Join(e.dir, coldName(seg)))
 		if err != nil {
 			return err
 		}
-		files[seg] = b
-	}
-	var recs []logRec
-	first := make([]int, len(moves)) // each move's first record in recs
-	for i, m := range moves {
-		first[i] = len(recs)
-		for _, p := range m.cold.parts {
-			if !victims[p.seg] {
-				continue
-			}
-			b := files[p.seg]
+		for _, r := range idx {
+			p := parts[r]
 			if int64(p.off)+int64(p.n) > int64(len(b)) {
 				return fmt.Errorf("%s: part at %d+%d past the end: %w", coldName(p.seg), p.off, p.n, errCorrupt)
 			}
@@ -432,11 +457,21 @@ func (e *Embedded) rewriteColdStrings(victims map[uint32]bool) error {
 			if crc32.Checksum(data, crcTable) != p.crc {
 				return fmt.Errorf("%s: cold string at %d: %w", coldName(p.seg), p.off, errCorrupt)
 			}
-			recs = append(recs, logRec{data: data})
+			recs[r] = logRec{data: clone(data)}
 		}
 	}
 	moved, err := e.placeCold(recs, len(moves), func(seg uint32, where []coldRec, i int) bool {
 		m := moves[i]
+		if m.coldKey {
+			c, ok := e.st.coldKeys[m.hash]
+			if !ok || c.part != m.cold.parts[0] {
+				return false // rewritten, deleted or expired meanwhile
+			}
+			w := where[first[i]]
+			c.part = coldPart{seg: seg, off: w.off, n: w.n, crc: w.crc}
+			e.st.coldKeys[m.hash] = c
+			return true
+		}
 		cur := e.st.keys[m.key]
 		if cur == nil || cur.kind != kindString || cur.cold != m.cold {
 			return false // rewritten, deleted or moved further meanwhile

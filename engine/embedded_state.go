@@ -199,6 +199,9 @@ type state struct {
 	strSpillEvery, strWritten int64
 	gen                       uint32
 	strWriting, strWaiting    []string
+	// coldKeys holds the strings that are wholly on disk by a hash of
+	// their key (embedded_coldkey.go); a key is here or in keys.
+	coldKeys map[keyHash]coldKey
 }
 
 func newState() *state {
@@ -207,21 +210,38 @@ func newState() *state {
 		queues:    map[string]*queue{},
 		expiring:  map[string]struct{}{},
 		overLimit: map[string]struct{}{},
+		coldKeys:  map[keyHash]coldKey{},
 	}
 }
 
 // live returns key's entry unless it is absent or expired. Expired entries
 // are left for the sweeper so reads can run under a read lock.
+// A cold key comes back as a transient entry that must not be written to.
 func (s *state) live(key string, now int64) *entry {
-	e := s.keys[key]
+	e := s.lookup(key)
 	if e == nil || (e.expireAt != 0 && e.expireAt <= now) {
 		return nil
 	}
 	return e
 }
 
+// lookup returns key's entry, expired or not, from keys or (transient) from
+// coldKeys.
+func (s *state) lookup(key string) *entry {
+	if e := s.keys[key]; e != nil {
+		return e
+	}
+	if c, ok := s.coldKeyOf(key); ok {
+		return c.entry()
+	}
+	return nil
+}
+
 func (s *state) put(key string, e *entry) {
 	e.lastUse.Store(s.gen)
+	if _, ok := s.keys[key]; !ok && len(s.coldKeys) > 0 {
+		delete(s.coldKeys, hashKey(key))
+	}
 	s.keys[key] = e
 	if e.expireAt != 0 {
 		s.expiring[key] = struct{}{}
@@ -231,6 +251,9 @@ func (s *state) put(key string, e *entry) {
 }
 
 func (s *state) del(key string) {
+	if _, ok := s.keys[key]; !ok && len(s.coldKeys) > 0 {
+		delete(s.coldKeys, hashKey(key))
+	}
 	delete(s.keys, key)
 	delete(s.expiring, key)
 }
@@ -304,7 +327,7 @@ func (s *state) applyOp(d *dec) (end bool) {
 			return
 		}
 		var prev *entry
-		if e := s.keys[key]; fresh == 0 && e != nil && e.kind == kindString {
+		if e := s.lookup(key); fresh == 0 && e != nil && e.kind == kindString {
 			prev = e
 		}
 		ne := &entry{kind: kindString, expireAt: exp}
@@ -333,6 +356,18 @@ func (s *state) applyOp(d *dec) (end bool) {
 		tail := d.bytes()
 		if d.err == nil {
 			s.put(key, &entry{kind: kindString, str: tail, cold: cs, expireAt: exp})
+		}
+	case opSColdKey:
+		var h keyHash
+		if raw := d.raw(); len(raw) == len(h) {
+			copy(h[:], raw)
+		} else {
+			d.fail()
+		}
+		exp := d.sv()
+		p := coldPart{seg: uint32(d.uv()), off: uint32(d.uv()), n: uint32(d.uv()), crc: uint32(d.uv())}
+		if d.err == nil {
+			s.coldKeys[h] = coldKey{part: p, expireAt: exp}
 		}
 	case opDel:
 		key := d.str()
@@ -466,7 +501,7 @@ func (s *state) applyOp(d *dec) (end bool) {
 		b := coldBlock{firstMs: d.uv(), firstSeq: d.uv(), lastMs: d.uv(), lastSeq: d.uv(), seg: uint32(d.uv()), off: uint32(d.uv()),
 			n: uint32(d.uv()), crc: uint32(d.uv()), count: uint32(d.uv()), skip: uint32(d.uv())}
 		b.msDelta = d.bytes()
-		if d.err != nil || b.skip >= b.count {
+		if d.err != nil || b.skip >= b.count || !b.consistent() {
 			d.fail()
 			return
 		}
@@ -502,9 +537,10 @@ func (s *state) applyOp(d *dec) (end bool) {
 // changes in place is copied — hash and sorted-set maps, queued jobs — so
 // freezing costs a walk over the keys, not a copy of the data.
 type frozen struct {
-	keys []frozenKey
-	jobs []frozenJob
-	segs map[uint32]bool // cold segments the frozen logs and strings refer to
+	keys     []frozenKey
+	coldKeys []frozenColdKey
+	jobs     []frozenJob
+	segs     map[uint32]bool // cold segments the frozen logs and strings refer to
 	// strLive is, per segment holding cold strings, how many of its bytes
 	// the frozen strings still refer to (the rest is garbage).
 	strLive map[uint32]int64
@@ -513,6 +549,11 @@ type frozen struct {
 type frozenKey struct {
 	key string
 	e   *entry
+}
+
+type frozenColdKey struct {
+	h keyHash
+	c coldKey
 }
 
 type frozenJob struct {
@@ -557,6 +598,15 @@ func (s *state) freeze(now int64) *frozen {
 			}
 		}
 		fr.keys = append(fr.keys, frozenKey{key, e})
+	}
+	fr.coldKeys = make([]frozenColdKey, 0, len(s.coldKeys))
+	for h, c := range s.coldKeys {
+		if c.expireAt != 0 && c.expireAt <= now {
+			continue
+		}
+		fr.segs[c.part.seg] = true
+		fr.strLive[c.part.seg] += int64(c.part.n)
+		fr.coldKeys = append(fr.coldKeys, frozenColdKey{h, c})
 	}
 	for name, q := range s.queues {
 		for id, j := range q.jobs {
@@ -655,6 +705,16 @@ func (fr *frozen) encode(w io.Writer) error {
 			f.uv(e.log.lastMs)
 			f.uv(e.log.lastSeq)
 		}
+		flush(false)
+	}
+	for _, k := range fr.coldKeys {
+		f.op(opSColdKey)
+		f.bytes(k.h[:])
+		f.sv(k.c.expireAt)
+		f.uv(uint64(k.c.part.seg))
+		f.uv(uint64(k.c.part.off))
+		f.uv(uint64(k.c.part.n))
+		f.uv(uint64(k.c.part.crc))
 		flush(false)
 	}
 	for _, j := range fr.jobs {

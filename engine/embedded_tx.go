@@ -212,7 +212,7 @@ func (e *Embedded) Update(ctx context.Context, keys []string, fn func(tx Tx) err
 			for _, k := range tx.order {
 				w := tx.writes[k]
 				if w.del {
-					if e.st.keys[k] != nil {
+					if e.st.has(k) {
 						f.op(opDel)
 						f.str(k)
 					}
