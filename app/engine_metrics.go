@@ -12,7 +12,7 @@ import (
 type embeddedCollector struct{ e *engine.Embedded }
 
 var embeddedDescs = struct {
-	frames, syncs, walBytes, snapshots, spills, coldStrings, coldRewrites *prometheus.Desc
+	frames, syncs, walBytes, snapshots, spills, coldStrings, coldRewrites, coldKeys *prometheus.Desc
 }{
 	frames:       prometheus.NewDesc("kefu_engine_wal_records_total", "Records appended to the embedded engine's write-ahead log.", nil, nil),
 	syncs:        prometheus.NewDesc("kefu_engine_wal_syncs_total", "fsyncs of the write-ahead log (records ÷ syncs = group commit size).", nil, nil),
@@ -21,11 +21,12 @@ var embeddedDescs = struct {
 	spills:       prometheus.NewDesc("kefu_engine_spills_total", "Moves of old log records or unused strings to cold files.", nil, nil),
 	coldStrings:  prometheus.NewDesc("kefu_engine_cold_strings_total", "String values (or appended tails) moved to cold files.", nil, nil),
 	coldRewrites: prometheus.NewDesc("kefu_engine_cold_rewrites_total", "Mostly-dead cold string files rewritten.", nil, nil),
+	coldKeys:     prometheus.NewDesc("kefu_engine_cold_keys", "Strings held wholly on disk, known in memory only by a hash of their key (mostly dedupe records).", nil, nil),
 }
 
 func (c embeddedCollector) Describe(ch chan<- *prometheus.Desc) {
 	d := embeddedDescs
-	for _, x := range []*prometheus.Desc{d.frames, d.syncs, d.walBytes, d.snapshots, d.spills, d.coldStrings, d.coldRewrites} {
+	for _, x := range []*prometheus.Desc{d.frames, d.syncs, d.walBytes, d.snapshots, d.spills, d.coldStrings, d.coldRewrites, d.coldKeys} {
 		ch <- x
 	}
 }
@@ -38,4 +39,5 @@ func (c embeddedCollector) Collect(ch chan<- prometheus.Metric) {
 	}{{d.frames, s.Frames}, {d.syncs, s.Syncs}, {d.walBytes, s.WALBytes}, {d.snapshots, s.Snapshots}, {d.spills, s.Spills}, {d.coldStrings, s.ColdStrings}, {d.coldRewrites, s.ColdRewrites}} {
 		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, float64(m.v))
 	}
+	ch <- prometheus.MustNewConstMetric(d.coldKeys, prometheus.GaugeValue, float64(s.ColdKeys))
 }
