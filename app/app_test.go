@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -150,12 +151,13 @@ func TestConfig_ValidateExplainsEveryError(t *testing.T) {
 	cfg.Bot.KB = "/no/such/kb.jsonl"
 	cfg.Embedded.CommitGather = time.Second
 	cfg.Embedded.LogMemoryMiB = -1
+	cfg.Runtime.GCPercent = 5
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
 	lines := ErrorLines(err)
-	for _, want := range []string{"gateway.passive_budget", "channels[0].encoding_aes_key", "log.level", "bot.kb", "embedded.commit_gather", "embedded.log_memory_mib"} {
+	for _, want := range []string{"gateway.passive_budget", "channels[0].encoding_aes_key", "log.level", "bot.kb", "embedded.commit_gather", "embedded.log_memory_mib", "runtime.gc_percent"} {
 		found := false
 		for _, l := range lines {
 			if strings.HasPrefix(l, want) {
@@ -268,4 +270,16 @@ type slowStage struct{ d time.Duration }
 func (s *slowStage) Route(ctx context.Context, msg conv.Message) ([]conv.Reply, bool, error) {
 	time.Sleep(s.d)
 	return []conv.Reply{conv.Text("slow answer")}, true, nil
+}
+
+func TestApplyRuntime_GCPercent(t *testing.T) {
+	if _, set := os.LookupEnv("GOGC"); set {
+		t.Skip("GOGC is set: it wins over runtime.gc_percent by design")
+	}
+	cfg := loadSample(t)
+	cfg.Runtime.GCPercent = 80
+	ApplyRuntime(cfg)
+	if prev := debug.SetGCPercent(100); prev != 80 {
+		t.Fatalf("GC percent after ApplyRuntime = %d, want 80", prev)
+	}
 }

@@ -144,6 +144,11 @@ type RuntimeConfig struct {
 	// it instead of letting it grow to twice the live data. Set it a little
 	// under the container's memory limit. 0 leaves the runtime's default.
 	MemoryLimitMiB int `yaml:"memory_limit_mib"`
+	// GCPercent is the garbage collector's growth target (like GOGC, which
+	// wins when set): the heap may grow by this percentage of the live
+	// data before a collection. Lower trades CPU for a smaller peak
+	// resident set. 0 leaves the runtime's default (100).
+	GCPercent int `yaml:"gc_percent"`
 }
 
 // SimulatorConfig runs the WeChat simulator inside the process.
@@ -224,6 +229,9 @@ func (c Config) Validate() error {
 	}
 	if c.Embedded.LogMemoryMiB < 0 || c.Embedded.LogMemoryMiB > 4096 {
 		errs = append(errs, fmt.Errorf("embedded.log_memory_mib: must be between 0 (keep every record in memory) and 4096, got %d", c.Embedded.LogMemoryMiB))
+	}
+	if c.Runtime.GCPercent != 0 && (c.Runtime.GCPercent < 10 || c.Runtime.GCPercent > 1000) {
+		errs = append(errs, fmt.Errorf("runtime.gc_percent: must be 0 (runtime default) or 10..1000, got %d", c.Runtime.GCPercent))
 	}
 	if c.Runtime.MemoryLimitMiB < 0 || (c.Runtime.MemoryLimitMiB > 0 && c.Runtime.MemoryLimitMiB < 32) {
 		errs = append(errs, fmt.Errorf("runtime.memory_limit_mib: must be 0 (off) or at least 32, got %d", c.Runtime.MemoryLimitMiB))
