@@ -115,6 +115,8 @@ type Embedded struct {
 	// read side before releasing e.mu, and dropCold takes its write side
 	// before deleting files.
 	segMu sync.RWMutex
+	// files keeps cold segment files open for reads (embedded_coldfiles.go).
+	files *coldFiles
 
 	hub     hub
 	txLocks [64]sync.Mutex // Update serializes per hash-tag stripe
@@ -177,6 +179,7 @@ func OpenEmbedded(dir string, opts EmbeddedOptions) (*Embedded, error) {
 		compactAt: opts.CompactBytes,
 		stop:      make(chan struct{}),
 		unlock:    unlock,
+		files:     newColdFiles(dir),
 	}
 	e.touch = func(k string) { e.touched = append(e.touched, k) }
 	e.snapBytes.Store(snapSize)
@@ -237,6 +240,9 @@ func (e *Embedded) Close() error {
 	w.mu.Unlock()
 	e.wg.Wait()
 	err := w.f.Close()
+	e.segMu.Lock() // cold reads that began before Close end first
+	e.files.closeAll()
+	e.segMu.Unlock()
 	e.unlock()
 	if werr := w.failed(); werr != nil {
 		return werr

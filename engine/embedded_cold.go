@@ -193,10 +193,8 @@ func writeCold(path string, recs []logRec) ([]coldRec, error) {
 }
 
 // readCold appends the data of recs (consecutive records of one log) to
-// out, one read per run of records that are adjacent in one file. Files
-// are opened per read, not held open: a long retention makes many
-// segments, and cold reads (a report rebuild, a curation pass) are rare.
-// Called with the engine lock held (read or write), so no segment is
+// out, one read per run of records that are adjacent in one file (files
+// stay open in e.files, at most maxOpenCold of them). Called with the engine lock held (read or write), so no segment is
 // deleted under it.
 func (e *Embedded) readCold(recs []coldRec, out []Record) ([]Record, error) {
 	for i := 0; i < len(recs); {
@@ -206,7 +204,7 @@ func (e *Embedded) readCold(recs []coldRec, out []Record) ([]Record, error) {
 			j++
 		}
 		buf := make([]byte, end-int64(recs[i].off))
-		if err := readAt(filepath.Join(e.dir, coldName(recs[i].seg)), buf, int64(recs[i].off)); err != nil {
+		if err := e.files.readAt(recs[i].seg, buf, int64(recs[i].off)); err != nil {
 			return out, fmt.Errorf("engine: embedded: reading cold log segment: %w", err)
 		}
 		for _, c := range recs[i:j] {
@@ -220,18 +218,6 @@ func (e *Embedded) readCold(recs []coldRec, out []Record) ([]Record, error) {
 		i = j
 	}
 	return out, nil
-}
-
-func readAt(path string, buf []byte, off int64) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	_, err = f.ReadAt(buf, off)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // openCold checks that the segments the recovered state refers to exist
@@ -291,11 +277,11 @@ func (e *Embedded) openCold() error {
 // to newer ones. Called after the snapshot and its cleanup succeeded.
 func (e *Embedded) dropCold(fr *frozen, upTo uint32) {
 	e.mu.Lock()
-	var gone []string
+	var gone []uint32
 	for seg := range e.coldSegs {
 		if seg <= upTo && !fr.segs[seg] {
 			delete(e.coldSegs, seg)
-			gone = append(gone, coldName(seg))
+			gone = append(gone, seg)
 		}
 	}
 	e.mu.Unlock()
@@ -303,7 +289,9 @@ func (e *Embedded) dropCold(fr *frozen, upTo uint32) {
 	// releasing e.mu, holding segMu: wait for them.
 	e.segMu.Lock()
 	defer e.segMu.Unlock()
-	for _, name := range gone {
+	for _, seg := range gone {
+		e.files.forget(seg)
+		name := coldName(seg)
 		if err := os.Remove(filepath.Join(e.dir, name)); err != nil && !os.IsNotExist(err) {
 			e.logf("engine: embedded: removing %s: %v", name, err)
 		}

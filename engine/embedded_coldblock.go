@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"path/filepath"
 )
 
 // Cold log blocks. A log record moved to disk used to keep its ID and file
@@ -134,7 +133,7 @@ func writeColdBlocks(path string, recs []logRec) ([]coldBlock, error) {
 // all (max <= 0: no limit). Called with the engine lock held.
 func (e *Embedded) readBlock(b *coldBlock, ams, aseq uint64, all bool, out []Record, max int) ([]Record, error) {
 	buf := make([]byte, b.n)
-	if err := readAt(filepath.Join(e.dir, coldName(b.seg)), buf, int64(b.off)); err != nil {
+	if err := e.files.readAt(b.seg, buf, int64(b.off)); err != nil {
 		return out, fmt.Errorf("engine: embedded: reading cold log block: %w", err)
 	}
 	if crc32.Checksum(buf, crcTable) != b.crc {

@@ -167,7 +167,7 @@ func (e *Embedded) readColdStr(cs *coldStr, tail []byte) ([]byte, error) {
 		start := len(out)
 		out = out[:start+int(p.n)]
 		part := out[start:]
-		if err := readAt(filepath.Join(e.dir, coldName(p.seg)), part, int64(p.off)); err != nil {
+		if err := e.files.readAt(p.seg, part, int64(p.off)); err != nil {
 			return nil, fmt.Errorf("engine: embedded: reading cold string: %w", err)
 		}
 		if crc32.Checksum(part, crcTable) != p.crc {
