@@ -126,8 +126,8 @@ func TestConfig_UnknownKeysAndEnv(t *testing.T) {
 	if cfg.Embedded.CommitGather != 0 {
 		t.Fatalf("KEFU_EMBEDDED_COMMIT_GATHER=0s gave %s", cfg.Embedded.CommitGather)
 	}
-	if o := cfg.Embedded.Options(); o.CommitGather >= 0 || o.StringSpillBytes >= 0 || o.LogMemoryBytes != 8<<20 {
-		t.Fatalf("commit_gather 0 and string_spill_mib 0 must turn them off (negative options), log_memory_mib 8 must be 8 MiB: %+v", o)
+	if o := cfg.Embedded.Options(); o.CommitGather >= 0 || o.StringSpillBytes >= 0 || o.LogMemoryBytes != 2<<20 {
+		t.Fatalf("commit_gather 0 and string_spill_mib 0 must turn them off (negative options), log_memory_mib 2 must be 2 MiB: %+v", o)
 	}
 	if def, _ := Load(good, nil); def.Embedded.CommitGather != engine.DefaultCommitGather {
 		t.Fatalf("commit_gather from configs/kefu.yaml = %s, want the default %s", def.Embedded.CommitGather, engine.DefaultCommitGather)

@@ -31,14 +31,14 @@ type EmbeddedOptions struct {
 	SweepInterval time.Duration
 	// LogMemoryBytes is how much record data one log (Append) keeps in
 	// memory; beyond it the oldest records move to cold segment files and
-	// are read back from disk. Default 8 MiB; negative: keep everything in
+	// are read back from disk. Default 2 MiB; negative: keep everything in
 	// memory.
 	LogMemoryBytes int64
 	// StringSpillBytes is how many bytes of string values are written
 	// between two scans that move strings nobody wrote or read since the
 	// scan before to cold segment files (embedded_coldstr.go), so memory
 	// holds about two such intervals of strings however long they are
-	// kept. Default 16 MiB; negative: keep every string in memory.
+	// kept. Default 4 MiB; negative: keep every string in memory.
 	StringSpillBytes int64
 	// CommitGather bounds how long the committer lets frames gather before
 	// a write+fsync when the previous group commit carried more than one

@@ -36,7 +36,7 @@ import (
 const coldMagic = "KEFUCOLD1\n"
 
 // defaultLogMemory is EmbeddedOptions.LogMemoryBytes' default.
-const defaultLogMemory = 8 << 20
+const defaultLogMemory = 2 << 20
 
 // spillRetry is how long a failed spill waits before the next attempt.
 const spillRetry = 30 * time.Second

@@ -57,7 +57,7 @@ const (
 	// hold, so writers wait for a chunk rather than for the whole scan.
 	strScanChunk = 2048
 	// defaultStringSpill is EmbeddedOptions.StringSpillBytes' default.
-	defaultStringSpill = 16 << 20
+	defaultStringSpill = 4 << 20
 )
 
 // strLen is the length of a string entry's value.
