@@ -100,8 +100,11 @@ type Embedded struct {
 	wal       *walWriter
 	compactAt int64        // committer goroutine only
 	snapBytes atomic.Int64 // size of the last snapshot written or loaded
-	// maint is set while a compaction or a spill runs (they never overlap).
+	// maint is set while a compaction runs, spilling while a spill runs.
+	// A spill may start during a compaction, never the other way round
+	// (embedded_cold.go).
 	maint        atomic.Bool
+	spilling     atomic.Bool
 	spills       atomic.Uint64
 	coldStrings  atomic.Uint64
 	coldRewrites atomic.Uint64

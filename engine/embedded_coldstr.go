@@ -199,7 +199,7 @@ func (e *Embedded) strEqual(ent *entry, v []byte) (bool, error) {
 // keys written two generations ago, the only ones that can have become
 // cold since the last scan (older ones were looked at then, and carried
 // over when they were still in use). Committer goroutine, with the write
-// lock held and no maintenance running.
+// lock held and no spill running.
 func (s *state) strScanDue() (gen uint32, keys []string, due bool) {
 	if s.strSpillEvery <= 0 || s.strWritten < s.strSpillEvery {
 		return 0, nil, false
@@ -294,9 +294,12 @@ func (e *Embedded) spillStrings(gen uint32, keys []string) error {
 	for i := range cands {
 		c := &cands[i]
 		if c.merge {
-			// No lock needed: segments are deleted only by compactions,
-			// and maintenance runs one at a time.
+			// A compaction may be dropping segments meanwhile (never
+			// these: a live entry refers to them); segMu keeps the files
+			// while they are read all the same.
+			e.segMu.RLock()
 			whole, err := e.readColdStr(c.ent.cold, c.ent.str)
+			e.segMu.RUnlock()
 			if err != nil {
 				return err
 			}

@@ -241,10 +241,10 @@ func (e *Embedded) committer() {
 		w.mu.Unlock()
 		w.gather(e.opts.CommitGather)
 		w.flush()
-		if e.maint.Load() || w.failed() != nil {
+		if e.spilling.Load() || w.failed() != nil {
 			continue
 		}
-		if w.size.Load() >= e.compactThreshold() {
+		if !e.maint.Load() && w.size.Load() >= e.compactThreshold() {
 			e.compact()
 		} else if e.st.spillDue.Load() {
 			e.st.spillDue.Store(false)
