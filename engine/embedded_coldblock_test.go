@@ -96,19 +96,20 @@ func TestColdLogBlocks_OlderSegmentsStillRead(t *testing.T) {
 	e.st.hotLimit = 64
 	e.mu.Unlock()
 	add(40, "new")
-	for e.Stats().Spills == 0 || e.maint.Load() {
+	for e.Stats().Spills == 0 || e.spilling.Load() {
 		add(1, "more")
 	}
 	e.mu.RLock()
 	tiers := fmt.Sprintf("%d legacy, %d blocks, %d hot", len(l.cold), len(l.blocks), len(l.recs))
+	blocks := len(l.blocks)
 	e.mu.RUnlock()
-	if len(l.blocks) == 0 {
+	if blocks == 0 {
 		t.Fatalf("no blocks after a spill: %s", tiers)
 	}
 	verify(e, "legacy + blocks + hot: "+tiers)
 
 	// A snapshot refers to both tiers; reopen from it.
-	for i := 0; e.Stats().Snapshots == 0 || e.maint.Load(); i++ {
+	for i := 0; e.Stats().Snapshots == 0 || e.maint.Load() || e.spilling.Load(); i++ {
 		if err := e.Set(ctx, "pad", make([]byte, 1<<10), 0); err != nil {
 			t.Fatal(err)
 		}
