@@ -147,7 +147,7 @@ type RuntimeConfig struct {
 	// GCPercent is the garbage collector's growth target (like GOGC, which
 	// wins when set): the heap may grow by this percentage of the live
 	// data before a collection. Lower trades CPU for a smaller peak
-	// resident set. Default 60: with the embedded engine's spill defaults
+	// resident set. Default 50: with the embedded engine's spill defaults
 	// it holds kefu under 150 MB at full load for ≈3 % of the throughput
 	// (docs/BENCHMARKS.md). 0 leaves Go's default (100).
 	GCPercent int `yaml:"gc_percent"`
@@ -170,7 +170,7 @@ func DefaultConfig() Config {
 		Listen:   "127.0.0.1:8080",
 		DataDir:  "./data",
 		Embedded: EmbeddedConfig{CommitGather: engine.DefaultCommitGather, StringSpillMiB: 4, LogMemoryMiB: 2},
-		Runtime:  RuntimeConfig{GCPercent: 60},
+		Runtime:  RuntimeConfig{GCPercent: 50},
 		Redis:    RedisConfig{Prefix: "kefu:"},
 		WeChat:   WeChatConfig{APIBase: gateway.DefaultAPIBase, WeComAPIBase: gateway.DefaultWeComAPIBase},
 		Gateway:  gateway.DefaultConfig(),

@@ -68,10 +68,10 @@ func writeDurable(path string, mode fileMode, fill func(w io.Writer) error) (int
 	return cw.n, err
 }
 
-// fileBuffers recycles writeDurable's 1 MiB write buffers: with small
+// fileBuffers recycles writeDurable's 256 KiB write buffers: with small
 // log_memory_mib a log spills every few hundred milliseconds under load, and
 // a fresh buffer each time was ≈4 % of all bytes allocated.
-var fileBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 1<<20) }}
+var fileBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 256<<10) }}
 
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
