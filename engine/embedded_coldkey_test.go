@@ -55,6 +55,24 @@ func TestEmbeddedColdKeys_OperationsSnapshotAndReplay(t *testing.T) {
 	if ttl, err := e.TTL(ctx, "in:{1}:d:5"); err != nil || ttl <= 0 || ttl > time.Hour {
 		t.Fatalf("TTL of a cold key = %v, %v", ttl, err)
 	}
+	// Compare-and-swap and a transaction start from the cold value.
+	if ok, err := e.CompareAndSwap(ctx, "in:{1}:d:9", []byte(m["in:{1}:d:9"]), []byte("swapped"), time.Hour); err != nil || !ok {
+		t.Fatalf("CAS on a cold key = %v, %v", ok, err)
+	}
+	m["in:{1}:d:9"] = "swapped"
+	check(t, e.Update(ctx, []string{"in:{1}:d:10"}, func(tx engine.Tx) error {
+		v, err := tx.Get("in:{1}:d:10")
+		if err != nil {
+			return err
+		}
+		tx.Set("in:{1}:d:10", append(v, "+tx"...), time.Hour)
+		return nil
+	}))
+	m["in:{1}:d:10"] += "+tx"
+	if ok, err := e.CompareAndDelete(ctx, "in:{1}:d:11", []byte(m["in:{1}:d:11"])); err != nil || !ok {
+		t.Fatalf("CompareAndDelete on a cold key = %v, %v", ok, err)
+	}
+	delete(m, "in:{1}:d:11")
 	m.verify(t, e)
 	for _, k := range []string{"in:{1}:d:2", "soon"} {
 		waitFor(t, k+" to be gone", func() bool {
@@ -87,7 +105,7 @@ func TestEmbeddedColdKeys_OperationsSnapshotAndReplay(t *testing.T) {
 
 	r := openAt(t, dir, engine.EmbeddedOptions{StringSpillBytes: -1})
 	m.verify(t, r)
-	for _, k := range []string{"in:{1}:d:2", "in:{1}:d:6"} {
+	for _, k := range []string{"in:{1}:d:2", "in:{1}:d:6", "in:{1}:d:11"} {
 		if _, err := r.Get(ctx, k); !errors.Is(err, engine.ErrNotFound) {
 			t.Fatalf("deleted cold key %s after reopen: %v", k, err)
 		}
