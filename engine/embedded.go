@@ -933,6 +933,25 @@ func (e *Embedded) Ack(ctx context.Context, queue, id string) error {
 	})
 }
 
+// AckClaimed implements Engine.
+func (e *Embedded) AckClaimed(ctx context.Context, queue string, job Job) (bool, error) {
+	acked := false
+	err := e.mutate(ctx, func(int64) (*enc, error) {
+		acked = false
+		q := e.st.queues[queue]
+		if q == nil || q.jobs[job.ID] == nil || q.jobs[job.ID].due != job.Due.UnixMilli() {
+			return nil, nil
+		}
+		acked = true
+		f := newFrame(len(queue) + len(job.ID) + 4)
+		f.op(opQDel)
+		f.str(queue)
+		f.str(job.ID)
+		return f, nil
+	})
+	return acked && err == nil, err
+}
+
 // QueueLen counts jobs, due or not.
 func (e *Embedded) QueueLen(ctx context.Context, queue string) (int64, error) {
 	var n int64

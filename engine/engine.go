@@ -151,6 +151,12 @@ type Engine interface {
 	Claim(ctx context.Context, queue string, now time.Time, lease time.Duration, max int) ([]Job, error)
 	// Ack removes a job; acking an absent job is not an error.
 	Ack(ctx context.Context, queue, id string) error
+	// AckClaimed removes job (as returned by Claim) only if nobody
+	// re-enqueued or re-claimed it since: its Due is still the lease end
+	// job.Due. A worker that coalesces work under one job ID (one per KF
+	// account) uses it so that a re-enqueue arriving while it works is not
+	// deleted with the job it finished. It reports whether it removed it.
+	AckClaimed(ctx context.Context, queue string, job Job) (bool, error)
 	// QueueLen counts jobs (due or not); QueueOldest returns the earliest Due
 	// (zero time when empty).
 	QueueLen(ctx context.Context, queue string) (int64, error)

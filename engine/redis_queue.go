@@ -86,6 +86,24 @@ func (r *Redis) Ack(ctx context.Context, queue, id string) error {
 	return r.wrap(ackScript.Run(ctx, r.c, []string{z, j}, id).Err())
 }
 
+var ackClaimedScript = redis.NewScript(`
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not s or tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], 'd:' .. ARGV[1], 'a:' .. ARGV[1])
+return 1`)
+
+// AckClaimed implements Engine: one script compares the job's score with
+// the lease end and removes it only when they match.
+func (r *Redis) AckClaimed(ctx context.Context, queue string, job Job) (bool, error) {
+	if err := r.begin(ctx); err != nil {
+		return false, err
+	}
+	z, j := r.queueKeys(queue)
+	n, err := ackClaimedScript.Run(ctx, r.c, []string{z, j}, job.ID, job.Due.UnixMilli()).Int()
+	return n == 1, r.wrap(err)
+}
+
 // QueueLen counts jobs, due or not.
 func (r *Redis) QueueLen(ctx context.Context, queue string) (int64, error) {
 	if err := r.begin(ctx); err != nil {

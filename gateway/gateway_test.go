@@ -297,6 +297,40 @@ func TestWeComApp_VerifyAndPassiveReply(t *testing.T) {
 	}
 }
 
+// A customer writes again while the gateway is pulling their account: the
+// callback re-enqueues the account's sync job while the puller holds it.
+// The puller must not delete that job with the one it finished, or the
+// second message waits for the safety poll a minute later.
+func TestKF_CallbackDuringPullIsNotLost(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, kind engineKind) {
+		e := newEnv(t, kind)
+		kc := &wxsim.KFClient{URL: e.url + "/wecom/kf/kf", Token: testKFToken, CorpID: testCorpID, EncodingAESKey: testKFKey, API: e.sim, RetryWait: -1}
+		if err := kc.Verify(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		second := make(chan error, 1)
+		e.sim.AfterCall("/cgi-bin/kf/sync_msg", func() {
+			// The page with the first message is computed; the puller
+			// has not seen it yet and still holds its claim.
+			d, err := kc.CustomerSends(context.Background(), testKFID, "ext-user-2", "问题B")
+			if err == nil && (!d.Acked || len(d.Body) != 0) {
+				err = fmt.Errorf("second callback not acked: %+v", d)
+			}
+			second <- err
+		})
+		if d, err := kc.CustomerSends(context.Background(), testKFID, "ext-user-2", "问题A"); err != nil || !d.Acked {
+			t.Fatalf("first callback: %v", err)
+		}
+		if err := <-second; err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "both KF answers (the second well before the minute's safety poll)", func() bool { return len(e.sim.Inbox("ext-user-2")) == 2 })
+		if got := inboxTexts(e.sim, "ext-user-2"); got[0] != "echo:问题A" || got[1] != "echo:问题B" {
+			t.Fatalf("answers = %q", got)
+		}
+	})
+}
+
 func TestKF_CallbackPullAndReply(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, kind engineKind) {
 		e := newEnv(t, kind)

@@ -88,7 +88,11 @@ func (g *Gateway) PullKFOnce(ctx context.Context) int {
 		err := g.pullKF(ctx, ch, job)
 		switch {
 		case err == nil:
-			_ = g.eng.Ack(ctx, kfQueue, j.ID)
+			// Only the job as claimed: a callback that arrived during the
+			// pull re-enqueued the account's job (same ID, due now) for
+			// messages the pull may have missed, and a plain Ack deleted
+			// it, leaving them to the safety poll a minute later.
+			_, _ = g.eng.AckClaimed(ctx, kfQueue, j)
 		case errors.Is(err, errKFBusy):
 			// Another instance is pulling this account; try again shortly.
 			_ = g.eng.Enqueue(ctx, kfQueue, engine.Job{ID: j.ID, Data: j.Data, Due: g.now().Add(time.Second)})

@@ -160,6 +160,7 @@ type API struct {
 	calls   []Call
 	faults  map[string][]*fault
 	latency map[string]time.Duration
+	after   map[string]func() // AfterCall hooks, each run once
 	inbox   map[string][]Sent
 	seq     int64
 	kfNote  func(openKfID, token string)
@@ -195,6 +196,7 @@ func NewAPI(opts APIOptions) *API {
 		robots:  map[string]*robotState{},
 		faults:  map[string][]*fault{},
 		latency: map[string]time.Duration{},
+		after:   map[string]func(){},
 		inbox:   map[string][]Sent{},
 	}
 	for _, app := range opts.OA {
@@ -319,6 +321,16 @@ func (a *API) SetLatency(path string, d time.Duration) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.latency[path] = d
+}
+
+// AfterCall runs fn once, after the next call to path has been answered
+// and before the answer is sent: tests use it to make something happen
+// while a client is waiting for the API (a customer writing again while
+// the gateway pulls KF messages).
+func (a *API) AfterCall(path string, fn func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.after[path] = fn
 }
 
 // Calls returns the recorded calls to path ("" for all), oldest first.
@@ -453,6 +465,13 @@ func (a *API) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	res, status := a.dispatch(r, path, body)
+	a.mu.Lock()
+	after := a.after[path]
+	delete(a.after, path)
+	a.mu.Unlock()
+	if after != nil {
+		after()
+	}
 	w.Header().Set("Content-Type", "application/json; encoding=utf-8")
 	w.WriteHeader(status)
 	_, _ = w.Write(res)

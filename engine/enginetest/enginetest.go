@@ -54,6 +54,7 @@ func Run(t *testing.T, newEngine func(t *testing.T) engine.Engine) {
 		{"QueueBasics", testQueueBasics},
 		{"QueueLeaseExpiry", testQueueLeaseExpiry},
 		{"QueueReplaceByID", testQueueReplaceByID},
+		{"QueueAckClaimed", testQueueAckClaimed},
 		{"QueueIsolation", testQueueIsolation},
 		{"QueueConcurrentClaim", testQueueConcurrentClaim},
 		{"ClaimAndEnqueue", testClaimAndEnqueue},
@@ -898,6 +899,54 @@ func testQueueReplaceByID(t *testing.T, e engine.Engine) {
 	jobs, err = e.Claim(ctx, q, now, time.Minute, 10)
 	must(t, err)
 	wantJobs(t, jobs, engine.Job{ID: "a", Data: []byte("v4"), Due: now.Add(time.Minute), Attempts: 1})
+}
+
+// AckClaimed removes a job only as it was claimed: a re-enqueue (new work
+// under the same ID) or a re-claim after the lease keeps it.
+func testQueueAckClaimed(t *testing.T, e engine.Engine) {
+	ctx := ctxFor(t)
+	q := "q:{ackc}"
+	now := ms(time.Now())
+	must(t, e.Enqueue(ctx, q, engine.Job{ID: "k", Data: []byte("v1"), Due: now}))
+	jobs, err := e.Claim(ctx, q, now, time.Minute, 1)
+	must(t, err)
+	wantJobs(t, jobs, engine.Job{ID: "k", Data: []byte("v1"), Due: now.Add(time.Minute), Attempts: 1})
+	claimed := jobs[0]
+
+	// New work arrives under the same ID while the worker runs.
+	must(t, e.Enqueue(ctx, q, engine.Job{ID: "k", Data: []byte("v2"), Due: now.Add(time.Millisecond)}))
+	if ok, err := e.AckClaimed(ctx, q, claimed); err != nil || ok {
+		t.Fatalf("AckClaimed after a re-enqueue = %v, %v; want false", ok, err)
+	}
+	jobs, err = e.Claim(ctx, q, now.Add(time.Millisecond), time.Minute, 1)
+	must(t, err)
+	wantJobs(t, jobs, engine.Job{ID: "k", Data: []byte("v2"), Due: now.Add(time.Millisecond + time.Minute), Attempts: 2})
+	// Nothing changed since this claim: the ack removes it.
+	if ok, err := e.AckClaimed(ctx, q, jobs[0]); err != nil || !ok {
+		t.Fatalf("AckClaimed of an untouched claim = %v, %v; want true", ok, err)
+	}
+	if n, _ := e.QueueLen(ctx, q); n != 0 {
+		t.Fatalf("QueueLen after AckClaimed = %d", n)
+	}
+	// A stale claim (its lease ended and another worker claimed the job)
+	// does not remove the newer claim; an absent job is no error.
+	must(t, e.Enqueue(ctx, q, engine.Job{ID: "s", Data: []byte("x"), Due: now}))
+	first, err := e.Claim(ctx, q, now, time.Second, 1)
+	must(t, err)
+	second, err := e.Claim(ctx, q, now.Add(2*time.Second), time.Minute, 1)
+	must(t, err)
+	if len(first) != 1 || len(second) != 1 {
+		t.Fatalf("claims = %+v, %+v", first, second)
+	}
+	if ok, err := e.AckClaimed(ctx, q, first[0]); err != nil || ok {
+		t.Fatalf("AckClaimed of a stale claim = %v, %v; want false", ok, err)
+	}
+	if ok, err := e.AckClaimed(ctx, q, second[0]); err != nil || !ok {
+		t.Fatalf("AckClaimed of the current claim = %v, %v; want true", ok, err)
+	}
+	if ok, err := e.AckClaimed(ctx, q, second[0]); err != nil || ok {
+		t.Fatalf("AckClaimed of an absent job = %v, %v; want false", ok, err)
+	}
 }
 
 func testQueueIsolation(t *testing.T, e engine.Engine) {
