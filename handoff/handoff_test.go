@@ -446,6 +446,36 @@ func TestService_IdleCloseAndNoReplyReminder(t *testing.T) {
 	})
 }
 
+// The idle timer is armed once, at accept; when it fires after later
+// activity it re-arms itself for the new deadline. The claim it fired from
+// must not then delete that re-armed timer, or the chat never closes.
+func TestService_IdleTimerRearmedAfterActivity(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, eng engine.Engine) {
+		ctx := context.Background()
+		d := newDesk(t, eng)
+		d.online(t, "carol")
+		c := d.handoff(t, "busy", "s3")
+		d.dispatch(t)
+		if err := d.Accept(ctx, principal("carol"), c.ID); err != nil {
+			t.Fatal(err)
+		}
+		d.clock.Advance(DefaultIdleClose * 2 / 3)
+		if _, _, err := d.Route(ctx, d.customerMsg("busy", "s3", "还在吗？")); err != nil {
+			t.Fatal(err)
+		}
+		d.clock.Advance(DefaultIdleClose/3 + time.Second) // the first deadline passes
+		d.FireTimers(ctx)
+		if c = mustConv(t, d, c.ID); c.State != conv.StateAssigned {
+			t.Fatalf("closed although the customer wrote %s ago: %+v", DefaultIdleClose/3, c)
+		}
+		d.clock.Advance(DefaultIdleClose * 2 / 3) // past the re-armed deadline
+		d.FireTimers(ctx)
+		if c = mustConv(t, d, c.ID); c.State != conv.StateClosed || c.EndReason != "idle" {
+			t.Fatalf("not closed after the re-armed idle deadline: %+v", c)
+		}
+	})
+}
+
 func TestService_TransferAndTakeOver(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, eng engine.Engine) {
 		ctx := context.Background()

@@ -269,7 +269,11 @@ func (s *Service) FireTimers(ctx context.Context) int {
 			_ = s.eng.Enqueue(ctx, timerQueue, engine.Job{ID: j.ID, Data: j.Data, Due: s.now().Add(retry)})
 			continue
 		}
-		_ = s.eng.Ack(ctx, timerQueue, j.ID)
+		// Only as claimed: fire may have re-armed this very timer (an
+		// idle timer after activity), and so may a concurrent action
+		// (every requeue replaces its timeout); a plain Ack deleted the
+		// new one and the chat never idle-closed.
+		_, _ = s.eng.AckClaimed(ctx, timerQueue, j)
 	}
 	return len(jobs)
 }

@@ -688,7 +688,9 @@ func (s *Service) RunDue(ctx context.Context) int {
 			continue
 		}
 		if ack {
-			if err := s.eng.Ack(ctx, queueTimers, j.ID); err != nil {
+			// Only as claimed: a timer re-armed meanwhile (same ID, new
+			// due) by fire or by another request must survive.
+			if _, err := s.eng.AckClaimed(ctx, queueTimers, j); err != nil {
 				s.log.Warn("timer ack failed", "timer", j.ID, "err", err)
 			}
 		}
