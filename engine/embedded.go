@@ -925,12 +925,17 @@ func (e *Embedded) Ack(ctx context.Context, queue, id string) error {
 		if q == nil || q.jobs[id] == nil {
 			return nil, nil
 		}
-		f := newFrame(len(queue) + len(id) + 4)
-		f.op(opQDel)
-		f.str(queue)
-		f.str(id)
-		return f, nil
+		return jobDelFrame(queue, id), nil
 	})
+}
+
+// jobDelFrame logs the removal of a queued job.
+func jobDelFrame(queue, id string) *enc {
+	f := newFrame(len(queue) + len(id) + 4)
+	f.op(opQDel)
+	f.str(queue)
+	f.str(id)
+	return f
 }
 
 // AckClaimed implements Engine.
@@ -943,11 +948,7 @@ func (e *Embedded) AckClaimed(ctx context.Context, queue string, job Job) (bool,
 			return nil, nil
 		}
 		acked = true
-		f := newFrame(len(queue) + len(job.ID) + 4)
-		f.op(opQDel)
-		f.str(queue)
-		f.str(job.ID)
-		return f, nil
+		return jobDelFrame(queue, job.ID), nil
 	})
 	return acked && err == nil, err
 }
@@ -1183,14 +1184,27 @@ func (e *Embedded) sweeper() {
 	}
 }
 
-// sweep checks keys with a TTL in batches of 1000 (releasing the lock in
-// between) and keeps going while at least a quarter of a batch was expired,
-// like Redis's active expiry.
-func (e *Embedded) sweep() {
+// sweepBatch is how many entries one locked sweep step looks at.
+const sweepBatch = 1000
+
+// sweepBatches runs batch with the write lock held, releasing it in
+// between, and keeps going while a batch was full and at least a quarter
+// of it expired, like Redis's active expiry (map iteration starts at a
+// random place, so each batch is a sample).
+func (e *Embedded) sweepBatches(batch func(now int64) (checked, removed int)) {
 	for round := 0; round < 64; round++ {
 		e.mu.Lock()
-		now := time.Now().UnixNano()
-		checked, removed := 0, 0
+		checked, removed := batch(time.Now().UnixNano())
+		e.mu.Unlock()
+		if checked < sweepBatch || removed*4 < checked {
+			return
+		}
+	}
+}
+
+// sweep drops expired keys with a TTL.
+func (e *Embedded) sweep() {
+	e.sweepBatches(func(now int64) (checked, removed int) {
 		for k := range e.st.expiring {
 			checked++
 			ent := e.st.keys[k]
@@ -1201,13 +1215,10 @@ func (e *Embedded) sweep() {
 				e.st.del(k)
 				removed++
 			}
-			if checked >= 1000 {
+			if checked >= sweepBatch {
 				break
 			}
 		}
-		e.mu.Unlock()
-		if checked < 1000 || removed*4 < checked {
-			return
-		}
-	}
+		return checked, removed
+	})
 }

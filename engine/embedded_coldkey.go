@@ -2,7 +2,6 @@ package engine
 
 import (
 	"crypto/sha256"
-	"time"
 )
 
 // Cold keys: a string whose whole value moved to a cold segment file in one
@@ -88,25 +87,19 @@ func (s *state) toColdKey(key string, ent *entry) bool {
 	return true
 }
 
-// sweepColdKeys drops expired cold keys in batches of 1000, like sweep.
+// sweepColdKeys drops expired cold keys, like sweep.
 func (e *Embedded) sweepColdKeys() {
-	for round := 0; round < 64; round++ {
-		e.mu.Lock()
-		now := time.Now().UnixNano()
-		checked, removed := 0, 0
+	e.sweepBatches(func(now int64) (checked, removed int) {
 		for h, c := range e.st.coldKeys {
 			checked++
 			if c.expireAt != 0 && c.expireAt <= now {
 				delete(e.st.coldKeys, h)
 				removed++
 			}
-			if checked >= 1000 {
+			if checked >= sweepBatch {
 				break
 			}
 		}
-		e.mu.Unlock()
-		if checked < 1000 || removed*4 < checked {
-			return
-		}
-	}
+		return checked, removed
+	})
 }
