@@ -103,21 +103,33 @@ func OpenEngine(cfg Config, log *slog.Logger) (engine.Engine, error) {
 }
 
 // Build wires an App from cfg. The caller owns Close.
-func Build(cfg Config, log *slog.Logger) (*App, error) {
+func Build(cfg Config, log *slog.Logger) (*App, error) { return build(cfg, log, nil) }
+
+// build is Build on eng when it is not nil (tests watch the engine's
+// traffic) and on OpenEngine's otherwise; the App owns eng either way.
+func build(cfg Config, log *slog.Logger, eng engine.Engine) (*App, error) {
 	if err := cfg.Validate(); err != nil {
+		if eng != nil {
+			eng.Close()
+		}
 		return nil, err
 	}
 	a := &App{Cfg: cfg, Log: log, registry: prometheus.NewRegistry()}
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if cfg.Simulator.Listen != "" {
 		if err := a.startSimulator(); err != nil {
+			if eng != nil {
+				eng.Close()
+			}
 			return nil, err
 		}
 	}
-	eng, err := OpenEngine(cfg, log)
-	if err != nil {
-		a.Close()
-		return nil, err
+	if eng == nil {
+		var err error
+		if eng, err = OpenEngine(cfg, log); err != nil {
+			a.Close()
+			return nil, err
+		}
 	}
 	a.Engine = eng
 	if emb, ok := eng.(*engine.Embedded); ok {

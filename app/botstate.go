@@ -56,6 +56,18 @@ func (w *writeBehind) Load(ctx context.Context, c conv.CustomerID) (bot.Memory, 
 	return w.inner.Load(ctx, c)
 }
 
+// Keys implements bot.KeyedState: none while c's memory is still queued
+// here (Load answers from memory), else the engine's.
+func (w *writeBehind) Keys(c conv.CustomerID) []string {
+	w.mu.Lock()
+	_, ok := w.dirty[c]
+	w.mu.Unlock()
+	if k, isKeyed := w.inner.(bot.KeyedState); isKeyed && !ok {
+		return k.Keys(c)
+	}
+	return nil
+}
+
 // Save queues m for writing (a repeat of a still-queued value is skipped;
 // no engine read here: this runs on the answer path).
 func (w *writeBehind) Save(ctx context.Context, c conv.CustomerID, m bot.Memory, ttl time.Duration) error {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"kefu/conv"
+	"kefu/internal/testredis"
 	"kefu/wxsim"
 )
 
@@ -18,7 +19,21 @@ import (
 // chat → "3分，等太久了" opens a detractor case → the store manager gets a
 // WeCom app message and the store group's robot a post.
 func TestApp_HandoffSurveyDetractorLoop(t *testing.T) {
-	cfg := loadSample(t)
+	for _, eng := range []string{"embedded", "redis"} {
+		t.Run(eng, func(t *testing.T) {
+			cfg := loadSample(t)
+			if eng == "redis" {
+				// Every message reads its router keys ahead on Redis
+				// (gateway.ReadAhead): the handoff, the survey answer and
+				// the case must still see each earlier step's writes.
+				cfg.Redis.Addr = testredis.Start(t).Addr
+			}
+			testHandoffSurveyDetractorLoop(t, cfg)
+		})
+	}
+}
+
+func testHandoffSurveyDetractorLoop(t *testing.T, cfg Config) {
 	// Keep business hours and quiet hours out of the way whatever the time
 	// of day the test runs at; shorten the survey delay and alert hold.
 	alwaysOpen(&cfg.Stores)

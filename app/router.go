@@ -51,6 +51,37 @@ func (r *Router) Handle(ctx context.Context, msg conv.Message) ([]conv.Reply, er
 	return replies, err
 }
 
+// keyReader is implemented by stages that know which engine keys their
+// Route reads first for a message (see ReadAheadKeys).
+type keyReader interface {
+	ReadAheadKeys(msg conv.Message) []string
+}
+
+// ReadAheadKeys implements gateway.ReadAhead: the keys handle will read
+// for msg, in order — each stage's, then the bot's memory of the customer
+// — so that a Redis-backed gateway reads them in the dedupe record's round
+// trip instead of one round trip after another.
+func (r *Router) ReadAheadKeys(msg conv.Message) []string {
+	if msg.ChannelType == conv.ChannelWeComKF && msg.Origin == 5 {
+		return nil // the transcript's, not the stages'
+	}
+	var keys []string
+	for _, s := range r.stages {
+		if kr, ok := s.(keyReader); ok {
+			keys = append(keys, kr.ReadAheadKeys(msg)...)
+		}
+	}
+	if asksBot(msg) {
+		keys = append(keys, r.bot.StateKeys(msg.Customer)...)
+	}
+	return keys
+}
+
+// asksBot says whether msg, if no stage takes it, goes to the bot.
+func asksBot(msg conv.Message) bool {
+	return msg.Kind == conv.MsgText || msg.Kind == conv.MsgVoice && strings.TrimSpace(msg.Text) != ""
+}
+
 // HandleDeferred implements gateway.Deferrer: bookkeeping hooks that the
 // answer does not depend on (OnBotTurn: transcript, bot-only contact
 // tracking) are returned as after, so the passive reply does not wait for

@@ -399,3 +399,13 @@ var (
 
 // Journal returns the curation journal.
 func (b *Bot) Journal() Journal { return b.journal }
+
+// StateKeys names the engine keys Respond reads for customer c's memory
+// (none when the State is not engine-backed or holds c in process), so a
+// caller can read them ahead (gateway.ReadAhead).
+func (b *Bot) StateKeys(c conv.CustomerID) []string {
+	if k, ok := b.state.(KeyedState); ok {
+		return k.Keys(c)
+	}
+	return nil
+}

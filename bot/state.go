@@ -35,6 +35,13 @@ type State interface {
 	Save(ctx context.Context, c conv.CustomerID, m Memory, ttl time.Duration) error
 }
 
+// KeyedState is implemented by States kept in the shared engine: Keys
+// names the engine keys Load reads for a customer (none when Load would
+// not read the engine), so the gateway can read them ahead.
+type KeyedState interface {
+	Keys(c conv.CustomerID) []string
+}
+
 // engineState keeps Memory (see encodeMemory; JSON before) under "bot:mem:<customer>" with a TTL.
 type engineState struct{ e engine.Engine }
 
@@ -45,6 +52,9 @@ type engineState struct{ e engine.Engine }
 func EngineState(e engine.Engine) State { return engineState{e} }
 
 func stateKey(c conv.CustomerID) string { return "bot:mem:" + string(c) }
+
+// Keys implements KeyedState.
+func (s engineState) Keys(c conv.CustomerID) []string { return []string{stateKey(c)} }
 
 // Load implements State.
 func (s engineState) Load(ctx context.Context, c conv.CustomerID) (Memory, error) {

@@ -30,6 +30,9 @@ type Redis struct {
 	closed    atomic.Bool
 	done      chan struct{}
 	closeOnce sync.Once
+	// vers counts this instance's writes per keyspace stripe so that a
+	// prefetched read is never served after a write that followed it.
+	vers *writeVersions
 }
 
 var _ Engine = (*Redis)(nil)
@@ -38,7 +41,7 @@ var _ Engine = (*Redis)(nil)
 // with prefix (e.g. "kefu:"). The engine takes ownership of client: Close
 // closes it.
 func NewRedis(client redis.UniversalClient, prefix string) *Redis {
-	return &Redis{c: client, prefix: prefix, done: make(chan struct{})}
+	return &Redis{c: client, prefix: prefix, done: make(chan struct{}), vers: newWriteVersions()}
 }
 
 // Name returns "redis".
@@ -113,10 +116,14 @@ func ttlArg(ttl time.Duration) time.Duration {
 	return time.Duration(px(ttl)) * time.Millisecond
 }
 
-// Get returns key's value or ErrNotFound.
+// Get returns key's value or ErrNotFound; a value prefetched for ctx (see
+// Prefetched) is served without a round trip.
 func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 	if err := r.begin(ctx); err != nil {
 		return nil, err
+	}
+	if v, err, ok := prefetchedFor(ctx, r.vers).Take(key); ok {
+		return v, err
 	}
 	v, err := r.c.Get(ctx, r.k(key)).Bytes()
 	if err != nil {
@@ -130,6 +137,7 @@ func (r *Redis) Set(ctx context.Context, key string, val []byte, ttl time.Durati
 	if err := r.begin(ctx); err != nil {
 		return err
 	}
+	defer r.vers.bump(key)
 	return r.wrap(r.c.Set(ctx, r.k(key), val, ttlArg(ttl)).Err())
 }
 
@@ -138,6 +146,7 @@ func (r *Redis) SetNX(ctx context.Context, key string, val []byte, ttl time.Dura
 	if err := r.begin(ctx); err != nil {
 		return false, err
 	}
+	defer r.vers.bump(key)
 	ok, err := r.c.SetNX(ctx, r.k(key), val, ttlArg(ttl)).Result()
 	return ok, r.wrap(err)
 }
@@ -148,6 +157,7 @@ func (r *Redis) Del(ctx context.Context, keys ...string) error {
 	if err := r.begin(ctx); err != nil || len(keys) == 0 {
 		return err
 	}
+	defer r.vers.bump(keys...)
 	if len(keys) == 1 {
 		return r.wrap(r.c.Del(ctx, r.k(keys[0])).Err())
 	}
@@ -175,6 +185,7 @@ func (r *Redis) StrAppend(ctx context.Context, key string, data []byte, ttl time
 	if err := r.begin(ctx); err != nil {
 		return 0, err
 	}
+	defer r.vers.bump(key)
 	n, err := appendScript.Run(ctx, r.c, []string{r.k(key)}, data, px(ttl)).Int64()
 	return n, r.wrap(err)
 }
@@ -185,6 +196,11 @@ func (r *Redis) SetMany(ctx context.Context, writes ...Write) error {
 	if err := r.begin(ctx); err != nil || len(writes) == 0 {
 		return err
 	}
+	defer func() {
+		for _, w := range writes {
+			r.vers.bump(w.Key)
+		}
+	}()
 	_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, w := range writes {
 			if w.Del {
@@ -218,6 +234,7 @@ func (r *Redis) CompareAndSwap(ctx context.Context, key string, old, val []byte,
 	if err := r.begin(ctx); err != nil {
 		return false, err
 	}
+	defer r.vers.bump(key)
 	mode := "1"
 	if old == nil {
 		mode = "0"
@@ -239,6 +256,7 @@ func (r *Redis) CompareAndDelete(ctx context.Context, key string, old []byte) (b
 	if err := r.begin(ctx); err != nil {
 		return false, err
 	}
+	defer r.vers.bump(key)
 	n, err := cadScript.Run(ctx, r.c, []string{r.k(key)}, old).Int()
 	return n == 1 && err == nil, r.wrap(err)
 }
@@ -256,6 +274,7 @@ func (r *Redis) IncrBy(ctx context.Context, key string, delta int64, ttl time.Du
 	if err := r.begin(ctx); err != nil {
 		return 0, err
 	}
+	defer r.vers.bump(key)
 	if ttl <= 0 {
 		n, err := r.c.IncrBy(ctx, r.k(key), delta).Result()
 		return n, r.wrap(err)
@@ -287,6 +306,7 @@ func (r *Redis) HSet(ctx context.Context, key string, fields map[string][]byte) 
 	if err := r.begin(ctx); err != nil || len(fields) == 0 {
 		return err
 	}
+	defer r.vers.bump(key)
 	args := make([]any, 0, 2*len(fields))
 	for f, v := range fields {
 		args = append(args, f, v)
@@ -330,6 +350,7 @@ func (r *Redis) HDel(ctx context.Context, key string, fields ...string) error {
 	if err := r.begin(ctx); err != nil || len(fields) == 0 {
 		return err
 	}
+	defer r.vers.bump(key)
 	return r.wrap(r.c.HDel(ctx, r.k(key), fields...).Err())
 }
 
@@ -338,6 +359,7 @@ func (r *Redis) HIncrBy(ctx context.Context, key, field string, delta int64) (in
 	if err := r.begin(ctx); err != nil {
 		return 0, err
 	}
+	defer r.vers.bump(key)
 	n, err := r.c.HIncrBy(ctx, r.k(key), field, delta).Result()
 	return n, r.wrap(err)
 }
@@ -347,6 +369,7 @@ func (r *Redis) ZAdd(ctx context.Context, key string, items ...ZItem) error {
 	if err := r.begin(ctx); err != nil {
 		return err
 	}
+	defer r.vers.bump(key)
 	zs := make([]redis.Z, len(items))
 	for i, it := range items {
 		if math.IsNaN(it.Score) {
@@ -365,6 +388,7 @@ func (r *Redis) ZRem(ctx context.Context, key string, members ...string) (int, e
 	if err := r.begin(ctx); err != nil || len(members) == 0 {
 		return 0, err
 	}
+	defer r.vers.bump(key)
 	args := make([]any, len(members))
 	for i, m := range members {
 		args[i] = m

@@ -146,6 +146,7 @@ func (r *Redis) ClaimAndEnqueue(ctx context.Context, claimKey string, claimVal [
 	if err := r.begin(ctx); err != nil {
 		return false, nil, err
 	}
+	defer r.vers.bump(claimKey)
 	if job.ID == "" {
 		return false, nil, errEmptyJobID
 	}
@@ -177,6 +178,7 @@ func (r *Redis) Append(ctx context.Context, log string, data []byte) (string, er
 	if err := r.begin(ctx); err != nil {
 		return "", err
 	}
+	defer r.vers.bump(log)
 	id, err := r.c.XAdd(ctx, &redis.XAddArgs{Stream: r.k(log), ID: "*", Values: []any{"d", data}}).Result()
 	return id, r.wrap(err)
 }
@@ -186,6 +188,7 @@ func (r *Redis) AppendMany(ctx context.Context, log string, data ...[]byte) ([]s
 	if len(data) == 0 {
 		return nil, nil
 	}
+	defer r.vers.bump(log)
 	if err := r.begin(ctx); err != nil {
 		return nil, err
 	}
@@ -252,6 +255,7 @@ func (r *Redis) TrimLog(ctx context.Context, log string, before time.Time) error
 	if err := r.begin(ctx); err != nil {
 		return err
 	}
+	defer r.vers.bump(log)
 	minMs := before.UnixMilli()
 	if minMs <= 0 {
 		return nil

@@ -28,6 +28,7 @@ func (r *Redis) Update(ctx context.Context, keys []string, fn func(tx Tx) error)
 	if err := checkSameSlot(full...); err != nil {
 		return err
 	}
+	defer r.vers.bump(keys...)
 	for attempt := 0; attempt < maxTxAttempts; attempt++ {
 		done, err := r.updateOnce(ctx, keys, full, fn)
 		if err != nil || done {

@@ -102,6 +102,9 @@ type handover struct {
 	key   string        // the message's dedupe key
 	ttl   time.Duration // its TTL
 	owner string        // the owner name a claim of this message writes
+	// ahead holds the keys read ahead with the dedupe record for the
+	// handler (nil when the engine or the handler does not read ahead).
+	ahead *engine.Prefetched
 
 	mu       sync.Mutex
 	state    int // 0 waiting, 1 worker storing its answer, 2 timed out
@@ -255,7 +258,7 @@ func (g *Gateway) acceptPassive(ctx context.Context, msg conv.Message, ttl time.
 	}
 	// Registered first, read second: a delivery that finishes between the
 	// two has already stored its state, so the read sees it.
-	cur, err := g.eng.Get(ctx, h.key)
+	cur, err := g.readDedupe(ctx, h)
 	switch {
 	case err == nil:
 		g.inflight.CompareAndDelete(msg.ID, h)
@@ -272,6 +275,22 @@ func (g *Gateway) acceptPassive(ctx context.Context, msg conv.Message, ttl time.
 		g.processPassive(h)
 	})
 	return g.wait(ctx, h, start)
+}
+
+// readDedupe reads h's dedupe record and, when the engine and the handler
+// can, the keys the handler will read, in the same round trip (ReadAhead).
+func (g *Gateway) readDedupe(ctx context.Context, h *handover) ([]byte, error) {
+	if g.prefetch == nil {
+		return g.eng.Get(ctx, h.key)
+	}
+	more := g.readAhead.ReadAheadKeys(h.msg)
+	keys := make([]string, 0, 1+len(more))
+	keys = append(append(keys, h.key), more...)
+	h.ahead = g.prefetch.Prefetch(ctx, keys...)
+	if v, err, ok := h.ahead.Take(h.key); ok {
+		return v, err
+	}
+	return g.eng.Get(ctx, h.key)
 }
 
 // wait blocks until the worker hands over its outcome or the budget ends.
@@ -412,6 +431,7 @@ func (g *Gateway) processPassive(h *handover) {
 	msg := h.msg
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	ctx = engine.WithPrefetched(ctx, h.ahead)
 	log := msgLog{g.log, msg.ID, msg.Channel}
 	var after func(context.Context)
 	defer func() {

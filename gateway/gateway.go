@@ -45,6 +45,17 @@ type Deferrer interface {
 	HandleDeferred(ctx context.Context, msg conv.Message) (replies []conv.Reply, after func(context.Context), err error)
 }
 
+// ReadAhead is implemented by handlers that know which engine keys they
+// will Get for a message (the router: the customer's handoff, survey and
+// bot state). On an engine where every read is a round trip (Redis,
+// engine.Prefetcher) the gateway reads them together with the message's
+// dedupe record, in one round trip, and hands them to the handler through
+// its context (engine.WithPrefetched); a key the handler does not read
+// costs nothing but its share of that round trip.
+type ReadAhead interface {
+	ReadAheadKeys(msg conv.Message) []string
+}
+
 // HandlerFunc adapts a function to Handler.
 type HandlerFunc func(ctx context.Context, msg conv.Message) ([]conv.Reply, error)
 
@@ -55,14 +66,18 @@ func (f HandlerFunc) Handle(ctx context.Context, msg conv.Message) ([]conv.Reply
 
 // Gateway is the edge server plus the background services it needs.
 type Gateway struct {
-	cfg      Config
-	eng      engine.Engine
-	handler  Handler
-	log      *slog.Logger
-	metrics  *Metrics
-	clock    atomic.Pointer[func() time.Time]
-	instance string
-	seq      atomic.Uint64
+	cfg     Config
+	eng     engine.Engine
+	handler Handler
+	// prefetch and readAhead are set when both the engine and the handler
+	// support reading ahead (see ReadAhead).
+	prefetch  engine.Prefetcher
+	readAhead ReadAhead
+	log       *slog.Logger
+	metrics   *Metrics
+	clock     atomic.Pointer[func() time.Time]
+	instance  string
+	seq       atomic.Uint64
 
 	channels map[string]*channel // by route "oa/demo", "kf/x", "app/y", "im/z"
 	byName   map[string]*channel
@@ -116,6 +131,11 @@ func New(cfg Config, eng engine.Engine, h Handler, opts Options) (*Gateway, erro
 		byName:   map[string]*channel{},
 		kfNudge:  make(chan struct{}, 1),
 		workers:  newWorkers(10 * time.Second),
+	}
+	if p, ok := eng.(engine.Prefetcher); ok {
+		if ra, ok := h.(ReadAhead); ok {
+			g.prefetch, g.readAhead = p, ra
+		}
 	}
 	g.SetClock(opts.Now)
 	g.metrics = newMetrics(opts.Registry, g)

@@ -267,6 +267,12 @@ func (s *Service) Conversation(ctx context.Context, id conv.ConvID) (conv.Conver
 	return c, json.Unmarshal(b, &c)
 }
 
+// ReadAheadKeys names the key Route reads first for msg (the customer's
+// active conversation), so the gateway can read it ahead.
+func (s *Service) ReadAheadKeys(msg conv.Message) []string {
+	return []string{activeKey(msg.Customer)}
+}
+
 // Active returns customer's open (queued or assigned) conversation.
 func (s *Service) Active(ctx context.Context, customer conv.CustomerID) (conv.Conversation, bool, error) {
 	id, err := s.eng.Get(ctx, activeKey(customer))

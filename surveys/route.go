@@ -13,6 +13,16 @@ import (
 	"kefu/engine"
 )
 
+// ReadAheadKeys names the keys this service reads for msg — Route's
+// pending survey, and the bot contact NoteBotTurn reads once the bot has
+// answered — so the gateway can read them ahead.
+func (s *Service) ReadAheadKeys(msg conv.Message) []string {
+	if msg.Kind != conv.MsgText && !(msg.Kind == conv.MsgVoice && strings.TrimSpace(msg.Text) != "") {
+		return nil
+	}
+	return []string{keyPending + string(msg.Customer), keyBot + string(msg.Customer)}
+}
+
 // Route is the router stage for survey answers (app.Stage). While a
 // survey waits for this customer it takes the score, the reason and
 // opt-outs; a clear new question releases the survey and returns
