@@ -99,7 +99,7 @@ func prefetchedFor(ctx context.Context, vers *writeVersions) *Prefetched {
 // write to another key of the same stripe only costs a needless re-read.
 type writeVersions struct {
 	seed    maphash.Seed
-	stripes [1024]atomic.Uint64
+	stripes [1 << 16]atomic.Uint64 // 512 KiB: a false "written" is rare
 }
 
 func newWriteVersions() *writeVersions { return &writeVersions{seed: maphash.MakeSeed()} }
@@ -121,8 +121,9 @@ func (v *writeVersions) bump(keys ...string) {
 
 var _ Prefetcher = (*Redis)(nil)
 
-// Prefetch implements Prefetcher with one pipeline of GETs (go-redis splits
-// it by node on Cluster).
+// Prefetch implements Prefetcher with GETs sent together in one pipeline
+// (shared with other callers' commands, see batcher; go-redis splits it by
+// node on Cluster).
 func (r *Redis) Prefetch(ctx context.Context, keys ...string) *Prefetched {
 	p := &Prefetched{vers: r.vers, items: make([]prefetchedItem, len(keys))}
 	for i, k := range keys {
@@ -135,14 +136,17 @@ func (r *Redis) Prefetch(ctx context.Context, keys ...string) *Prefetched {
 		return p
 	}
 	cmds := make([]*redis.StringCmd, len(keys))
-	// Exec's own error repeats the first failed command's; each command's
-	// error is looked at below.
-	_, _ = r.c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+	err := r.batch.do(ctx, func(pipe redis.Pipeliner) {
 		for i, k := range keys {
 			cmds[i] = pipe.Get(ctx, r.k(k))
 		}
-		return nil
 	})
+	if err != nil {
+		for i := range p.items {
+			p.items[i].err = err
+		}
+		return p
+	}
 	for i, c := range cmds {
 		v, err := c.Bytes()
 		if err != nil {

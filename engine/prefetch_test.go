@@ -3,8 +3,9 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,30 +14,53 @@ import (
 	"kefu/engine"
 )
 
-// countGets counts GET commands sent alone (not in a pipeline) and
-// pipelines of GETs sent, as seen by the go-redis client.
+// countGets counts the GET commands sent for each key (alone or in a
+// pipeline, as the engine's batcher may send either) and the pipelines
+// holding GETs.
 type countGets struct {
-	singleGets, pipelines atomic.Int64
+	mu        sync.Mutex
+	gets      map[string]int
+	pipelines int
 }
 
 func (c *countGets) DialHook(next redis.DialHook) redis.DialHook { return next }
 
+func (c *countGets) note(cmd redis.Cmder) bool {
+	if args := cmd.Args(); len(args) == 2 && strings.EqualFold(cmd.Name(), "get") {
+		c.mu.Lock()
+		c.gets[args[1].(string)]++
+		c.mu.Unlock()
+		return true
+	}
+	return false
+}
+
 func (c *countGets) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if strings.EqualFold(cmd.Name(), "get") {
-			c.singleGets.Add(1)
-		}
+		c.note(cmd)
 		return next(ctx, cmd)
 	}
 }
 
 func (c *countGets) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if len(cmds) > 0 && strings.EqualFold(cmds[0].Name(), "get") {
-			c.pipelines.Add(1) // not go-redis's own connection set-up
+		hasGet := false
+		for _, cmd := range cmds {
+			hasGet = c.note(cmd) || hasGet
+		}
+		if hasGet {
+			c.mu.Lock()
+			c.pipelines++
+			c.mu.Unlock()
 		}
 		return next(ctx, cmds)
 	}
+}
+
+func (c *countGets) snapshot() (map[string]int, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.gets), c.pipelines
 }
 
 func TestRedisPrefetch(t *testing.T) {
@@ -50,7 +74,7 @@ func TestRedisPrefetch(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			client := tc.client(t)
-			hook := &countGets{}
+			hook := &countGets{gets: map[string]int{}}
 			client.AddHook(hook)
 			prefix := uniquePrefix()
 			e := engine.NewRedis(client, prefix)
@@ -60,12 +84,17 @@ func TestRedisPrefetch(t *testing.T) {
 			check(t, e.Set(ctx, "bot:mem:c1", []byte("mem"), time.Minute))
 			check(t, e.HSet(ctx, "hash", map[string][]byte{"f": []byte("v")}))
 
+			_, pipesBefore := hook.snapshot()
 			p := e.Prefetch(ctx, "ho:a:c1", "sv:p:c1", "bot:mem:c1", "hash")
-			if n := hook.pipelines.Load(); n != 1 {
+			before, pipes := hook.snapshot()
+			if n := pipes - pipesBefore; n != 1 {
 				t.Fatalf("Prefetch sent %d pipelines, want 1", n)
 			}
+			sent := func(key string) int {
+				now, _ := hook.snapshot()
+				return now[prefix+key] - before[prefix+key]
+			}
 			pctx := engine.WithPrefetched(ctx, p)
-			before := hook.singleGets.Load()
 
 			if v, err := e.Get(pctx, "ho:a:c1"); err != nil || string(v) != "conv-1" {
 				t.Fatalf("prefetched Get = %q, %v", v, err)
@@ -76,8 +105,10 @@ func TestRedisPrefetch(t *testing.T) {
 			if _, err := e.Get(pctx, "hash"); !errors.Is(err, engine.ErrWrongType) {
 				t.Fatalf("prefetched hash key: %v, want ErrWrongType", err)
 			}
-			if n := hook.singleGets.Load() - before; n != 0 {
-				t.Fatalf("%d GETs sent for prefetched keys, want 0", n)
+			for _, k := range []string{"ho:a:c1", "sv:p:c1", "hash"} {
+				if n := sent(k); n != 0 {
+					t.Fatalf("%d GETs sent for prefetched key %s, want 0", n, k)
+				}
 			}
 
 			// Served once: the second Get asks Redis and sees a change made
@@ -86,7 +117,7 @@ func TestRedisPrefetch(t *testing.T) {
 			if v, err := e.Get(pctx, "ho:a:c1"); err != nil || string(v) != "conv-2" {
 				t.Fatalf("second Get = %q, %v; want Redis's conv-2", v, err)
 			}
-			if n := hook.singleGets.Load() - before; n != 1 {
+			if n := sent("ho:a:c1"); n != 1 {
 				t.Fatalf("second Get sent %d GETs, want 1", n)
 			}
 

@@ -33,6 +33,9 @@ type Redis struct {
 	// vers counts this instance's writes per keyspace stripe so that a
 	// prefetched read is never served after a write that followed it.
 	vers *writeVersions
+	// batch shares pipelines between concurrent simple commands (Get,
+	// Set, SetNX, Prefetch): see batcher.
+	batch *batcher
 }
 
 var _ Engine = (*Redis)(nil)
@@ -41,7 +44,7 @@ var _ Engine = (*Redis)(nil)
 // with prefix (e.g. "kefu:"). The engine takes ownership of client: Close
 // closes it.
 func NewRedis(client redis.UniversalClient, prefix string) *Redis {
-	return &Redis{c: client, prefix: prefix, done: make(chan struct{}), vers: newWriteVersions()}
+	return &Redis{c: client, prefix: prefix, done: make(chan struct{}), vers: newWriteVersions(), batch: newBatcher(client)}
 }
 
 // Name returns "redis".
@@ -62,6 +65,7 @@ func (r *Redis) Close() error {
 	r.closeOnce.Do(func() {
 		r.closed.Store(true)
 		close(r.done)
+		r.batch.close()
 		err = r.c.Close()
 	})
 	return err
@@ -125,7 +129,11 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 	if v, err, ok := prefetchedFor(ctx, r.vers).Take(key); ok {
 		return v, err
 	}
-	v, err := r.c.Get(ctx, r.k(key)).Bytes()
+	var cmd *redis.StringCmd
+	if err := r.batch.do(ctx, func(p redis.Pipeliner) { cmd = p.Get(ctx, r.k(key)) }); err != nil {
+		return nil, err
+	}
+	v, err := cmd.Bytes()
 	if err != nil {
 		return nil, r.wrap(err)
 	}
@@ -138,7 +146,11 @@ func (r *Redis) Set(ctx context.Context, key string, val []byte, ttl time.Durati
 		return err
 	}
 	defer r.vers.bump(key)
-	return r.wrap(r.c.Set(ctx, r.k(key), val, ttlArg(ttl)).Err())
+	var cmd *redis.StatusCmd
+	if err := r.batch.do(ctx, func(p redis.Pipeliner) { cmd = p.Set(ctx, r.k(key), val, ttlArg(ttl)) }); err != nil {
+		return err
+	}
+	return r.wrap(cmd.Err())
 }
 
 // SetNX sets key only if absent (SET NX PX).
@@ -147,7 +159,11 @@ func (r *Redis) SetNX(ctx context.Context, key string, val []byte, ttl time.Dura
 		return false, err
 	}
 	defer r.vers.bump(key)
-	ok, err := r.c.SetNX(ctx, r.k(key), val, ttlArg(ttl)).Result()
+	var cmd *redis.BoolCmd
+	if err := r.batch.do(ctx, func(p redis.Pipeliner) { cmd = p.SetNX(ctx, r.k(key), val, ttlArg(ttl)) }); err != nil {
+		return false, err
+	}
+	ok, err := cmd.Result()
 	return ok, r.wrap(err)
 }
 
