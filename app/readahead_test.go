@@ -17,10 +17,12 @@ import (
 	"kefu/conv"
 	"kefu/engine"
 	"kefu/internal/testredis"
+	"kefu/wxsim"
 )
 
 // lateGets records GET commands for one customer's keys that did not
-// come in a read-ahead group: a GET of the customer's dedupe record
+// come in a read-ahead group: a GET of the customer's dedupe record (or,
+// for a message answered through the send API, of their handoff key)
 // followed, in the same pipeline, by GETs of their other keys. The
 // engine's batcher may put other callers' commands before or after a
 // group, never inside it.
@@ -46,7 +48,9 @@ func (s *lateGets) note(cmds []redis.Cmder) {
 	for _, cmd := range cmds {
 		k, mine := s.getOf(cmd)
 		switch {
-		case mine && strings.Contains(k, ":d:"): // the dedupe record opens a group
+		case mine && (strings.Contains(k, ":d:") || strings.Contains(k, ":a:")):
+			// The dedupe record opens a group (passive replies); on the
+			// queued path (KF) the handoff's active-conversation key does.
 			inGroup = true
 		case mine && inGroup:
 		case mine:
@@ -87,9 +91,10 @@ func (s *lateGets) all() []string {
 func TestApp_RedisReadsRouterKeysAhead(t *testing.T) {
 	srv := testredis.Start(t)
 	client := srv.Client()
-	const user = "o_read_ahead"
-	gets := &lateGets{user: user}
+	const user, kfUser = "o_read_ahead", "wmReadAhead"
+	gets, kfGets := &lateGets{user: user}, &lateGets{user: kfUser}
 	client.AddHook(gets)
+	client.AddHook(kfGets)
 	cfg := loadSample(t)
 	cfg.Redis.Addr = srv.Addr
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -99,7 +104,7 @@ func TestApp_RedisReadsRouterKeysAhead(t *testing.T) {
 	}
 	// Told once the bookkeeping after a bot answer (the survey's bot
 	// contact among it) is done: the hooks run in order, this one last.
-	turns := make(chan struct{}, 2)
+	turns := make(chan struct{}, 4)
 	a.Router.OnBotTurn = append(a.Router.OnBotTurn, func(context.Context, conv.Message, bot.Decision) { turns <- struct{}{} })
 	ln, err := net.Listen("tcp4", cfg.Listen)
 	if err != nil {
@@ -136,5 +141,40 @@ func TestApp_RedisReadsRouterKeysAhead(t *testing.T) {
 	}
 	if keys := gets.all(); len(keys) != 0 {
 		t.Fatalf("GETs of the customer's keys outside the read-ahead: %q (want all read ahead)", keys)
+	}
+
+	// A KF message is claimed by the puller and answered through the send
+	// API; its handler's reads come in one round trip too.
+	var kc *wxsim.KFClient
+	var kfid string
+	for _, ch := range cfg.Channels {
+		if ch.Type == "wecom_kf" {
+			kc = &wxsim.KFClient{URL: "http://" + cfg.Listen + "/wecom/kf/" + ch.Name, Token: ch.Token, CorpID: ch.AppID, EncodingAESKey: ch.EncodingAESKey}
+			for id := range ch.Scenes {
+				kfid = id
+			}
+		}
+	}
+	if kc == nil {
+		t.Fatal("the sample config has no wecom_kf channel")
+	}
+	for i, q := range []string{"营业时间是几点", "会员积分怎么查"} {
+		tok, _, err := a.Sim.KFCustomerSends(kfid, kfUser, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, err := kc.SendEvent(context.Background(), tok, kfid); err != nil || !d.Acked {
+			t.Fatalf("KF callback %d: %v %+v", i, err, d)
+		}
+		select {
+		case <-turns:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no bookkeeping after the bot's KF answer")
+		}
+		a.botState.flush(context.Background())
+		waitUntil(t, 10*time.Second, "KF answer sent", func() bool { return len(a.Sim.Inbox(kfUser)) > i })
+	}
+	if keys := kfGets.all(); len(keys) != 0 {
+		t.Fatalf("GETs of the KF customer's keys outside the read-ahead: %q (want all read ahead)", keys)
 	}
 }

@@ -573,6 +573,13 @@ func (g *Gateway) queueForRecovery(ctx context.Context, h *handover, log msgLog)
 func (g *Gateway) process(msg conv.Message, c claimed) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if g.prefetch != nil {
+		// No dedupe read to share here (the claim was it), but the
+		// handler's reads still take one round trip instead of several.
+		if keys := g.readAhead.ReadAheadKeys(msg); len(keys) > 0 {
+			ctx = engine.WithPrefetched(ctx, g.prefetch.Prefetch(ctx, keys...))
+		}
+	}
 	log := msgLog{g.log, msg.ID, msg.Channel}
 	var after func(context.Context)
 	defer func() {
