@@ -26,8 +26,9 @@ type batcher struct {
 	wg   sync.WaitGroup
 }
 
-// batchReq is one caller's commands: queue adds them to the pipeline,
-// done is closed once their replies are in.
+// batchReq is one caller's commands: queue adds them to the pipeline, and
+// done is signalled once their replies are in (requests are pooled, so it
+// is a buffered channel that is reused, not closed).
 type batchReq struct {
 	queue func(p redis.Pipeliner)
 	done  chan struct{}
