@@ -16,6 +16,7 @@ import (
 
 	"kefu/conv"
 	"kefu/engine"
+	"kefu/internal/testnet"
 	"kefu/wxsim"
 )
 
@@ -25,14 +26,7 @@ func repoRoot(t *testing.T) string {
 	return filepath.Dir(filepath.Dir(file))
 }
 
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeAddr(t *testing.T) string { return testnet.FreeAddr(t) }
 
 // loadSample loads configs/kefu.yaml with a temp data dir and free ports.
 func loadSample(t *testing.T) Config {

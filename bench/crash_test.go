@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"kefu/internal/testnet"
 	"kefu/wxsim"
 )
 
@@ -266,15 +266,7 @@ func kefuServeCommand(t *testing.T, dir string) func(cfg string) *exec.Cmd {
 
 // freeAddr picks a loopback port for a server that must come back on the
 // same address after a restart, as a WeChat callback URL does.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeAddr(t *testing.T) string { return testnet.FreeAddr(t) }
 
 func tail(path string) string {
 	b, _ := os.ReadFile(path)

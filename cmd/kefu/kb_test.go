@@ -14,17 +14,11 @@ import (
 	"time"
 
 	"kefu/app"
+	"kefu/internal/testnet"
 	"kefu/wxsim"
 )
 
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeAddr(t *testing.T) string { return testnet.FreeAddr(t) }
 
 // The curation verbs (`kefu kb misses`, `tune` without --kb, `link`, `draft`,
 // `suggestions`, `approve`, `reject`) work on the running server,
