@@ -134,3 +134,20 @@ func FuzzTurn_AppendJSON(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkEvent_DecodeJSON decodes a typical message_received event, as
+// the report's fold does for every logged event.
+func BenchmarkEvent_DecodeJSON(b *testing.B) {
+	rec := Event{Type: EvMessageReceived, At: time.Date(2026, 12, 7, 20, 0, 0, 123000000, time.UTC), Customer: "demo:oBench0000000000000000000042",
+		Store: "store-001", Channel: "demo", Data: map[string]string{"kind": "text", "msg_id": "oa:wx:m:oBench42:1796670292", "origin": "0"}}.AppendJSON(nil)
+	var ev Event
+	b.ReportAllocs()
+	for b.Loop() {
+		data := ev.Data
+		clear(data)
+		ev = Event{Data: data}
+		if err := ev.DecodeJSON(rec); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
