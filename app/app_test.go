@@ -53,7 +53,15 @@ func startApp(t *testing.T, cfg Config) *App {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp4", cfg.Listen)
+	serveApp(t, a)
+	return a
+}
+
+// serveApp serves a built App on its configured address until the test
+// ends, then checks Serve's error and closes the App.
+func serveApp(t *testing.T, a *App) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", a.Cfg.Listen)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +75,6 @@ func startApp(t *testing.T, cfg Config) *App {
 		}
 		a.Close()
 	})
-	return a
 }
 
 // The sample product answers a FAQ end to end: a WeChat safe-mode push of

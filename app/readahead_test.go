@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -106,20 +105,7 @@ func TestApp_RedisReadsRouterKeysAhead(t *testing.T) {
 	// contact among it) is done: the hooks run in order, this one last.
 	turns := make(chan struct{}, 4)
 	a.Router.OnBotTurn = append(a.Router.OnBotTurn, func(context.Context, conv.Message, bot.Decision) { turns <- struct{}{} })
-	ln, err := net.Listen("tcp4", cfg.Listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		a.Close()
-	})
+	serveApp(t, a)
 
 	c := oaClient(cfg, a)
 	for i, q := range []string{"你们营业时间是几点", "会员积分怎么获得"} {
