@@ -71,15 +71,10 @@ func (r *Router) ReadAheadKeys(msg conv.Message) []string {
 			keys = append(keys, kr.ReadAheadKeys(msg)...)
 		}
 	}
-	if asksBot(msg) {
+	if msg.HasText() {
 		keys = append(keys, r.bot.StateKeys(msg.Customer)...)
 	}
 	return keys
-}
-
-// asksBot says whether msg, if no stage takes it, goes to the bot.
-func asksBot(msg conv.Message) bool {
-	return msg.Kind == conv.MsgText || msg.Kind == conv.MsgVoice && strings.TrimSpace(msg.Text) != ""
 }
 
 // HandleDeferred implements gateway.Deferrer: bookkeeping hooks that the

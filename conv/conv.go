@@ -5,6 +5,7 @@ package conv
 
 import (
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -97,6 +98,12 @@ type Message struct {
 	Raw          []byte            `json:"raw,omitempty"` // kept for unknown kinds
 	CreatedAt    time.Time         `json:"created_at"`
 	ReceivedAt   time.Time         `json:"received_at"`
+}
+
+// HasText says whether m carries text to answer: a text message, or a
+// voice message WeChat transcribed (Text holds the recognition).
+func (m Message) HasText() bool {
+	return m.Kind == MsgText || m.Kind == MsgVoice && strings.TrimSpace(m.Text) != ""
 }
 
 // ReplyKind is the kind of an outbound message.

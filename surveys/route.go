@@ -17,7 +17,7 @@ import (
 // pending survey, and the bot contact NoteBotTurn reads once the bot has
 // answered — so the gateway can read them ahead.
 func (s *Service) ReadAheadKeys(msg conv.Message) []string {
-	if msg.Kind != conv.MsgText && !(msg.Kind == conv.MsgVoice && strings.TrimSpace(msg.Text) != "") {
+	if !msg.HasText() {
 		return nil
 	}
 	return []string{keyPending + string(msg.Customer), keyBot + string(msg.Customer)}
@@ -30,7 +30,7 @@ func (s *Service) ReadAheadKeys(msg conv.Message) []string {
 // takes an exact opt-out word.
 func (s *Service) Route(ctx context.Context, msg conv.Message) (replies []conv.Reply, handled bool, err error) {
 	text := msg.Text
-	if msg.Kind != conv.MsgText && !(msg.Kind == conv.MsgVoice && strings.TrimSpace(text) != "") {
+	if !msg.HasText() {
 		return nil, false, nil
 	}
 	raw, err := s.eng.Get(ctx, keyPending+string(msg.Customer))
