@@ -1083,15 +1083,51 @@ func (e *Embedded) AppendMany(ctx context.Context, log string, data ...[]byte) (
 
 // ReadLog returns up to count (<= 0: all) records with ID > afterID.
 func (e *Embedded) ReadLog(ctx context.Context, log, afterID string, count int) ([]Record, error) {
+	var out []Record
+	err := e.scanLog(ctx, log, afterID, count, func(n int) {
+		// Sized up front: a reader paging through a long log otherwise
+		// grows the slice by doubling, which was a third of what it
+		// allocated.
+		out = make([]Record, 0, n)
+	}, func(n int) []byte {
+		return make([]byte, n) // records borrow from it: no copy each
+	}, func(ms, seq uint64, data []byte, owned bool) {
+		if !owned {
+			data = clone(data)
+		}
+		out = append(out, Record{ID: formatID(ms, seq), Data: data})
+	})
+	return out, err
+}
+
+// ReadLogPage is ReadLog into p, whose memory is reused from one call to
+// the next: a reader paging through a long log (the report's fold) then
+// allocates nothing per record. Cold data is read through one scratch
+// buffer and copied into p.
+func (e *Embedded) ReadLogPage(ctx context.Context, log, afterID string, count int, p *LogPage) error {
+	p.reset()
+	return e.scanLog(ctx, log, afterID, count, func(n int) { p.grow(n) }, func(n int) []byte {
+		if cap(p.scratch) < n {
+			p.scratch = make([]byte, n)
+		}
+		return p.scratch[:n]
+	}, func(ms, seq uint64, data []byte, _ bool) { p.add(ms, seq, data) })
+}
+
+// scanLog hands emit up to count (<= 0: all) records of log with ID >
+// afterID, in order, under the read lock. sized is told how many records
+// at most will come (when count > 0); cold data is read into buffers from
+// buf. emit's data is owned when it lies in such a buffer, and borrowed
+// from the engine's state (copy it to keep it) otherwise.
+func (e *Embedded) scanLog(ctx context.Context, log, afterID string, count int, sized func(n int), buf func(n int) []byte, emit func(ms, seq uint64, data []byte, owned bool)) error {
 	var am, as uint64
 	if afterID != "" {
 		var ok bool
 		if am, as, ok = parseID(afterID); !ok {
-			return nil, fmt.Errorf("engine: invalid log ID %q", afterID)
+			return fmt.Errorf("engine: invalid log ID %q", afterID)
 		}
 	}
-	var out []Record
-	err := e.readKeys(ctx, []string{log}, func(now int64) error {
+	return e.readKeys(ctx, []string{log}, func(now int64) error {
 		ent, err := e.logEntry(log, now)
 		if err != nil || ent == nil {
 			return err
@@ -1103,39 +1139,38 @@ func (e *Embedded) ReadLog(ctx context.Context, log, afterID string, count int) 
 			bi = sort.Search(len(l.blocks), func(k int) bool { return idAfter(l.blocks[k].lastMs, l.blocks[k].lastSeq, am, as) })
 			i = searchAfter(l.recs, am, as)
 		}
+		left := count // records still wanted (count > 0)
 		if count > 0 {
-			// Sized up front: a reader paging through a long log (the
-			// report's fold, 5 000 records a page) otherwise grows the
-			// slice by doubling, which was a third of what it allocated.
 			n := len(l.cold) - ci + len(l.recs) - i
 			for _, b := range l.blocks[bi:] {
 				n += int(b.count)
 			}
-			out = make([]Record, 0, min(count, n))
+			sized(min(count, n))
 		}
 		if ci < len(l.cold) {
 			end := len(l.cold)
 			if count > 0 {
 				end = min(end, ci+count)
+				left -= end - ci
 			}
-			var err error
-			if out, err = e.readCold(l.cold[ci:end], out); err != nil {
+			if err := e.readCold(l.cold[ci:end], buf, emit); err != nil {
 				return err
 			}
 		}
-		for ; bi < len(l.blocks) && (count <= 0 || len(out) < count); bi++ {
-			var err error
-			if out, err = e.readBlock(&l.blocks[bi], am, as, afterID == "", out, count); err != nil {
+		for ; bi < len(l.blocks) && (count <= 0 || left > 0); bi++ {
+			n, err := e.readBlock(&l.blocks[bi], am, as, afterID == "", left, buf, emit)
+			if err != nil {
 				return err
 			}
+			left -= n
 		}
-		for ; i < len(l.recs) && (count <= 0 || len(out) < count); i++ {
+		for ; i < len(l.recs) && (count <= 0 || left > 0); i++ {
 			r := l.recs[i]
-			out = append(out, Record{ID: formatID(r.ms, r.seq), Data: clone(r.data)})
+			emit(r.ms, r.seq, r.data, false)
+			left--
 		}
 		return nil
 	})
-	return out, err
 }
 
 // searchAfter returns the index of the first record with ID > (ms, seq).

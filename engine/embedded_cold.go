@@ -199,32 +199,33 @@ func writeCold(path string, recs []logRec) ([]coldRec, error) {
 	return cold, err
 }
 
-// readCold appends the data of recs (consecutive records of one log) to
-// out, one read per run of records that are adjacent in one file (files
-// stay open in e.files, at most maxOpenCold of them). Called with the engine lock held (read or write), so no segment is
+// readCold hands emit the data of recs (consecutive records of one log),
+// one read into a buffer from buf per run of records that are adjacent in
+// one file (files stay open in e.files, at most maxOpenCold of them).
+// Called with the engine lock held (read or write), so no segment is
 // deleted under it.
-func (e *Embedded) readCold(recs []coldRec, out []Record) ([]Record, error) {
+func (e *Embedded) readCold(recs []coldRec, buf func(n int) []byte, emit func(ms, seq uint64, data []byte, owned bool)) error {
 	for i := 0; i < len(recs); {
 		j, end := i+1, int64(recs[i].off)+int64(recs[i].n)
 		for j < len(recs) && recs[j].seg == recs[i].seg && int64(recs[j].off) == end {
 			end += int64(recs[j].n)
 			j++
 		}
-		buf := make([]byte, end-int64(recs[i].off))
-		if err := e.files.readAt(recs[i].seg, buf, int64(recs[i].off)); err != nil {
-			return out, fmt.Errorf("engine: embedded: reading cold log segment: %w", err)
+		b := buf(int(end - int64(recs[i].off)))
+		if err := e.files.readAt(recs[i].seg, b, int64(recs[i].off)); err != nil {
+			return fmt.Errorf("engine: embedded: reading cold log segment: %w", err)
 		}
 		for _, c := range recs[i:j] {
-			data := buf[:c.n:c.n]
-			buf = buf[c.n:]
+			data := b[:c.n:c.n]
+			b = b[c.n:]
 			if crc32.Checksum(data, crcTable) != c.crc {
-				return out, fmt.Errorf("engine: embedded: %s: record %s: %w", coldName(c.seg), formatID(c.ms, c.seq), errCorrupt)
+				return fmt.Errorf("engine: embedded: %s: record %s: %w", coldName(c.seg), formatID(c.ms, c.seq), errCorrupt)
 			}
-			out = append(out, Record{ID: formatID(c.ms, c.seq), Data: data})
+			emit(c.ms, c.seq, data, true)
 		}
 		i = j
 	}
-	return out, nil
+	return nil
 }
 
 // openCold checks that the segments the recovered state refers to exist

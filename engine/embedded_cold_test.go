@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"kefu/engine"
+	"kefu/engine/enginetest"
 )
 
 func coldFiles(t *testing.T, dir string) []string {
@@ -82,6 +83,7 @@ func (m *logModel) verify(t *testing.T, e engine.Engine, log string) {
 			t.Fatalf("paging by %d read %d records, want %d", page, i, len(m.ids))
 		}
 	}
+	enginetest.CheckLogPages(t, e, log)
 }
 
 func TestEmbeddedColdLogs_ReadTrimReopen(t *testing.T) {

@@ -128,37 +128,40 @@ func writeColdBlocks(path string, recs []logRec) ([]coldBlock, error) {
 	return blocks, err
 }
 
-// readBlock appends to out the records of b after its skipped ones whose
-// ID is after (ams, aseq) (all of them when all is set), at most max in
-// all (max <= 0: no limit). Called with the engine lock held.
-func (e *Embedded) readBlock(b *coldBlock, ams, aseq uint64, all bool, out []Record, max int) ([]Record, error) {
-	buf := make([]byte, b.n)
-	if err := e.files.readAt(b.seg, buf, int64(b.off)); err != nil {
-		return out, fmt.Errorf("engine: embedded: reading cold log block: %w", err)
+// readBlock hands emit the records of b after its skipped ones whose ID
+// is after (ams, aseq) (all of them when all is set), at most max of them
+// (max <= 0: no limit), and returns how many it handed. The block is read
+// into a buffer from buf. Called with the engine lock held.
+func (e *Embedded) readBlock(b *coldBlock, ams, aseq uint64, all bool, max int, buf func(n int) []byte, emit func(ms, seq uint64, data []byte, owned bool)) (int, error) {
+	bb := buf(int(b.n))
+	if err := e.files.readAt(b.seg, bb, int64(b.off)); err != nil {
+		return 0, fmt.Errorf("engine: embedded: reading cold log block: %w", err)
 	}
-	if crc32.Checksum(buf, crcTable) != b.crc {
-		return out, fmt.Errorf("engine: embedded: %s: block at %d: %w", coldName(b.seg), b.off, errCorrupt)
+	if crc32.Checksum(bb, crcTable) != b.crc {
+		return 0, fmt.Errorf("engine: embedded: %s: block at %d: %w", coldName(b.seg), b.off, errCorrupt)
 	}
-	for i := uint32(0); i < b.count && (max <= 0 || len(out) < max); i++ {
-		ms, k1 := binary.Uvarint(buf)
+	emitted := 0
+	for i := uint32(0); i < b.count && (max <= 0 || emitted < max); i++ {
+		ms, k1 := binary.Uvarint(bb)
 		if k1 <= 0 {
-			return out, fmt.Errorf("engine: embedded: %s: block at %d: %w", coldName(b.seg), b.off, errCorrupt)
+			return emitted, fmt.Errorf("engine: embedded: %s: block at %d: %w", coldName(b.seg), b.off, errCorrupt)
 		}
-		seq, k2 := binary.Uvarint(buf[k1:])
+		seq, k2 := binary.Uvarint(bb[k1:])
 		if k2 <= 0 {
-			return out, fmt.Errorf("engine: embedded: %s: block at %d: %w", coldName(b.seg), b.off, errCorrupt)
+			return emitted, fmt.Errorf("engine: embedded: %s: block at %d: %w", coldName(b.seg), b.off, errCorrupt)
 		}
-		n, k3 := binary.Uvarint(buf[k1+k2:])
+		n, k3 := binary.Uvarint(bb[k1+k2:])
 		h := k1 + k2 + k3
-		if k3 <= 0 || n > uint64(len(buf)-h) {
-			return out, fmt.Errorf("engine: embedded: %s: block at %d: %w", coldName(b.seg), b.off, errCorrupt)
+		if k3 <= 0 || n > uint64(len(bb)-h) {
+			return emitted, fmt.Errorf("engine: embedded: %s: block at %d: %w", coldName(b.seg), b.off, errCorrupt)
 		}
-		data := buf[h : h+int(n) : h+int(n)]
-		buf = buf[h+int(n):]
+		data := bb[h : h+int(n) : h+int(n)]
+		bb = bb[h+int(n):]
 		if i < b.skip || (!all && !idAfter(ms, seq, ams, aseq)) {
 			continue
 		}
-		out = append(out, Record{ID: formatID(ms, seq), Data: data})
+		emit(ms, seq, data, true)
+		emitted++
 	}
-	return out, nil
+	return emitted, nil
 }

@@ -68,6 +68,27 @@ func TestColdLogBlocks_OlderSegmentsStillRead(t *testing.T) {
 		if n, err := e.LogLen(ctx, "log"); err != nil || n != int64(len(ids)) {
 			t.Fatalf("%s: LogLen = %d, %v; want %d", what, n, err, len(ids))
 		}
+		// ReadLogPage reads both tiers like ReadLog, one page reused.
+		var p LogPage
+		for _, page := range []int{0, 1, 3, 50} {
+			for _, after := range append([]string{""}, ids...) {
+				want, err := e.ReadLog(ctx, "log", after, page)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := e.ReadLogPage(ctx, "log", after, page, &p); err != nil {
+					t.Fatal(err)
+				}
+				if p.Len() != len(want) {
+					t.Fatalf("%s: ReadLogPage(after %s, %d) has %d records, ReadLog %d", what, after, page, p.Len(), len(want))
+				}
+				for i, r := range want {
+					if p.ID(i) != r.ID || string(p.Data(i)) != string(r.Data) {
+						t.Fatalf("%s: ReadLogPage(after %s, %d): record %d = %s %q, want %s %q", what, after, page, i, p.ID(i), p.Data(i), r.ID, r.Data)
+					}
+				}
+			}
+		}
 	}
 	add(60, "old")
 	time.Sleep(3 * time.Millisecond)

@@ -184,16 +184,23 @@ func isCustomerMsg(ev *conv.Event) bool {
 // event has none).
 func (f *fold) apply(id string, ev *conv.Event) {
 	f.cursor = id
+	f.applyAt(idMillis(id), ev)
+}
+
+// applyAt is apply for a record whose ID's time part is idt (Unix ms),
+// leaving the cursor to the caller: the refresh folds a page of records and
+// moves the cursor once, to the page's last ID.
+func (f *fold) applyAt(idt int64, ev *conv.Event) {
 	f.processed++
 	t := ev.At.UnixMilli()
 	if ev.At.IsZero() {
-		t = idMillis(id)
+		t = idt
 	}
 	// The fold's clock follows event time, but an instance with a clock far
 	// ahead must not end everyone's contacts early: the log's own ID (its
 	// append time) bounds it.
 	wm := t
-	if idt := idMillis(id); idt > plausibleMs && wm > idt+maxSkew.Milliseconds() {
+	if idt > plausibleMs && wm > idt+maxSkew.Milliseconds() {
 		wm = idt + maxSkew.Milliseconds()
 	}
 	if wm > f.watermark {

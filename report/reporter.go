@@ -67,8 +67,9 @@ type Reporter struct {
 	fp   string
 	loc  *time.Location
 
-	refreshMu sync.Mutex   // one Refresh at a time
-	mu        sync.RWMutex // guards f and gen
+	refreshMu sync.Mutex     // one Refresh at a time
+	page      engine.LogPage // refresh reads the log through it (refreshMu)
+	mu        sync.RWMutex   // guards f and gen
 	f         *fold
 	gen       int64 // bumped whenever f changes; invalidates roll
 
@@ -342,11 +343,14 @@ func (r *Reporter) refresh(ctx context.Context) (int, error) {
 		r.mu.RLock()
 		cursor := r.f.cursor
 		r.mu.RUnlock()
-		recs, err := r.eng.ReadLog(ctx, r.name, cursor, r.cfg.PageSize)
-		if err != nil {
+		// One page, reused: the log is read back in full every refresh, and
+		// copying each record out was half of the memory a refresh added.
+		p := &r.page
+		if err := engine.ReadLogPage(ctx, r.eng, r.name, cursor, r.cfg.PageSize, p); err != nil {
 			return total, fmt.Errorf("report: reading the event log: %w", err)
 		}
-		if len(recs) == 0 {
+		n := p.Len()
+		if n == 0 {
 			if leader && pages > 0 {
 				return total, r.flush(ctx)
 			}
@@ -354,18 +358,18 @@ func (r *Reporter) refresh(ctx context.Context) (int, error) {
 		}
 		r.mu.Lock()
 		var ev conv.Event
-		for i := range recs {
+		for i := range n {
 			// One Event and its Data map are reused across records: the fold
 			// keeps only the strings, never the map.
 			data := ev.Data
 			clear(data)
 			ev = conv.Event{Data: data}
-			if err := ev.DecodeJSON(recs[i].Data); err != nil {
-				r.f.cursor = recs[i].ID // a bad record must not stall the report
-				continue
+			if err := ev.DecodeJSON(p.Data(i)); err != nil {
+				continue // a bad record must not stall the report (the cursor passes it)
 			}
-			r.f.apply(recs[i].ID, &ev)
+			r.f.applyAt(p.Millis(i), &ev)
 		}
+		r.f.cursor = p.ID(n - 1)
 		r.f.sweep()
 		r.gen++
 		if !leader {
@@ -373,9 +377,9 @@ func (r *Reporter) refresh(ctx context.Context) (int, error) {
 		}
 		r.mu.Unlock()
 		pages++
-		total += len(recs)
-		r.folded.Add(int64(len(recs)))
-		more := len(recs) == r.cfg.PageSize
+		total += n
+		r.folded.Add(int64(n))
+		more := n == r.cfg.PageSize
 		// Catching up on a long log, write every catchUpPages pages (or
 		// every catchUpFlush) instead of every page: contacts touched on many
 		// pages are then encoded once. A crash costs re-reading at most that

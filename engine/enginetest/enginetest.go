@@ -1200,6 +1200,8 @@ func testLogs(t *testing.T, e engine.Engine) {
 	if _, err := e.ReadLog(ctx, "log", "not-an-id", 1); err == nil {
 		t.Fatal("ReadLog with a malformed afterID succeeded")
 	}
+	CheckLogPages(t, e, "log")
+	CheckLogPages(t, e, "absent-log")
 }
 
 func testLogTrim(t *testing.T, e engine.Engine) {
@@ -1240,6 +1242,7 @@ func testLogTrim(t *testing.T, e engine.Engine) {
 	if len(recs) != 1 || recs[0].ID != id {
 		t.Fatalf("ReadLog after trim = %v", recs)
 	}
+	CheckLogPages(t, e, "tl")
 }
 
 func testLogConcurrentAppend(t *testing.T, e engine.Engine) {
@@ -1562,5 +1565,50 @@ func testClosed(t *testing.T, e engine.Engine) {
 	}
 	if err := e.Ping(ctx); err == nil {
 		t.Fatal("Ping after Close succeeded")
+	}
+}
+
+// CheckLogPages pages through log with engine.ReadLogPage, one LogPage
+// reused for every read, at several page sizes and from every starting
+// point, and fails unless each page holds exactly what ReadLog returns for
+// the same arguments. A page left from a longer read must not leak into a
+// shorter one, nor an earlier page's data into a later one.
+func CheckLogPages(t *testing.T, e engine.Engine, log string) {
+	t.Helper()
+	ctx := ctxFor(t)
+	all, err := e.ReadLog(ctx, log, "", 0)
+	must(t, err)
+	var p engine.LogPage
+	same := func(what string, want []engine.Record) {
+		t.Helper()
+		if p.Len() != len(want) {
+			t.Fatalf("%s: ReadLogPage has %d records, ReadLog %d", what, p.Len(), len(want))
+		}
+		for i, r := range want {
+			if p.ID(i) != r.ID || !bytes.Equal(p.Data(i), r.Data) {
+				t.Fatalf("%s: record %d = %s %q, ReadLog has %s %q", what, i, p.ID(i), p.Data(i), r.ID, r.Data)
+			}
+			if ms, _ := strconv.ParseInt(r.ID[:strings.IndexByte(r.ID, '-')], 10, 64); p.Millis(i) != ms {
+				t.Fatalf("%s: record %d: Millis = %d, ID %s", what, i, p.Millis(i), r.ID)
+			}
+		}
+	}
+	for _, size := range []int{0, 1, 2, 7, 100} {
+		starts := []string{""}
+		for _, r := range all {
+			starts = append(starts, r.ID)
+		}
+		for _, after := range starts {
+			want, err := e.ReadLog(ctx, log, after, size)
+			must(t, err)
+			must(t, engine.ReadLogPage(ctx, e, log, after, size, &p))
+			same(fmt.Sprintf("after %q, count %d", after, size), want)
+		}
+	}
+	if err := engine.ReadLogPage(ctx, e, log, "not-an-id", 1, &p); err == nil {
+		t.Fatal("ReadLogPage with a malformed afterID succeeded")
+	}
+	if p.Len() != 0 {
+		t.Fatalf("ReadLogPage failed but left %d records on the page", p.Len())
 	}
 }
