@@ -153,10 +153,17 @@ func (s *Server) start() error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := c.Ping(ctx).Err()
+		// The answer must come from this redis-server: another test
+		// process may have picked the same port a moment earlier, and then
+		// its server answers while ours fails to bind and exits.
+		info, err := c.InfoMap(ctx, "server").Result()
 		cancel()
 		if err == nil {
-			return nil
+			if pid := info["Server"]["process_id"]; pid == strconv.Itoa(cmd.Process.Pid) {
+				return nil
+			}
+			s.Kill() // launchIn tries another port
+			return fmt.Errorf("testredis: another redis-server (pid %s) answers on %s", info["Server"]["process_id"], s.Addr)
 		}
 		select {
 		case <-exited:

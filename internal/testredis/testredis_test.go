@@ -3,6 +3,7 @@ package testredis
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -52,5 +53,25 @@ func TestCluster(t *testing.T) {
 	}
 	if used < 2 {
 		t.Fatalf("keys landed on %d masters, want a real cluster", used)
+	}
+}
+
+// Two test processes can pick the same port at once. The one whose
+// redis-server loses the bind must not take the winner's server for its
+// own: start refuses an answer from another process's server.
+func TestStartRefusesAnotherServersAnswer(t *testing.T) {
+	first := Start(t)
+	clash := &Server{Addr: first.Addr, dir: t.TempDir(), port: first.port}
+	err := clash.start()
+	if err == nil {
+		clash.Stop()
+		t.Fatal("start succeeded on a port another redis-server holds")
+	}
+	if !strings.Contains(err.Error(), "another redis-server") && !strings.Contains(err.Error(), "exited") {
+		t.Fatalf("start on a taken port: %v", err)
+	}
+	t.Log(err)
+	if err := first.Client().Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("the first server is hurt: %v", err)
 	}
 }
