@@ -409,11 +409,12 @@ func (c *child) stop() (time.Duration, bool) {
 	}
 }
 
-// procMem reads VmRSS and VmHWM (peak RSS) of pid, in bytes.
-func procMem(pid int) (rss, hwm int64) {
+// procMem reads VmRSS, VmHWM (peak RSS) and RssFile (the file-backed
+// part of VmRSS: mostly the executable's pages) of pid, in bytes.
+func procMem(pid int) (rss, hwm, file int64) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		return 0, 0
+		return 0, 0, 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
@@ -426,9 +427,11 @@ func procMem(pid int) (rss, hwm int64) {
 			rss = kb << 10
 		case "VmHWM:":
 			hwm = kb << 10
+		case "RssFile:":
+			file = kb << 10
 		}
 	}
-	return rss, hwm
+	return rss, hwm, file
 }
 
 // procCPU reads pid's user+system CPU time from /proc/<pid>/stat.
