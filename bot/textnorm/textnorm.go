@@ -219,7 +219,10 @@ func (n *Normalizer) Normalize(s string) string {
 	if n.vocab != nil {
 		s = n.correct(s)
 	}
-	return n.dropFillers(s)
+	// Dropping a filler can join two digit runs ("00额00": 额 is a
+	// hesitation), so they are collapsed again: normalising twice must give
+	// what normalising once gave (FuzzNormalize).
+	return collapseDigits(n.dropFillers(s))
 }
 
 // Fold applies the character-level rules only: width, case,
