@@ -83,6 +83,10 @@ type options struct {
 	keep             bool
 	encrypt          bool
 	workRoot         string
+	// rate > 0 makes the load an open loop at that many requests a second
+	// (latency counted from each request's scheduled time); 0 is the
+	// closed loop at full speed.
+	rate float64
 }
 
 // Result is one target's measurement (the -json output is a list of them).
@@ -161,7 +165,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	var targets string
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per target")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load before each measurement")
-	fs.IntVar(&o.conns, "conns", 64, "concurrent connections (closed loop)")
+	fs.IntVar(&o.conns, "conns", 64, "concurrent connections (closed loop; with -rate, the most requests in flight)")
+	fs.Float64Var(&o.rate, "rate", 0, "open loop: send this many requests a second on a fixed schedule and count latency from each request's scheduled time, so a stalled server is not flattered (0: closed loop at full speed)")
 	fs.StringVar(&targets, "targets", strings.Join(defaultTargets, ","), "comma-separated targets: "+strings.Join(allTargets, ", ")+" (gateway-*: diagnostic, fixed-answer handler)")
 	fs.BoolVar(&o.json, "json", false, "print results as JSON")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of each kefu target to PREFIX.<target>.pprof")
@@ -199,8 +204,12 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kefu bench: -encrypt and -dup do not combine (the duplicate check resends pooled pushes)")
 		return 2
 	}
-	if len(o.targets) == 0 || o.conns < 1 || o.duration <= 0 || o.warmup < 0 || o.users < 1 {
-		fmt.Fprintln(stderr, "kefu bench: need targets, -conns ≥ 1, -duration > 0, -warmup ≥ 0, -users ≥ 1")
+	if len(o.targets) == 0 || o.conns < 1 || o.duration <= 0 || o.warmup < 0 || o.users < 1 || o.rate < 0 {
+		fmt.Fprintln(stderr, "kefu bench: need targets, -conns ≥ 1, -duration > 0, -warmup ≥ 0, -users ≥ 1, -rate ≥ 0")
+		return 2
+	}
+	if o.rate > 0 && o.dup {
+		fmt.Fprintln(stderr, "kefu bench: -rate and -dup do not combine (the duplicate check sends each push's copies back to back)")
 		return 2
 	}
 	results, err := run(o, stderr)
@@ -366,7 +375,7 @@ func runTarget(t string, o options, work, kb, simURL string, sim *wxsim.API, poo
 		copies:      copies,
 		keep:        o.dup,
 		sampleEvery: 997,
-		encrypt:     o.encrypt, users: o.users,
+		encrypt:     o.encrypt, users: o.users, rate: o.rate,
 		onRecord: func() {
 			cpu0, mach0 = procCPU(pid), machineCPU()
 			if t == TargetKefuEmbedded || t == TargetGatewayEmbedded {
@@ -523,6 +532,9 @@ func report(w io.Writer, o options, rs []Result) {
 	}
 	if o.dup {
 		mode = "each MsgId sent 4× (duplicate check)"
+	}
+	if o.rate > 0 {
+		mode += fmt.Sprintf(", open loop at %.0f req/s (latency from the scheduled send time)", o.rate)
 	}
 	fmt.Fprintf(w, "kefu bench: %d connections, warm-up %s, %s per target, safe-mode OA text pushes, %s\n\n", o.conns, o.warmup, o.duration, mode)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

@@ -3,11 +3,15 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // TestMain lets the test binary play the kefu binary's child side: the
@@ -38,9 +42,16 @@ func TestHist_Quantiles(t *testing.T) {
 }
 
 func TestRun_BadFlags(t *testing.T) {
-	var out, errb bytes.Buffer
-	if code := Run([]string{"-targets", "nope"}, &out, &errb); code != 2 {
-		t.Fatalf("exit %d, want 2; stderr %s", code, errb.String())
+	for _, args := range [][]string{
+		{"-targets", "nope"},
+		{"-rate", "-5"},
+		{"-rate", "1000", "-dup"},
+		{"-encrypt", "-dup"},
+	} {
+		var out, errb bytes.Buffer
+		if code := Run(args, &out, &errb); code != 2 || errb.Len() == 0 {
+			t.Fatalf("%v: exit %d, want 2 with a message; stderr %q", args, code, errb.String())
+		}
 	}
 }
 
@@ -124,4 +135,47 @@ func errorsAs(err error, target **exec.ExitError) bool {
 		*target = e
 	}
 	return ok
+}
+
+// TestRunLoad_OpenLoopCountsQueueing checks the open loop's accounting
+// against a server that takes 30 ms a request: with one connection and a
+// request due every 10 ms, requests queue behind each other, and their
+// latency must include the wait from their scheduled time (a closed loop
+// would report ≈30 ms and hide it). It also sends no more than was
+// scheduled.
+func TestRunLoad_OpenLoopCountsQueueing(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var served atomic.Int64
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		served.Add(1)
+		time.Sleep(30 * time.Millisecond)
+		ctx.SetBodyString("success")
+	}}
+	go srv.Serve(ln)
+	defer srv.Shutdown()
+	pool, err := buildPool(4, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rate, window = 100.0, 600 * time.Millisecond
+	res, err := runLoad(pool, loadSpec{addr: ln.Addr().String(), conns: 1, duration: window, wrap: true, users: 4, rate: rate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scheduled := int64(rate * window.Seconds())
+	if res.Requests == 0 || int64(res.Requests) > scheduled || served.Load() > scheduled {
+		t.Fatalf("completed %d, served %d; %d were scheduled", res.Requests, served.Load(), scheduled)
+	}
+	// The k-th request (from 0) is due at 10k ms and answered no earlier
+	// than 30(k+1) ms: latency ≥ 20k+30 ms, so the median is far above
+	// the 30 ms service time.
+	if p50 := res.lat.quantile(0.5); p50 < 60 {
+		t.Fatalf("p50 = %.1f ms: queueing behind the slow server was not counted", p50)
+	}
+	if res.Acks != res.Requests {
+		t.Fatalf("acks %d of %d requests", res.Acks, res.Requests)
+	}
 }

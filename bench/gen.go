@@ -108,6 +108,12 @@ type loadSpec struct {
 	// encrypts on the fly; users spreads its customers.
 	encrypt bool
 	users   int
+	// rate > 0: open loop. Request i is due at start + i/rate; a worker
+	// waits for its request's due time, and the latency is counted from
+	// it, so time a request spent waiting for a free connection behind a
+	// slow one counts too (no coordinated omission). conns bounds the
+	// requests in flight.
+	rate float64
 }
 
 // loadResult is what the generator measured.
@@ -137,8 +143,8 @@ var errPoolExhausted = errors.New("request pool exhausted")
 
 // runLoad drives a closed loop: conns workers, each with its own
 // connection, send the next pooled callback as soon as the previous one is
-// answered. Latencies of requests that start in the measured window are
-// recorded.
+// answered (or, with spec.rate, when it is due). Latencies of requests that
+// start (are due) in the measured window are recorded.
 func runLoad(pool []callback, spec loadSpec) (*loadResult, error) {
 	if spec.copies < 1 {
 		spec.copies = 1
@@ -193,6 +199,16 @@ func runLoad(pool []callback, spec loadSpec) (*loadResult, error) {
 					return
 				}
 				i := int(next.Add(1))
+				if spec.rate > 0 {
+					due := start.Add(time.Duration(float64(i) / spec.rate * float64(time.Second)))
+					if !due.Before(end) {
+						return
+					}
+					if d := time.Until(due); d > 0 {
+						time.Sleep(d)
+					}
+					t0 = due
+				}
 				var cb *callback
 				if enc != nil {
 					u := openIDOf(i % spec.users)
