@@ -180,16 +180,10 @@ func isCustomerMsg(ev *conv.Event) bool {
 	return o != "4" && o != "5"
 }
 
-// apply folds one event. id is its log record ID (used as the time when the
-// event has none).
-func (f *fold) apply(id string, ev *conv.Event) {
-	f.cursor = id
-	f.applyAt(idMillis(id), ev)
-}
-
-// applyAt is apply for a record whose ID's time part is idt (Unix ms),
-// leaving the cursor to the caller: the refresh folds a page of records and
-// moves the cursor once, to the page's last ID.
+// applyAt folds one event whose log record ID has the time part idt (Unix
+// ms; used as the time when the event has none). The cursor is left to the
+// caller: the refresh folds a page of records and moves the cursor once,
+// to the page's last ID.
 func (f *fold) applyAt(idt int64, ev *conv.Event) {
 	f.processed++
 	t := ev.At.UnixMilli()

@@ -16,6 +16,13 @@ var t0 = time.Date(2026, 11, 2, 10, 0, 0, 0, shanghai)
 
 type mod func(*conv.Event)
 
+// apply folds one event the way a refresh does for a one-record page: the
+// fold at id's time, then the cursor at id.
+func (f *fold) apply(id string, ev *conv.Event) {
+	f.applyAt(idMillis(id), ev)
+	f.cursor = id
+}
+
 func agent(a string) mod  { return func(e *conv.Event) { e.Agent = a } }
 func reason(r string) mod { return func(e *conv.Event) { e.Reason = r } }
 func cust(c string) mod   { return func(e *conv.Event) { e.Customer = conv.CustomerID(c) } }
