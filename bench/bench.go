@@ -117,6 +117,12 @@ type Result struct {
 	OtherCPU float64 `json:"other_cpu_cores"`
 	// GenCPUPerReq is the generator's CPU time per request in µs.
 	GenCPUPerReq float64 `json:"gen_cpu_us_per_req"`
+	// AllocKBPerReq is the heap the target allocated per request, in KiB,
+	// and GCPerS its garbage-collection cycles per second, both over the
+	// window: allocation drives the collector's work, and unlike req/s it
+	// hardly varies from run to run.
+	AllocKBPerReq float64 `json:"alloc_kb_per_req"`
+	GCPerS        float64 `json:"gc_cycles_per_s"`
 	// WALFramesPerReq, FsyncsPerS and FramesPerFsync describe the embedded
 	// engine's write-ahead log over the window (kefu-embedded only).
 	WALFramesPerReq float64 `json:"wal_frames_per_req,omitempty"`
@@ -361,8 +367,8 @@ func runTarget(t string, o options, work, kb, simURL string, sim *wxsim.API, poo
 	}
 	pid := c.cmd.Process.Pid
 	var cpu0, mach0 time.Duration
-	var wal0 walStats
-	var haveWAL bool
+	var st0 childStats
+	var haveStats bool
 	var redisCmds0 redisCounts
 	var rc *redis.Client
 	if redisAddr != "" {
@@ -378,9 +384,7 @@ func runTarget(t string, o options, work, kb, simURL string, sim *wxsim.API, poo
 		encrypt:     o.encrypt, users: o.users, rate: o.rate,
 		onRecord: func() {
 			cpu0, mach0 = procCPU(pid), machineCPU()
-			if t == TargetKefuEmbedded || t == TargetGatewayEmbedded {
-				wal0, haveWAL = c.walStats()
-			}
+			st0, haveStats = c.readStats()
 			if rc != nil {
 				redisCmds0 = redisCommands(rc)
 			}
@@ -391,9 +395,9 @@ func runTarget(t string, o options, work, kb, simURL string, sim *wxsim.API, poo
 		return nil, err
 	}
 	cpu1, mach1 := procCPU(pid), machineCPU()
-	var wal1 walStats
-	if haveWAL {
-		wal1, haveWAL = c.walStats()
+	var st1 childStats
+	if haveStats {
+		st1, haveStats = c.readStats()
 	}
 	var redisCmds1 redisCounts
 	if rc != nil {
@@ -421,11 +425,15 @@ func runTarget(t string, o options, work, kb, simURL string, sim *wxsim.API, poo
 	// The window's counters include the work of requests that started
 	// before it and exclude that of requests still in flight at its end;
 	// over thousands of requests the difference is noise.
-	if haveWAL && lr.Requests > 0 {
-		res.WALFramesPerReq = float64(wal1.frames-wal0.frames) / float64(lr.Requests)
-		res.FsyncsPerS = float64(wal1.syncs-wal0.syncs) / lr.Elapsed.Seconds()
-		if n := wal1.syncs - wal0.syncs; n > 0 {
-			res.FramesPerFsync = float64(wal1.frames-wal0.frames) / float64(n)
+	if haveStats && lr.Requests > 0 {
+		res.AllocKBPerReq = float64(st1.alloc-st0.alloc) / 1024 / float64(lr.Requests)
+		res.GCPerS = float64(st1.gcs-st0.gcs) / lr.Elapsed.Seconds()
+	}
+	if haveStats && st0.wal == 1 && st1.wal == 1 && lr.Requests > 0 {
+		res.WALFramesPerReq = float64(st1.frames-st0.frames) / float64(lr.Requests)
+		res.FsyncsPerS = float64(st1.syncs-st0.syncs) / lr.Elapsed.Seconds()
+		if n := st1.syncs - st0.syncs; n > 0 {
+			res.FramesPerFsync = float64(st1.frames-st0.frames) / float64(n)
 		}
 	}
 	if rc != nil && lr.Requests > 0 && redisCmds1.commands > redisCmds0.commands {
@@ -538,11 +546,11 @@ func report(w io.Writer, o options, rs []Result) {
 	}
 	fmt.Fprintf(w, "kefu bench: %d connections, warm-up %s, %s per target, safe-mode OA text pushes, %s\n\n", o.conns, o.warmup, o.duration, mode)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\treq/s\tp50 ms\tp99 ms\tp999 ms\tmax ms\terrors\tnon-200\tpassive\tbad replies\tserver CPU\tserver µs/req\tother CPU\tgen µs/req\tRSS MB\tpeak RSS MB\tof it file MB\t")
+	fmt.Fprintln(tw, "target\treq/s\tp50 ms\tp99 ms\tp999 ms\tmax ms\terrors\tnon-200\tpassive\tbad replies\tserver CPU\tserver µs/req\tother CPU\tgen µs/req\talloc KB/req\tGCs/s\tRSS MB\tpeak RSS MB\tof it file MB\t")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.1f\t%d\t%d\t%d\t%d/%d\t%.2f\t%.0f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t\n",
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.1f\t%d\t%d\t%d\t%d/%d\t%.2f\t%.0f\t%.2f\t%.1f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t\n",
 			r.Target, r.ReqPerS, r.P50Ms, r.P99Ms, r.P999Ms, r.MaxMs, r.Errors, r.Non200, r.Passive, r.BadReplies, r.Sampled,
-			r.ServerCPU, r.ServerCPUPerReq, r.OtherCPU, r.GenCPUPerReq, mb(r.RSS), mb(r.PeakRSS), mb(r.RSSFile))
+			r.ServerCPU, r.ServerCPUPerReq, r.OtherCPU, r.GenCPUPerReq, r.AllocKBPerReq, r.GCPerS, mb(r.RSS), mb(r.PeakRSS), mb(r.RSSFile))
 	}
 	_ = tw.Flush()
 	for _, r := range rs {

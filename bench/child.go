@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -90,18 +91,24 @@ func runChild(kind, cfgPath, listen, cpuprofile, memprofile string, stdout, stde
 			_ = f.Close()
 		}()
 	}
-	// SIGUSR1 makes a kefu child on the embedded engine print its WAL
-	// counters, so the parent can tell what a measured window cost in
-	// records and fsyncs. Every child installs the handler, so a stray
-	// SIGUSR1 never kills one.
+	// SIGUSR1 makes a child print its counters — bytes allocated on the
+	// heap and GC cycles, and on the embedded engine its WAL counters — so
+	// the parent can tell what a measured window cost. Allocation per
+	// request is nearly deterministic, unlike req/s on a shared machine,
+	// so it shows a change in garbage-collector work at once. Every child
+	// installs the handler, so a stray SIGUSR1 never kills one.
 	usr := make(chan os.Signal, 1)
 	signal.Notify(usr, syscall.SIGUSR1)
 	defer signal.Stop(usr)
 	go func() {
 		for range usr {
+			var st childStats
+			st.alloc, st.gcs = heapCounters()
 			if f := statsFn.Load(); f != nil {
-				(*f)()
+				st.frames, st.batches, st.syncs, st.bytes = (*f)()
+				st.wal = 1
 			}
+			fmt.Fprintf(stdout, "STATS %d %d %d %d %d %d %d\n", st.alloc, st.gcs, st.wal, st.frames, st.batches, st.syncs, st.bytes)
 		}
 	}()
 	if listen == "" {
@@ -119,9 +126,9 @@ func runChild(kind, cfgPath, listen, cpuprofile, memprofile string, stdout, stde
 	case "silenceper":
 		err = serveSilenceper(ctx, ln, announce)
 	case "kefu":
-		err = serveKefu(context.WithValue(ctx, stdoutKey{}, stdout), ln, cfgPath, announce)
+		err = serveKefu(ctx, ln, cfgPath, announce)
 	case "gateway":
-		err = serveGatewayOnly(context.WithValue(ctx, stdoutKey{}, stdout), ln, cfgPath, announce)
+		err = serveGatewayOnly(ctx, ln, cfgPath, announce)
 	default:
 		err = fmt.Errorf("unknown child kind %q", kind)
 	}
@@ -197,19 +204,38 @@ func serveKefu(ctx context.Context, ln net.Listener, cfgPath string, announce fu
 	}
 	defer a.Close()
 	if e, ok := a.Engine.(*engine.Embedded); ok {
-		w := stdoutOf(ctx)
-		f := func() {
-			st := e.Stats()
-			fmt.Fprintf(w, "STATS %d %d %d %d\n", st.Frames, st.Batches, st.Syncs, st.WALBytes)
-		}
-		statsFn.Store(&f)
+		setWALStats(e)
 	}
 	announce()
 	return a.Serve(ctx, ln)
 }
 
-// statsFn prints the engine's counters (set by serveKefu).
-var statsFn atomic.Pointer[func()]
+// statsFn returns the embedded engine's WAL counters (frames, batches,
+// fsyncs, bytes); set by the kefu and gateway targets on that engine.
+var statsFn atomic.Pointer[func() (uint64, uint64, uint64, uint64)]
+
+// setWALStats makes SIGUSR1 report e's WAL counters.
+func setWALStats(e *engine.Embedded) {
+	f := func() (uint64, uint64, uint64, uint64) {
+		st := e.Stats()
+		return st.Frames, st.Batches, st.Syncs, st.WALBytes
+	}
+	statsFn.Store(&f)
+}
+
+// heapCounters returns the bytes allocated on the heap and the GC cycles
+// completed since the process started.
+func heapCounters() (alloc, gcs uint64) {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		alloc = s[0].Value.Uint64()
+	}
+	if s[1].Value.Kind() == metrics.KindUint64 {
+		gcs = s[1].Value.Uint64()
+	}
+	return alloc, gcs
+}
 
 // serveGatewayOnly is a diagnostic target: kefu's gateway and engine as
 // `kefu serve` configures them, but with a handler that answers a fixed
@@ -229,12 +255,7 @@ func serveGatewayOnly(ctx context.Context, ln net.Listener, cfgPath string, anno
 	}
 	defer eng.Close()
 	if e, ok := eng.(*engine.Embedded); ok {
-		w := stdoutOf(ctx)
-		f := func() {
-			st := e.Stats()
-			fmt.Fprintf(w, "STATS %d %d %d %d\n", st.Frames, st.Batches, st.Syncs, st.WALBytes)
-		}
-		statsFn.Store(&f)
+		setWALStats(e)
 	}
 	answer := gateway.HandlerFunc(func(context.Context, conv.Message) ([]conv.Reply, error) {
 		return []conv.Reply{conv.Text(silenceperAnswer)}, nil
@@ -263,36 +284,26 @@ func serveGatewayOnly(ctx context.Context, ln net.Listener, cfgPath string, anno
 	return srv.Serve(ln)
 }
 
-type stdoutKey struct{}
-
-// stdoutOf is where the child announces things to the parent.
-func stdoutOf(ctx context.Context) io.Writer {
-	if w, ok := ctx.Value(stdoutKey{}).(io.Writer); ok {
-		return w
-	}
-	return os.Stdout
-}
-
 // child is a running target process.
 type child struct {
 	cmd    *exec.Cmd
 	addr   string
 	exited chan struct{}
-	stats  chan walStats
+	stats  chan childStats
 }
 
-// walStats are the embedded engine's WAL counters of a kefu child.
-type walStats struct{ frames, batches, syncs, bytes uint64 }
+// childStats are a child's counters: heap bytes allocated and GC cycles
+// (every target), and when wal is 1 the embedded engine's WAL counters.
+type childStats struct{ alloc, gcs, wal, frames, batches, syncs, bytes uint64 }
 
-// walStats asks a kefu child on the embedded engine for its WAL counters
-// (false for other targets, or if it does not answer).
-func (c *child) walStats() (walStats, bool) {
+// readStats asks a child for its counters (false if it does not answer).
+func (c *child) readStats() (childStats, bool) {
 	_ = c.cmd.Process.Signal(syscall.SIGUSR1)
 	select {
 	case s := <-c.stats:
 		return s, true
 	case <-time.After(500 * time.Millisecond):
-		return walStats{}, false
+		return childStats{}, false
 	}
 }
 
@@ -335,7 +346,7 @@ func startChild(kind, cfgPath, cpuprofile, memprofile, logPath string) (*child, 
 		logf.Close()
 		return nil, err
 	}
-	c := &child{cmd: cmd, exited: make(chan struct{}), stats: make(chan walStats, 1)}
+	c := &child{cmd: cmd, exited: make(chan struct{}), stats: make(chan childStats, 1)}
 	go func() { _ = cmd.Wait(); logf.Close(); close(c.exited) }()
 	lines := make(chan string, 1)
 	go func() {
@@ -345,8 +356,8 @@ func startChild(kind, cfgPath, cpuprofile, memprofile, logPath string) (*child, 
 				lines <- a
 			}
 			if a, ok := strings.CutPrefix(sc.Text(), "STATS "); ok {
-				var s walStats
-				if _, err := fmt.Sscan(a, &s.frames, &s.batches, &s.syncs, &s.bytes); err == nil {
+				var s childStats
+				if _, err := fmt.Sscan(a, &s.alloc, &s.gcs, &s.wal, &s.frames, &s.batches, &s.syncs, &s.bytes); err == nil {
 					select {
 					case c.stats <- s:
 					default:
