@@ -16,6 +16,7 @@ import (
 
 	"kefu/conv"
 	"kefu/engine"
+	"kefu/internal/gctune"
 	"kefu/internal/testnet"
 	"kefu/wxsim"
 )
@@ -153,12 +154,13 @@ func TestConfig_ValidateExplainsEveryError(t *testing.T) {
 	cfg.Embedded.CommitGather = time.Second
 	cfg.Embedded.LogMemoryMiB = -1
 	cfg.Runtime.GCPercent = 5
+	cfg.Runtime.GCMinHeapMiB = 4
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
 	lines := ErrorLines(err)
-	for _, want := range []string{"gateway.passive_budget", "channels[0].encoding_aes_key", "log.level", "bot.kb", "embedded.commit_gather", "embedded.log_memory_mib", "runtime.gc_percent"} {
+	for _, want := range []string{"gateway.passive_budget", "channels[0].encoding_aes_key", "log.level", "bot.kb", "embedded.commit_gather", "embedded.log_memory_mib", "runtime.gc_percent", "runtime.gc_min_heap_mib"} {
 		found := false
 		for _, l := range lines {
 			if strings.HasPrefix(l, want) {
@@ -282,5 +284,20 @@ func TestApplyRuntime_GCPercent(t *testing.T) {
 	ApplyRuntime(cfg)
 	if prev := debug.SetGCPercent(100); prev != 80 {
 		t.Fatalf("GC percent after ApplyRuntime = %d, want 80", prev)
+	}
+	// With a floor far above this test's heap the tuner raises the
+	// percent; without one it is the configured value again.
+	cfg.Runtime.GCMinHeapMiB = 512
+	ApplyRuntime(cfg)
+	if p := gctune.Percent(); p <= 80 {
+		t.Errorf("percent with a 512 MiB floor = %d, want above 80", p)
+	}
+	cfg.Runtime.GCMinHeapMiB = 0
+	ApplyRuntime(cfg)
+	if gctune.Percent() != 0 {
+		t.Error("the tuner still runs with gc_min_heap_mib 0")
+	}
+	if prev := debug.SetGCPercent(100); prev != 80 {
+		t.Fatalf("GC percent after turning the floor off = %d, want 80", prev)
 	}
 }

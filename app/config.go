@@ -151,6 +151,12 @@ type RuntimeConfig struct {
 	// it holds kefu under 150 MB at full load for ≈3 % of the throughput
 	// (docs/BENCHMARKS.md). 0 leaves Go's default (100).
 	GCPercent int `yaml:"gc_percent"`
+	// GCMinHeapMiB is a floor under the collector's heap goal: while the
+	// live data is small the heap may grow to this size before a
+	// collection, so the collector runs less often; once the live data
+	// needs more, GCPercent applies unchanged (internal/gctune). Ignored
+	// when GOGC is set. 0 turns it off.
+	GCMinHeapMiB int `yaml:"gc_min_heap_mib"`
 }
 
 // SimulatorConfig runs the WeChat simulator inside the process.
@@ -235,6 +241,9 @@ func (c Config) Validate() error {
 	}
 	if c.Runtime.GCPercent != 0 && (c.Runtime.GCPercent < 10 || c.Runtime.GCPercent > 1000) {
 		errs = append(errs, fmt.Errorf("runtime.gc_percent: must be 0 (runtime default) or 10..1000, got %d", c.Runtime.GCPercent))
+	}
+	if c.Runtime.GCMinHeapMiB != 0 && (c.Runtime.GCMinHeapMiB < 8 || c.Runtime.GCMinHeapMiB > 65536) {
+		errs = append(errs, fmt.Errorf("runtime.gc_min_heap_mib: must be 0 (off) or 8..65536, got %d", c.Runtime.GCMinHeapMiB))
 	}
 	if c.Runtime.MemoryLimitMiB < 0 || (c.Runtime.MemoryLimitMiB > 0 && c.Runtime.MemoryLimitMiB < 32) {
 		errs = append(errs, fmt.Errorf("runtime.memory_limit_mib: must be 0 (off) or at least 32, got %d", c.Runtime.MemoryLimitMiB))

@@ -87,8 +87,8 @@ func (g *Gateway) serveOA(ctx *fasthttp.RequestCtx, ch *channel) (string, error)
 		if ch.key == nil {
 			return "", errStatus(400, "encrypted callback but the channel has no encoding_aes_key", nil)
 		}
-		env, err := parseWeChatXML(body)
-		if err != nil {
+		var env xmlFields // on the stack, as f below
+		if err := parseWeChatXMLInto(body, &env); err != nil {
 			return "", errStatus(400, "malformed XML envelope", err)
 		}
 		enc := env.Get("Encrypt")
@@ -98,6 +98,7 @@ func (g *Gateway) serveOA(ctx *fasthttp.RequestCtx, ch *channel) (string, error)
 		if !signatureOK(q.msgSignature, ch.cfg.Token, q.timestamp, q.nonce, enc) {
 			return "", errStatus(401, "msg_signature mismatch", errBadSignature)
 		}
+		var err error
 		if plain, err = ch.key.decrypt(enc); err != nil {
 			// Correctly signed but undecryptable: a key problem on our
 			// side. Non-200 so WeChat retries once it is fixed.
@@ -106,11 +107,11 @@ func (g *Gateway) serveOA(ctx *fasthttp.RequestCtx, ch *channel) (string, error)
 	} else {
 		plain = body
 	}
-	f, err := parseWeChatXML(plain)
-	if err != nil {
+	var f xmlFields
+	if err := parseWeChatXMLInto(plain, &f); err != nil {
 		return "", errStatus(400, "malformed XML", err)
 	}
-	msg, res, outcome, err := g.acceptXML(ch, f, plain)
+	msg, res, outcome, err := g.acceptXML(ch, &f, plain)
 	if err != nil {
 		return "", err
 	}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -24,8 +25,8 @@ func FuzzParseWeChatXML(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(fl.keys) != len(fl.vals) || len(fl.keys) > maxXMLFields {
-			t.Fatalf("inconsistent fields: %d keys %d vals", len(fl.keys), len(fl.vals))
+		if fl.len() > maxXMLFields || fl.n > inlineXMLFields || len(fl.more) > 0 && fl.n < inlineXMLFields {
+			t.Fatalf("inconsistent fields: %d inline, %d more", fl.n, len(fl.more))
 		}
 		m, err := oaMessage(ch, fl, b, time.Unix(0, 0))
 		if err == nil && (m.ID == "" || m.Customer == "") {
@@ -98,6 +99,42 @@ func TestParseWeChatXML_Table(t *testing.T) {
 				t.Errorf("%q: %s = %q, want %q", c.in, k, got, v)
 			}
 		}
+	}
+}
+
+// TestParseWeChatXML_ManyFields covers documents past the inline fields:
+// every field is found, the first of a repeated name wins wherever it is,
+// and more than maxXMLFields is refused.
+func TestParseWeChatXML_ManyFields(t *testing.T) {
+	doc := func(n int) []byte {
+		var b strings.Builder
+		b.WriteString("<xml>")
+		for i := range n {
+			fmt.Fprintf(&b, "<F%d>v%d</F%d>", i, i, i)
+		}
+		b.WriteString("<F3>late</F3><F20>late</F20></xml>")
+		return []byte(b.String())
+	}
+	f, err := parseWeChatXML(doc(40))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.len() != 42 || f.n != inlineXMLFields {
+		t.Fatalf("len %d, inline %d", f.len(), f.n)
+	}
+	for _, i := range []int{0, 3, inlineXMLFields - 1, inlineXMLFields, 20, 39} {
+		if got, want := f.Get(fmt.Sprintf("F%d", i)), fmt.Sprintf("v%d", i); got != want {
+			t.Errorf("F%d = %q, want %q", i, got, want)
+		}
+	}
+	if !f.Has("F39") || f.Has("F40") || f.Get("F40") != "" {
+		t.Error("Has/Get past the last field")
+	}
+	if _, err := parseWeChatXML(doc(maxXMLFields - 2)); err != nil {
+		t.Errorf("%d fields: %v", maxXMLFields, err)
+	}
+	if _, err := parseWeChatXML(doc(maxXMLFields - 1)); err == nil {
+		t.Errorf("%d fields accepted", maxXMLFields+1)
 	}
 }
 
