@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -50,5 +51,48 @@ func TestWriteBehind_ServesLatestAndPersists(t *testing.T) {
 	w.mu.Unlock()
 	if n != 0 {
 		t.Fatalf("%d entries still dirty after the flush", n)
+	}
+}
+
+// TestWriteBehind_ReusesRecordSlice: flushes swap two record slices, so
+// nothing queued is lost or duplicated across flushes, and the written
+// records are cleared before the slice is queued into again.
+func TestWriteBehind_ReusesRecordSlice(t *testing.T) {
+	eng, err := engine.OpenEmbedded(t.TempDir(), engine.EmbeddedOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	w := newWriteBehind(bot.EngineState(eng), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := context.Background()
+	want := 0
+	for round := range 5 {
+		for i := range 10 + round {
+			_ = w.Append(ctx, bot.Record{Kind: bot.RecFallback, Question: fmt.Sprintf("r%d-%d", round, i)})
+			want++
+		}
+		w.flush(ctx)
+		w.mu.Lock()
+		spare, queued := w.spare, len(w.records)
+		w.mu.Unlock()
+		if queued != 0 || cap(spare) == 0 {
+			t.Fatalf("round %d: %d records still queued, spare cap %d", round, queued, cap(spare))
+		}
+		for _, r := range spare[:cap(spare)] {
+			if r.Question != "" {
+				t.Fatalf("round %d: the spare slice still holds %q", round, r.Question)
+			}
+		}
+	}
+	recs, err := w.Records(ctx)
+	if err != nil || len(recs) != want {
+		t.Fatalf("journal: %v, %d records, want %d", err, len(recs), want)
+	}
+	seen := map[string]bool{}
+	for _, r := range recs {
+		if seen[r.Question] {
+			t.Fatalf("record %q written twice", r.Question)
+		}
+		seen[r.Question] = true
 	}
 }
