@@ -281,6 +281,7 @@ func TestApplyRuntime_GCPercent(t *testing.T) {
 	}
 	cfg := loadSample(t)
 	cfg.Runtime.GCPercent = 80
+	cfg.Runtime.GCMinHeapMiB = 0
 	ApplyRuntime(cfg)
 	if prev := debug.SetGCPercent(100); prev != 80 {
 		t.Fatalf("GC percent after ApplyRuntime = %d, want 80", prev)
