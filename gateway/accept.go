@@ -12,6 +12,7 @@ import (
 
 	"kefu/conv"
 	"kefu/engine"
+	"kefu/internal/bufpool"
 )
 
 // dedupeState is the value of a message's dedupe key. It is the
@@ -38,11 +39,15 @@ type dedupeState struct {
 // json.Marshal writes (dedupe_test.go) — since reflection was a visible
 // share of the answer path; anything else goes through json.Marshal.
 func (s dedupeState) bytes() []byte {
+	return s.appendTo(make([]byte, 0, 48+len(s.O)+replyLen(s.R)))
+}
+
+// appendTo appends s encoded as bytes does to b.
+func (s dedupeState) appendTo(b []byte) []byte {
 	if s.R != nil && !textOnly(*s.R) {
-		b, _ := json.Marshal(s)
-		return b
+		j, _ := json.Marshal(s)
+		return append(b, j...)
 	}
-	b := make([]byte, 0, 48+len(s.O)+replyLen(s.R))
 	b = append(b, `{"s":`...)
 	b = conv.AppendJSONString(b, s.S)
 	if s.O != "" {
@@ -65,6 +70,9 @@ func (s dedupeState) bytes() []byte {
 	b = strconv.AppendInt(b, s.At, 10)
 	return append(b, '}')
 }
+
+// stateBufs holds buffers for the dedupe record written with each answer.
+var stateBufs = bufpool.New(512, 16<<10)
 
 // textOnly reports whether r has no fields beyond Kind and Text.
 func textOnly(r conv.Reply) bool {
@@ -490,8 +498,12 @@ func (g *Gateway) processPassive(h *handover) {
 	if len(replies) == 1 {
 		passive = &replies[0]
 	}
-	done := dedupeState{S: "d", R: passive, At: g.now().UnixMilli()}.bytes()
+	// Encoded into a pooled buffer: engines copy values in, and this
+	// record is written for every answered message.
+	bp := stateBufs.Get()
+	done := dedupeState{S: "d", R: passive, At: g.now().UnixMilli()}.appendTo(*bp)
 	ok, err := g.eng.SetNX(ctx, h.key, done, h.ttl)
+	stateBufs.Put(bp, done)
 	if err != nil {
 		// Nothing is acked: WeChat retries and the retry is answered anew.
 		log.Error("cannot store answer", "err", err)

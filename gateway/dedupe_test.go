@@ -35,6 +35,10 @@ func TestDedupeState_BytesMatchJSON(t *testing.T) {
 		if got := s.bytes(); string(got) != string(want) {
 			t.Errorf("bytes() = %s\njson.Marshal = %s", got, want)
 		}
+		// appendTo after existing bytes (the pooled buffer's use) keeps them.
+		if got := s.appendTo([]byte("prefix")); string(got) != "prefix"+string(want) {
+			t.Errorf("appendTo = %s, want prefix%s", got, want)
+		}
 		back, err := parseState(s.bytes())
 		if err != nil || !reflect.DeepEqual(back.R == nil, s.R == nil) || back.S != s.S || back.At != s.At {
 			t.Errorf("round trip of %+v: %+v, %v", s, back, err)
