@@ -98,8 +98,12 @@ func (g *Gateway) serveOA(ctx *fasthttp.RequestCtx, ch *channel) (string, error)
 		if !signatureOK(q.msgSignature, ch.cfg.Token, q.timestamp, q.nonce, enc) {
 			return "", errStatus(401, "msg_signature mismatch", errBadSignature)
 		}
+		// Decoded into a pooled buffer: the fields parsed from the message
+		// are copies, and Raw (unknown kinds) is copied too.
+		bp := plainBufs.Get()
+		defer plainBufs.Put(bp, (*bp)[:0])
 		var err error
-		if plain, err = ch.key.decrypt(enc); err != nil {
+		if plain, err = ch.key.decryptInto((*bp)[:cap(*bp)], enc); err != nil {
 			// Correctly signed but undecryptable: a key problem on our
 			// side. Non-200 so WeChat retries once it is fixed.
 			return "decrypt_failed", errStatus(500, "cannot decrypt a correctly signed message (check encoding_aes_key)", err)
@@ -317,3 +321,6 @@ func writePassiveReply(ctx *fasthttp.RequestCtx, ch *channel, aes bool, toUser, 
 
 // replyBufs holds the buffers passive replies are rendered in.
 var replyBufs = bufpool.New(4096, 64<<10)
+
+// plainBufs holds the buffers OA messages are decrypted into.
+var plainBufs = bufpool.New(2048, 64<<10)

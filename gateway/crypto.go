@@ -65,7 +65,19 @@ func newCipherKey(encodingAESKey, receiveID string) (*cipherKey, error) {
 // §1.4 requires: AES-CBC without a MAC is not authentication, the id check
 // plus the msg_signature are.
 func (k *cipherKey) decrypt(encrypt string) ([]byte, error) {
-	ct, err := base64.StdEncoding.DecodeString(encrypt)
+	return k.decryptInto(nil, encrypt)
+}
+
+// decryptInto is decrypt decoding into buf's memory when it is large
+// enough (the OA path passes a pooled buffer: the message it returns
+// shares that memory, and nothing parsed from it keeps a reference).
+func (k *cipherKey) decryptInto(buf []byte, encrypt string) ([]byte, error) {
+	n := base64.StdEncoding.DecodedLen(len(encrypt))
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	m, err := base64.StdEncoding.Decode(buf[:n], []byte(encrypt))
+	ct := buf[:m]
 	if err != nil || len(ct) == 0 {
 		return nil, errDecrypt
 	}

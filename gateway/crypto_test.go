@@ -33,6 +33,14 @@ func TestCrypto_MatchesSilenceper(t *testing.T) {
 		if err != nil || !bytes.Equal(got, plain) {
 			t.Fatalf("n=%d: we opened %q, %v", n, got, err)
 		}
+		// Into a reused buffer holding garbage (the OA path's pooled one),
+		// and into one too small, which is replaced.
+		for _, buf := range [][]byte{bytes.Repeat([]byte{0xAA}, 8192), make([]byte, 3)} {
+			got, err := k.decryptInto(buf, sealed)
+			if err != nil || !bytes.Equal(got, plain) {
+				t.Fatalf("n=%d, buffer of %d: we opened %q, %v", n, len(buf), got, err)
+			}
+		}
 	}
 	// Another receive id is refused.
 	other := base64.StdEncoding.EncodeToString(util.AESEncryptMsg([]byte("0123456789abcdef"), []byte("<xml/>"), "wxOTHER", k.key))
