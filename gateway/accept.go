@@ -309,8 +309,8 @@ func (g *Gateway) wait(ctx context.Context, h *handover, start time.Time) (accep
 	if budget < 0 {
 		budget = 0
 	}
-	t := time.NewTimer(budget)
-	defer t.Stop()
+	t := budgetTimer(budget)
+	defer putBudgetTimer(t)
 	select {
 	case <-h.done:
 		return g.outcome(ctx, h, start)
@@ -433,6 +433,24 @@ func (m msgLog) Error(msg string, args ...any) {
 
 func (m msgLog) Info(msg string, args ...any) {
 	m.l.Info(msg, append([]any{"msg_id", m.id, "channel", m.channel}, args...)...)
+}
+
+// budgetTimers recycles the passive-budget timers, one per message. Since
+// Go 1.23 a stopped timer's channel holds no stale value, so a recycled
+// timer only fires for its new Reset.
+var budgetTimers sync.Pool
+
+func budgetTimer(d time.Duration) *time.Timer {
+	if t, ok := budgetTimers.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+func putBudgetTimer(t *time.Timer) {
+	t.Stop()
+	budgetTimers.Put(t)
 }
 
 // processPassive runs the handler for a message taken in by acceptPassive
