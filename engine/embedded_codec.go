@@ -61,25 +61,52 @@ type enc struct{ b []byte }
 // newFrame returns an empty frame with room for sizeHint payload bytes.
 // Frames of live calls are recycled (freeFrame) once the WAL buffer and
 // the state have copied what they need: every mutation builds one, and
-// allocating it was the engine's largest source of garbage.
+// allocating it was the engine's largest source of garbage. Pools are
+// kept per size class: with one pool, the batch writers (events, bot
+// journal: 2–30 KB frames) mostly drew a small frame of a single-key
+// write, dropped it and allocated anew.
 func newFrame(sizeHint int) *enc {
-	e, _ := framePool.Get().(*enc)
-	if e == nil || cap(e.b) < frameHeader+sizeHint {
-		return &enc{b: make([]byte, frameHeader, frameHeader+max(sizeHint, 256))}
+	need := frameHeader + max(sizeHint, 0)
+	c := frameClassFor(need)
+	if c < 0 {
+		return &enc{b: make([]byte, frameHeader, need)}
 	}
-	e.b = e.b[:frameHeader]
-	return e
+	if e, _ := framePools[c].Get().(*enc); e != nil {
+		e.b = e.b[:frameHeader]
+		return e
+	}
+	return &enc{b: make([]byte, frameHeader, frameClasses[c])}
 }
 
-var framePool sync.Pool
+// frameClasses are the pooled frame capacities; larger frames (a bulk
+// HSet, a snapshot-sized batch) are allocated and left to the collector,
+// so that one large value does not pin a large buffer.
+var frameClasses = [...]int{512, 4 << 10, 32 << 10, 256 << 10}
 
-// maxPooledFrame keeps one large value from pinning a large buffer.
-const maxPooledFrame = 64 << 10
+var framePools [len(frameClasses)]sync.Pool
 
-// freeFrame recycles f; the caller must not use it afterwards.
+// frameClassFor returns the smallest class holding n bytes, -1 if none.
+func frameClassFor(n int) int {
+	for i, c := range frameClasses {
+		if n <= c {
+			return i
+		}
+	}
+	return -1
+}
+
+// freeFrame recycles f; the caller must not use it afterwards. A frame
+// goes to the largest class its capacity fills (one that grew past its
+// class serves the next class up), none if it outgrew them all.
 func freeFrame(f *enc) {
-	if f != nil && cap(f.b) <= maxPooledFrame {
-		framePool.Put(f)
+	if f == nil || cap(f.b) > 2*frameClasses[len(frameClasses)-1] {
+		return
+	}
+	for i := len(frameClasses) - 1; i >= 0; i-- {
+		if cap(f.b) >= frameClasses[i] {
+			framePools[i].Put(f)
+			return
+		}
 	}
 }
 

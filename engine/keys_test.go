@@ -169,3 +169,29 @@ func TestEmbeddedSweepPurgesExpiredKeys(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestFramePoolsKeepCapacity: whatever the pools hand back after frames of
+// every size (some grown past their class) were freed, a new frame is
+// empty and has room for its hint.
+func TestFramePoolsKeepCapacity(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 5000 {
+		hint := rng.IntN(1 << uint(rng.IntN(20)))
+		f := newFrame(hint)
+		if len(f.b) != frameHeader || cap(f.b) < frameHeader+hint {
+			t.Fatalf("step %d: newFrame(%d): len %d cap %d", i, hint, len(f.b), cap(f.b))
+		}
+		// Write more than the hint now and then, as StrAppend can.
+		grow := hint
+		if rng.IntN(4) == 0 {
+			grow += rng.IntN(64 << 10)
+		}
+		f.b = append(f.b, make([]byte, grow)...)
+		freeFrame(f)
+	}
+	for n, want := range map[int]int{1: 0, 512: 0, 513: 1, 4 << 10: 1, 32 << 10: 2, 256 << 10: 3, 256<<10 + 1: -1} {
+		if got := frameClassFor(n); got != want {
+			t.Errorf("frameClassFor(%d) = %d, want %d", n, got, want)
+		}
+	}
+}
