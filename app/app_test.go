@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -221,10 +222,17 @@ func TestApp_OpsEndpoints(t *testing.T) {
 		`process_resident_memory_bytes`,
 		`kefu_engine_wal_syncs_total`,
 		`kefu_engine_cold_strings_total`,
+		`kefu_engine_wal_commit_seconds_bucket{le="0.001"}`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+	// Every group commit is in the histogram: the message's writes made
+	// some, and the +Inf bucket holds them all.
+	count, inf := metricValue(body, "kefu_engine_wal_commit_seconds_count"), metricValue(body, `kefu_engine_wal_commit_seconds_bucket{le="+Inf"}`)
+	if count < 1 || inf != count {
+		t.Errorf("commit histogram: count %v, +Inf bucket %v", count, inf)
 	}
 	// Admin endpoints need the token.
 	if st, _ := httpGet(t, base+"/admin/deadletters"); st != 401 {
@@ -301,4 +309,18 @@ func TestApplyRuntime_GCPercent(t *testing.T) {
 	if prev := debug.SetGCPercent(100); prev != 80 {
 		t.Fatalf("GC percent after turning the floor off = %d, want 80", prev)
 	}
+}
+
+// metricValue returns the value of the exposition line named name (-1 if
+// absent).
+func metricValue(body, name string) float64 {
+	for _, l := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }

@@ -12,7 +12,7 @@ import (
 type embeddedCollector struct{ e *engine.Embedded }
 
 var embeddedDescs = struct {
-	frames, syncs, walBytes, snapshots, spills, coldStrings, coldRewrites, coldKeys *prometheus.Desc
+	frames, syncs, walBytes, snapshots, spills, coldStrings, coldRewrites, coldKeys, commits *prometheus.Desc
 }{
 	frames:       prometheus.NewDesc("kefu_engine_wal_records_total", "Records appended to the embedded engine's write-ahead log.", nil, nil),
 	syncs:        prometheus.NewDesc("kefu_engine_wal_syncs_total", "fsyncs of the write-ahead log (records ÷ syncs = group commit size).", nil, nil),
@@ -22,11 +22,12 @@ var embeddedDescs = struct {
 	coldStrings:  prometheus.NewDesc("kefu_engine_cold_strings_total", "String values (or appended tails) moved to cold files.", nil, nil),
 	coldRewrites: prometheus.NewDesc("kefu_engine_cold_rewrites_total", "Mostly-dead cold string files rewritten.", nil, nil),
 	coldKeys:     prometheus.NewDesc("kefu_engine_cold_keys", "Strings held wholly on disk, known in memory only by a hash of their key (mostly dedupe records).", nil, nil),
+	commits:      prometheus.NewDesc("kefu_engine_wal_commit_seconds", "Duration of the write-ahead log's group commits (write + fsync); every passive reply waits for one.", nil, nil),
 }
 
 func (c embeddedCollector) Describe(ch chan<- *prometheus.Desc) {
 	d := embeddedDescs
-	for _, x := range []*prometheus.Desc{d.frames, d.syncs, d.walBytes, d.snapshots, d.spills, d.coldStrings, d.coldRewrites, d.coldKeys} {
+	for _, x := range []*prometheus.Desc{d.frames, d.syncs, d.walBytes, d.snapshots, d.spills, d.coldStrings, d.coldRewrites, d.coldKeys, d.commits} {
 		ch <- x
 	}
 }
@@ -40,4 +41,12 @@ func (c embeddedCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, float64(m.v))
 	}
 	ch <- prometheus.MustNewConstMetric(d.coldKeys, prometheus.GaugeValue, float64(s.ColdKeys))
+	buckets := make(map[float64]uint64, len(engine.CommitBounds))
+	var n uint64
+	for i, b := range engine.CommitBounds {
+		n += s.Commits[i]
+		buckets[b.Seconds()] = n
+	}
+	n += s.Commits[len(engine.CommitBounds)]
+	ch <- prometheus.MustNewConstHistogram(d.commits, n, s.CommitTime.Seconds(), buckets)
 }

@@ -26,6 +26,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,6 +37,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"kefu/engine"
 	"kefu/internal/testredis"
 	"kefu/wxsim"
 )
@@ -128,6 +130,14 @@ type Result struct {
 	WALFramesPerReq float64 `json:"wal_frames_per_req,omitempty"`
 	FsyncsPerS      float64 `json:"fsyncs_per_s,omitempty"`
 	FramesPerFsync  float64 `json:"frames_per_fsync,omitempty"`
+	// CommitP50Ms and CommitP99Ms bound the WAL group commits' (write +
+	// fsync) median and 99th percentile over the window: the upper edge of
+	// the engine's histogram bucket holding them (engine.CommitBounds; -1
+	// beyond the last). CommitsOver8msPerS counts the slow ones: each
+	// holds up every passive reply waiting for it.
+	CommitP50Ms        float64 `json:"wal_commit_p50_ms,omitempty"`
+	CommitP99Ms        float64 `json:"wal_commit_p99_ms,omitempty"`
+	CommitsOver8msPerS float64 `json:"wal_commits_over_8ms_per_s,omitempty"`
 	// RedisCmdsPerReq is Redis commands processed per request, counting
 	// those run inside Lua scripts; RedisScriptsPerReq the script calls
 	// (EVALSHA/EVAL) among the round trips (Redis targets).
@@ -435,6 +445,19 @@ func runTarget(t string, o options, work, kb, simURL string, sim *wxsim.API, poo
 		if n := st1.syncs - st0.syncs; n > 0 {
 			res.FramesPerFsync = float64(st1.frames-st0.frames) / float64(n)
 		}
+		var window [len(engine.CommitBounds) + 1]uint64
+		for i := range window {
+			window[i] = st1.commits[i] - st0.commits[i]
+		}
+		res.CommitP50Ms, res.CommitP99Ms = commitQuantile(window, 0.5), commitQuantile(window, 0.99)
+		var slow uint64
+		for i, b := range engine.CommitBounds {
+			if b > 8*time.Millisecond {
+				slow += window[i]
+			}
+		}
+		slow += window[len(engine.CommitBounds)]
+		res.CommitsOver8msPerS = float64(slow) / lr.Elapsed.Seconds()
 	}
 	if rc != nil && lr.Requests > 0 && redisCmds1.commands > redisCmds0.commands {
 		// Minus the INFO call itself.
@@ -456,6 +479,31 @@ func runTarget(t string, o options, work, kb, simURL string, sim *wxsim.API, poo
 		stop()
 	}
 	return res, nil
+}
+
+// commitQuantile returns the upper bound in ms of the commit-duration
+// bucket holding quantile q (-1 when it is beyond the last bound, 0 when
+// there were no commits).
+func commitQuantile(counts [len(engine.CommitBounds) + 1]uint64, q float64) float64 {
+	var total uint64
+	for _, c := range counts {
+		total += c
+	}
+	if total == 0 {
+		return 0
+	}
+	rank := uint64(math.Ceil(q * float64(total)))
+	var seen uint64
+	for i, c := range counts {
+		seen += c
+		if seen >= rank {
+			if i == len(engine.CommitBounds) {
+				return -1
+			}
+			return float64(engine.CommitBounds[i]) / float64(time.Millisecond)
+		}
+	}
+	return -1
 }
 
 // redisCounts are Redis's command counters.
@@ -533,6 +581,14 @@ func waitQuiet(sim *wxsim.API, quiet time.Duration) {
 	}
 }
 
+// commitBound renders a commit-duration bucket bound.
+func commitBound(ms float64) string {
+	if ms < 0 {
+		return fmt.Sprintf("> %g ms", float64(engine.CommitBounds[len(engine.CommitBounds)-1])/float64(time.Millisecond))
+	}
+	return fmt.Sprintf("≤ %g ms", ms)
+}
+
 func report(w io.Writer, o options, rs []Result) {
 	mode := "unique MsgIds, pre-built"
 	if o.encrypt {
@@ -558,7 +614,8 @@ func report(w io.Writer, o options, rs []Result) {
 			fmt.Fprintf(w, "note: %s used up the request pool after %.1fs (raise -pool)\n", r.Target, r.Seconds)
 		}
 		if r.FsyncsPerS > 0 {
-			fmt.Fprintf(w, "%s engine: %.1f WAL records per request, %.0f fsyncs/s, %.1f records per fsync (group commit)\n", r.Target, r.WALFramesPerReq, r.FsyncsPerS, r.FramesPerFsync)
+			fmt.Fprintf(w, "%s engine: %.1f WAL records per request, %.0f fsyncs/s, %.1f records per fsync (group commit); commits (write+fsync) p50 %s, p99 %s, %.1f/s over 8 ms\n",
+				r.Target, r.WALFramesPerReq, r.FsyncsPerS, r.FramesPerFsync, commitBound(r.CommitP50Ms), commitBound(r.CommitP99Ms), r.CommitsOver8msPerS)
 		}
 		if r.RedisCmdsPerReq > 0 {
 			fmt.Fprintf(w, "%s engine: %.1f Redis commands per request (%.1f of them Lua script calls, whose inner commands are counted too)\n", r.Target, r.RedisCmdsPerReq, r.RedisScriptsPerReq)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"kefu/engine"
 )
 
 // TestMain lets the test binary play the kefu binary's child side: the
@@ -84,6 +86,48 @@ func TestRun_Smoke(t *testing.T) {
 		if r.PeakRSS == 0 || r.ServerCPU <= 0 {
 			t.Errorf("%s: no /proc numbers: %+v", r.Target, r)
 		}
+		// Every child answers SIGUSR1 with its counters; the servers that
+		// decrypt allocate.
+		if r.Target != TargetCeiling && r.AllocKBPerReq <= 0 {
+			t.Errorf("%s: no allocation counters: %+v", r.Target, r)
+		}
+		if r.Target == TargetKefuEmbedded && (r.FsyncsPerS <= 0 || r.CommitP50Ms == 0 || r.CommitP99Ms == 0) {
+			t.Errorf("%s: no WAL counters: %+v", r.Target, r)
+		}
+	}
+}
+
+func TestChildStats_RoundTrip(t *testing.T) {
+	in := childStats{alloc: 1 << 40, gcs: 7, wal: 1, frames: 3, batches: 2, syncs: 2, bytes: 999}
+	for i := range in.commits {
+		in.commits[i] = uint64(i * i)
+	}
+	out, err := parseChildStats(in.String())
+	if err != nil || out != in {
+		t.Fatalf("round trip: %+v, %v", out, err)
+	}
+	for _, bad := range []string{"", "1 2 3", in.String() + " 5", strings.Replace(in.String(), "7", "x", 1)} {
+		if _, err := parseChildStats(bad); err == nil {
+			t.Errorf("parseChildStats(%q) accepted", bad)
+		}
+	}
+}
+
+func TestCommitQuantile(t *testing.T) {
+	var c [len(engine.CommitBounds) + 1]uint64
+	if got := commitQuantile(c, 0.99); got != 0 {
+		t.Fatalf("no commits: %v", got)
+	}
+	c[2] = 98 // ≤ 1 ms
+	c[6] = 1  // ≤ 16 ms
+	c[len(c)-1] = 1
+	for q, want := range map[float64]float64{0.5: 1, 0.98: 1, 0.99: 16, 1: -1} {
+		if got := commitQuantile(c, q); got != want {
+			t.Errorf("q %v: %v, want %v", q, got, want)
+		}
+	}
+	if s := commitBound(-1); s != "> 256 ms" {
+		t.Errorf("commitBound(-1) = %q", s)
 	}
 }
 

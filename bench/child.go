@@ -105,10 +105,12 @@ func runChild(kind, cfgPath, listen, cpuprofile, memprofile string, stdout, stde
 			var st childStats
 			st.alloc, st.gcs = heapCounters()
 			if f := statsFn.Load(); f != nil {
-				st.frames, st.batches, st.syncs, st.bytes = (*f)()
+				e := (*f)()
+				st.frames, st.batches, st.syncs, st.bytes = e.Frames, e.Batches, e.Syncs, e.WALBytes
+				st.commits = e.Commits
 				st.wal = 1
 			}
-			fmt.Fprintf(stdout, "STATS %d %d %d %d %d %d %d\n", st.alloc, st.gcs, st.wal, st.frames, st.batches, st.syncs, st.bytes)
+			fmt.Fprintln(stdout, "STATS", st.String())
 		}
 	}()
 	if listen == "" {
@@ -210,16 +212,13 @@ func serveKefu(ctx context.Context, ln net.Listener, cfgPath string, announce fu
 	return a.Serve(ctx, ln)
 }
 
-// statsFn returns the embedded engine's WAL counters (frames, batches,
-// fsyncs, bytes); set by the kefu and gateway targets on that engine.
-var statsFn atomic.Pointer[func() (uint64, uint64, uint64, uint64)]
+// statsFn returns the embedded engine's counters; set by the kefu and
+// gateway targets on that engine.
+var statsFn atomic.Pointer[func() engine.EmbeddedStats]
 
 // setWALStats makes SIGUSR1 report e's WAL counters.
 func setWALStats(e *engine.Embedded) {
-	f := func() (uint64, uint64, uint64, uint64) {
-		st := e.Stats()
-		return st.Frames, st.Batches, st.Syncs, st.WALBytes
-	}
+	f := e.Stats
 	statsFn.Store(&f)
 }
 
@@ -293,8 +292,44 @@ type child struct {
 }
 
 // childStats are a child's counters: heap bytes allocated and GC cycles
-// (every target), and when wal is 1 the embedded engine's WAL counters.
-type childStats struct{ alloc, gcs, wal, frames, batches, syncs, bytes uint64 }
+// (every target), and when wal is 1 the embedded engine's WAL counters,
+// commits by duration among them (engine.CommitBounds).
+type childStats struct {
+	alloc, gcs, wal, frames, batches, syncs, bytes uint64
+	commits                                        [len(engine.CommitBounds) + 1]uint64
+}
+
+// String is the STATS line's payload: every counter, space-separated.
+func (s childStats) String() string {
+	f := []uint64{s.alloc, s.gcs, s.wal, s.frames, s.batches, s.syncs, s.bytes}
+	f = append(f, s.commits[:]...)
+	out := make([]string, len(f))
+	for i, v := range f {
+		out[i] = strconv.FormatUint(v, 10)
+	}
+	return strings.Join(out, " ")
+}
+
+// parseChildStats reads a STATS line's payload.
+func parseChildStats(line string) (childStats, error) {
+	var s childStats
+	f := strings.Fields(line)
+	dst := []*uint64{&s.alloc, &s.gcs, &s.wal, &s.frames, &s.batches, &s.syncs, &s.bytes}
+	for i := range s.commits {
+		dst = append(dst, &s.commits[i])
+	}
+	if len(f) != len(dst) {
+		return s, fmt.Errorf("bench: STATS line has %d fields, want %d", len(f), len(dst))
+	}
+	for i, p := range dst {
+		v, err := strconv.ParseUint(f[i], 10, 64)
+		if err != nil {
+			return s, fmt.Errorf("bench: STATS field %d: %w", i, err)
+		}
+		*p = v
+	}
+	return s, nil
+}
 
 // readStats asks a child for its counters (false if it does not answer).
 func (c *child) readStats() (childStats, bool) {
@@ -356,8 +391,7 @@ func startChild(kind, cfgPath, cpuprofile, memprofile, logPath string) (*child, 
 				lines <- a
 			}
 			if a, ok := strings.CutPrefix(sc.Text(), "STATS "); ok {
-				var s childStats
-				if _, err := fmt.Sscan(a, &s.alloc, &s.gcs, &s.wal, &s.frames, &s.batches, &s.syncs, &s.bytes); err == nil {
+				if s, err := parseChildStats(a); err == nil {
 					select {
 					case c.stats <- s:
 					default:

@@ -70,6 +70,11 @@ type EmbeddedStats struct {
 	// ColdKeys is how many strings are held now as cold keys: on disk,
 	// known in memory only by a hash of their key (embedded_coldkey.go).
 	ColdKeys uint64
+	// Commits counts WAL group commits (write + fsync) by duration:
+	// Commits[i] those up to CommitBounds[i], the last those beyond.
+	// CommitTime is their total duration.
+	Commits    [len(CommitBounds) + 1]uint64
+	CommitTime time.Duration
 }
 
 // Embedded is the single-process engine: state in memory (except the older
@@ -212,7 +217,7 @@ func (e *Embedded) Stats() EmbeddedStats {
 	e.mu.RLock()
 	coldKeys := len(e.st.coldKeys)
 	e.mu.RUnlock()
-	return EmbeddedStats{
+	st := EmbeddedStats{
 		ColdKeys:     uint64(coldKeys),
 		Frames:       w.frames.Load(),
 		Batches:      w.batches.Load(),
@@ -222,7 +227,12 @@ func (e *Embedded) Stats() EmbeddedStats {
 		Spills:       e.spills.Load(),
 		ColdStrings:  e.coldStrings.Load(),
 		ColdRewrites: e.coldRewrites.Load(),
+		CommitTime:   time.Duration(w.commitNanos.Load()),
 	}
+	for i := range st.Commits {
+		st.Commits[i] = w.commits[i].Load()
+	}
+	return st
 }
 
 // Close flushes pending writes, stops background work, closes subscriber

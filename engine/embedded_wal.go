@@ -78,6 +78,10 @@ type walWriter struct {
 	frames    atomic.Uint64
 	batches   atomic.Uint64
 	syncs     atomic.Uint64
+	// commits counts group commits (write + fsync) by duration, bucket i
+	// up to CommitBounds[i], the last one beyond; commitNanos sums them.
+	commits     [len(CommitBounds) + 1]atomic.Uint64
+	commitNanos atomic.Uint64
 	written   atomic.Uint64
 	snapshot  atomic.Uint64
 }
@@ -167,11 +171,13 @@ func (w *walWriter) flush() {
 		return
 	}
 	w.mu.Unlock()
+	start := time.Now()
 	err := w.f.writeAt(buf, w.size.Load())
 	if err == nil && !w.noSync {
 		err = w.f.datasync()
 		w.syncs.Add(1)
 	}
+	w.noteCommit(time.Since(start))
 	w.batches.Add(1)
 	w.written.Add(uint64(len(buf)))
 	w.size.Add(int64(len(buf)))
@@ -190,6 +196,25 @@ func (w *walWriter) flush() {
 	}
 	w.wake()
 	w.mu.Unlock()
+}
+
+// CommitBounds are the upper bounds of the group-commit duration buckets
+// (EmbeddedStats.Commits): every passive reply on the embedded engine
+// waits for one commit, so a slow disk shows here before it shows in
+// the ack latency.
+var CommitBounds = [...]time.Duration{
+	250 * time.Microsecond, 500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond,
+	4 * time.Millisecond, 8 * time.Millisecond, 16 * time.Millisecond, 32 * time.Millisecond,
+	64 * time.Millisecond, 128 * time.Millisecond, 256 * time.Millisecond,
+}
+
+func (w *walWriter) noteCommit(d time.Duration) {
+	i := 0
+	for i < len(CommitBounds) && d > CommitBounds[i] {
+		i++
+	}
+	w.commits[i].Add(1)
+	w.commitNanos.Add(uint64(max(d, 0)))
 }
 
 // wake releases the waiters of the batch just flushed. Called with mu held.
