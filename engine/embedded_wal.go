@@ -82,8 +82,8 @@ type walWriter struct {
 	// up to CommitBounds[i], the last one beyond; commitNanos sums them.
 	commits     [len(CommitBounds) + 1]atomic.Uint64
 	commitNanos atomic.Uint64
-	written   atomic.Uint64
-	snapshot  atomic.Uint64
+	written     atomic.Uint64
+	snapshot    atomic.Uint64
 }
 
 func newWALWriter(f *segment, seq uint64, size int64, noSync bool) *walWriter {

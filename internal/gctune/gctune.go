@@ -88,13 +88,10 @@ func Adjustments() int64 {
 	return 0
 }
 
-// sentinel is garbage whose finalizer runs after each collection; it holds
-// a pointer so that it is not batched with other tiny objects (whose
-// finalizers may never run).
-type sentinel struct {
-	t   *tuner
-	pad [2]uint64
-}
+// sentinel is garbage whose finalizer runs after each collection. It
+// holds a pointer, so the runtime never batches it with other tiny
+// objects (only pointer-free ones are), whose finalizers may never run.
+type sentinel struct{ t *tuner }
 
 // arm registers a finalizer that adjusts after the next collection and
 // re-arms itself, until the tuner is stopped.
