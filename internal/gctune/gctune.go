@@ -48,14 +48,15 @@ var current atomic.Pointer[tuner]
 func Start(percent int, floor int64) (stop func()) {
 	t := &tuner{percent: percent, floor: uint64(max(floor, 0))}
 	if old := current.Swap(t); old != nil {
-		old.stopped.Store(true)
+		old.halt(false)
 	}
 	t.adjust()
 	t.arm()
 	return func() {
-		t.stopped.Store(true)
 		if current.CompareAndSwap(t, nil) {
-			debug.SetGCPercent(percent)
+			t.halt(true)
+		} else {
+			t.halt(false) // replaced: the newer tuner owns the percentage
 		}
 	}
 }
@@ -63,7 +64,17 @@ func Start(percent int, floor int64) (stop func()) {
 // Stop ends the running tuner, if any, restoring its configured percent.
 func Stop() {
 	if t := current.Swap(nil); t != nil {
-		t.stopped.Store(true)
+		t.halt(true)
+	}
+}
+
+// halt stops t; under t.mu, so that an adjustment running concurrently
+// (on the finalizer goroutine) cannot set a percentage after it.
+func (t *tuner) halt(restore bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stopped.Store(true)
+	if restore {
 		debug.SetGCPercent(t.percent)
 	}
 }
