@@ -326,7 +326,7 @@ func knownSeries(t *testing.T) map[string]bool {
 	t.Helper()
 	known := map[string]bool{"up": true}
 	re := regexp.MustCompile(`"(kefu_[a-z_]+)"`)
-	for _, f := range []string{"../gateway/metrics.go", "../report/metrics.go"} {
+	for _, f := range []string{"../gateway/metrics.go", "../report/metrics.go", "../app/engine_metrics.go"} {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
