@@ -632,23 +632,29 @@ func (e *Embedded) HSet(ctx context.Context, key string, fields map[string][]byt
 	if len(fields) == 0 {
 		return e.begin(ctx)
 	}
+	// Sized up front: the report's flush sets ~10 000 fields at once, and
+	// growing the frame by doubling allocated twice its size. Built before
+	// the write lock is taken, as it depends on the arguments only. (A
+	// mutex profile at 3 000 msg/s charges 13–17 % of the lock waits to
+	// the report's HSet; with the encoding moved out it was 14 % and 2 % in
+	// two runs: applying the fields, which must stay under the lock, is
+	// most of the hold.)
+	size := 2*binary.MaxVarintLen64 + len(key)
+	for k, v := range fields {
+		size += 2*binary.MaxVarintLen64 + len(k) + len(v)
+	}
+	f := newFrame(size)
+	f.op(opHSet)
+	f.str(key)
+	f.uv(uint64(len(fields)))
+	for k, v := range fields {
+		f.str(k)
+		f.bytes(v)
+	}
 	return e.mutate(ctx, func(now int64) (*enc, error) {
 		if _, err := e.hash(key, now); err != nil {
+			freeFrame(f)
 			return nil, err
-		}
-		// Sized up front: the report's flush sets ~10 000 fields at once,
-		// and growing the frame by doubling allocated twice its size.
-		size := 2*binary.MaxVarintLen64 + len(key)
-		for k, v := range fields {
-			size += 2*binary.MaxVarintLen64 + len(k) + len(v)
-		}
-		f := newFrame(size)
-		f.op(opHSet)
-		f.str(key)
-		f.uv(uint64(len(fields)))
-		for k, v := range fields {
-			f.str(k)
-			f.bytes(v)
 		}
 		return f, nil
 	})
