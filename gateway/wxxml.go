@@ -41,32 +41,29 @@ func (f *xmlFields) len() int { return f.n + len(f.more) }
 
 // Get returns the value of the first field named name ("" if absent).
 func (f *xmlFields) Get(name string) string {
-	for i := range f.n {
-		if f.keys[i] == name {
-			return f.vals[i]
-		}
-	}
-	for _, kv := range f.more {
-		if kv.k == name {
-			return kv.v
-		}
-	}
-	return ""
+	v, _ := f.lookup(name)
+	return v
 }
 
 // Has reports whether a field named name is present.
 func (f *xmlFields) Has(name string) bool {
+	_, ok := f.lookup(name)
+	return ok
+}
+
+// lookup finds the first field named name: the inline ones, then more.
+func (f *xmlFields) lookup(name string) (string, bool) {
 	for i := range f.n {
 		if f.keys[i] == name {
-			return true
+			return f.vals[i], true
 		}
 	}
 	for _, kv := range f.more {
 		if kv.k == name {
-			return true
+			return kv.v, true
 		}
 	}
-	return false
+	return "", false
 }
 
 // parseWeChatXML parses a flat WeChat XML document. It is a purpose-built

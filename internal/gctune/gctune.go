@@ -91,8 +91,8 @@ func Percent() int {
 	return t.set
 }
 
-// Adjustments returns how many collections the running tuner has seen.
-func Adjustments() int64 {
+// adjustments returns how many collections the running tuner has seen.
+func adjustments() int64 {
 	if t := current.Load(); t != nil {
 		return t.cycles.Load()
 	}

@@ -100,17 +100,17 @@ func TestLargeLiveKeepsPercent(t *testing.T) {
 	for range 48 {
 		live = append(live, make([]byte, 1<<20))
 	}
-	before := Adjustments()
+	before := adjustments()
 	runtime.GC()
-	waitFor(t, func() bool { return Adjustments() > before })
+	waitFor(t, func() bool { return adjustments() > before })
 	if p := Percent(); p != 50 {
 		t.Errorf("with 48 MiB live and a 16 MiB floor the percent is %d, want 50", p)
 	}
 	runtime.KeepAlive(live)
 	live = nil
-	before = Adjustments()
+	before = adjustments()
 	runtime.GC()
-	waitFor(t, func() bool { return Adjustments() > before })
+	waitFor(t, func() bool { return adjustments() > before })
 	if p := Percent(); p <= 50 {
 		t.Errorf("with the live data gone the percent is %d, want above 50", p)
 	}
@@ -147,9 +147,9 @@ func TestStartReplaces(t *testing.T) {
 // waitAdjusted waits until the running tuner has seen a collection.
 func waitAdjusted(t *testing.T) {
 	t.Helper()
-	before := Adjustments()
+	before := adjustments()
 	runtime.GC()
-	waitFor(t, func() bool { return Adjustments() > before })
+	waitFor(t, func() bool { return adjustments() > before })
 }
 
 // waitFor polls cond: finalizers run on their own goroutine after a
