@@ -326,6 +326,7 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 	faq := fs.String("kb", "", "FAQ file (JSONL rows {id, question, answer})")
 	queries := fs.String("queries", "", "queries file (JSONL rows {query, faq_id})")
 	paras := fs.String("paraphrases", "", "queries to add to the KB as similar questions")
+	splits := fs.Int("paraphrase-splits", 0, "repeat N random halvings of --queries: one half added as similar questions, the other evaluated; prints pooled R@1 against the baseline")
 	withhold := fs.Float64("withhold", 0, "fraction of entries removed to measure false answers")
 	seed := fs.Int64("seed", 1, "seed of the withheld entries")
 	half := fs.String("half", "all", "evaluate all queries, or the dev or test half (fixed hash split)")
@@ -360,6 +361,12 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 		opt.Half = 1
 	default:
 		return fmt.Errorf("--half must be all, dev or test")
+	}
+	if *splits != 0 {
+		if *paras != "" || *withhold != 0 || *curve {
+			return errors.New("--paraphrase-splits chooses the paraphrases itself: it cannot be combined with --paraphrases, --withhold or --curve")
+		}
+		return evalSplits(stdout, entries, qs, *splits, opt, *half, *asJSON)
 	}
 	if *paras != "" {
 		if opt.Paraphrases, err = evaluate.LoadQueries(*paras); err != nil {
@@ -397,6 +404,24 @@ func cmdEval(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "lowest threshold with false-answer rate ≤ 10%%: %.2f\n", res.Suggested)
 	}
+	return nil
+}
+
+// evalSplits prints evaluate.RunSplits.
+func evalSplits(w io.Writer, entries []kb.Entry, qs []evaluate.QueryRow, k int, opt evaluate.Options, half string, asJSON bool) error {
+	if k < 0 {
+		return fmt.Errorf("--paraphrase-splits must be positive, got %d", k)
+	}
+	res, err := evaluate.RunSplits(context.Background(), entries, qs, k, opt)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return json.NewEncoder(w).Encode(res)
+	}
+	fmt.Fprintf(w, "%d paraphrase splits (half=%s): %d query evaluations\n", res.Splits, half, res.N)
+	fmt.Fprintf(w, "pooled R@1: bot %.3f  baseline %.3f  ratio %.2f×\n", res.R1, res.BaselineR1, res.Ratio)
+	fmt.Fprintf(w, "per split ratio: mean %.2f  sd %.2f  min %.2f  max %.2f\n", res.RatioMean, res.RatioSD, res.RatioMin, res.RatioMax)
 	return nil
 }
 

@@ -152,3 +152,53 @@ func TestRun_Search(t *testing.T) {
 		t.Errorf("agent search: %q", out)
 	}
 }
+
+// TestRun_EvalParaphraseSplits runs repeated paraphrase splits on a small
+// set of our own and checks the flag conflicts are refused.
+func TestRun_EvalParaphraseSplits(t *testing.T) {
+	dir := t.TempDir()
+	faq := filepath.Join(dir, "faq.jsonl")
+	queries := filepath.Join(dir, "queries.jsonl")
+	writeLines := func(path string, lines ...string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeLines(faq,
+		`{"id":"hours","question":"门店营业时间是几点到几点","answer":""}`,
+		`{"id":"refund","question":"退款多久到账","answer":""}`,
+		`{"id":"invoice","question":"可以开发票吗","answer":""}`)
+	writeLines(queries,
+		`{"query":"几点关门","faq_id":"hours"}`, `{"query":"晚上开到几点","faq_id":"hours"}`, `{"query":"周末营业吗","faq_id":"hours"}`,
+		`{"query":"钱什么时候退回来","faq_id":"refund"}`, `{"query":"退货的钱几天到","faq_id":"refund"}`, `{"query":"退款到哪了","faq_id":"refund"}`,
+		`{"query":"能开发票吗","faq_id":"invoice"}`, `{"query":"发票怎么开","faq_id":"invoice"}`, `{"query":"电子发票在哪","faq_id":"invoice"}`)
+	out, errs, code := run(t, "eval", "--kb", faq, "--queries", queries, "--paraphrase-splits", "4", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var m struct {
+		Splits int       `json:"splits"`
+		N      int       `json:"n"`
+		Ratios []float64 `json:"ratios"`
+		R1     *float64  `json:"r1"`
+		Base   *float64  `json:"baseline_r1"`
+	}
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if m.Splits != 4 || len(m.Ratios) != 4 || m.N == 0 || m.N >= 4*9 || m.R1 == nil || m.Base == nil {
+		t.Fatalf("unexpected result: %s", out)
+	}
+	for _, bad := range [][]string{
+		{"--paraphrases", queries}, {"--withhold", "0.2"}, {"--curve"},
+	} {
+		args := append([]string{"eval", "--kb", faq, "--queries", queries, "--paraphrase-splits", "4"}, bad...)
+		if _, errs, code := run(t, args...); code == 0 || !strings.Contains(errs, "--paraphrase-splits") {
+			t.Errorf("%v: exit %d, stderr %q; want a refusal naming --paraphrase-splits", bad, code, errs)
+		}
+	}
+	if _, errs, code := run(t, "eval", "--kb", faq, "--queries", queries, "--paraphrase-splits", "-3"); code == 0 {
+		t.Errorf("negative split count accepted: %q", errs)
+	}
+}
