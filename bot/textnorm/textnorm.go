@@ -8,6 +8,7 @@
 package textnorm
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -126,10 +127,13 @@ type Options struct {
 
 // New builds a Normalizer.
 func New(opt Options) *Normalizer {
-	n := &Normalizer{fillers: DefaultFillers}
+	fillers := DefaultFillers
 	if opt.Fillers != nil {
-		n.fillers = append(make([]string, 0, len(opt.Fillers)), opt.Fillers...)
+		fillers = opt.Fillers
 	}
+	// A copy: sorting DefaultFillers in place would change the exported
+	// list and race with every other New.
+	n := &Normalizer{fillers: slices.Clone(fillers)}
 	sort.SliceStable(n.fillers, func(i, j int) bool {
 		return utf8.RuneCountInString(n.fillers[i]) > utf8.RuneCountInString(n.fillers[j])
 	})

@@ -1,6 +1,8 @@
 package textnorm
 
 import (
+	"slices"
+	"sync"
 	"testing"
 	"unicode/utf8"
 )
@@ -61,4 +63,24 @@ func FuzzNormalize(f *testing.F) {
 			t.Fatalf("not idempotent: %q → %q → %q", s, out, again)
 		}
 	})
+}
+
+// TestNew_LeavesDefaultsAlone: New sorts its filler list longest first; it
+// must sort a copy, not DefaultFillers itself (which several goroutines
+// building bots at once would then sort concurrently — a data race that
+// `go test -race` reports here).
+func TestNew_LeavesDefaultsAlone(t *testing.T) {
+	before := slices.Clone(DefaultFillers)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			New(Options{})
+		}()
+	}
+	wg.Wait()
+	if !slices.Equal(before, DefaultFillers) {
+		t.Fatalf("New reordered DefaultFillers:\nbefore %q\nafter  %q", before, DefaultFillers)
+	}
 }
