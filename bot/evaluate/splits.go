@@ -5,7 +5,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"math"
+	"runtime"
 	"strconv"
+
+	"golang.org/x/sync/errgroup"
 
 	"kefu/bot/kb"
 )
@@ -53,23 +56,33 @@ func RunSplits(ctx context.Context, entries []kb.Entry, queries []QueryRow, k in
 	if len(opt.Paraphrases) > 0 || opt.Withhold > 0 {
 		return SplitResult{}, errors.New("evaluate: repeated splits choose the paraphrases themselves and withhold nothing")
 	}
+	// Splits are independent: run them on every core, each into its slot.
+	runs := make([]Result, k)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i := range k {
+		g.Go(func() error {
+			var para, eval []QueryRow
+			for _, q := range queries {
+				if SplitHalf(i, q.Query) == 0 {
+					para = append(para, q)
+				} else {
+					eval = append(eval, q)
+				}
+			}
+			o := opt
+			o.Paraphrases = para
+			r, err := Run(gctx, entries, eval, o)
+			runs[i] = r
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return SplitResult{}, err
+	}
 	res := SplitResult{Splits: k, RatioMin: math.Inf(1), RatioMax: math.Inf(-1)}
 	var hits, baseHits float64
-	for i := range k {
-		var para, eval []QueryRow
-		for _, q := range queries {
-			if SplitHalf(i, q.Query) == 0 {
-				para = append(para, q)
-			} else {
-				eval = append(eval, q)
-			}
-		}
-		o := opt
-		o.Paraphrases = para
-		r, err := Run(ctx, entries, eval, o)
-		if err != nil {
-			return SplitResult{}, err
-		}
+	for _, r := range runs {
 		n := float64(r.N)
 		res.N += r.N
 		hits += math.Round(r.R1 * n)
