@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -266,4 +267,53 @@ func TestBot_RestartLoadsSnapshot(t *testing.T) {
 		t.Fatalf("after restart: %v, before: %v", got, want)
 	}
 	_ = kb.Published
+}
+
+// TestBot_VerbatimQuestionAnswers: pooling lowers the score of an entry
+// whose many phrasings disagree with the query, so a question the KB holds
+// word for word — one similar question among several different ones —
+// would otherwise fall into the clarify band. It must be answered, unless
+// another entry holds the same question too (then the customer chooses).
+func TestBot_VerbatimQuestionAnswers(t *testing.T) {
+	entries := []kb.Entry{
+		{ID: "delivery", Question: "多久能送到", Similar: []string{"什么时候发货", "下单后几天到", "配送要多久", "发货时间", "火星快递怎么寄"}, Answer: "2–5 天送达。"},
+		{ID: "tracking", Question: "怎么查物流", Similar: []string{"快递单号在哪看"}, Answer: "订单详情里查看物流。"},
+		{ID: "gift", Question: "礼品卡怎么用", Similar: []string{"怎么寄礼物"}, Answer: "结算时选择礼品卡。"},
+		{ID: "gift-wrap", Question: "可以包装礼物吗", Similar: []string{"怎么寄礼物"}, Answer: "下单时勾选礼品包装。"},
+	}
+	cfg := DefaultConfig()
+	cfg.AskRating = false
+	b, err := NewWithEntries(cfg, entries, NewMemoryState(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	r := b.cur.Load()
+	cands, _, err := r.search(context.Background(), "火星快递怎么寄", b.customerFilter(""), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cands) == 0 || cands[0].EntryID != "delivery" || cands[0].Score != 1 {
+		t.Fatalf("verbatim similar question: candidates %+v, want delivery at score 1", cands)
+	}
+	if len(cands) > 1 && cands[1].Score >= 1 {
+		t.Fatalf("only the entry holding the question scores 1: %+v", cands)
+	}
+	if d := ask(t, b, "c1", "", "火星快递怎么寄？"); d.Action != ActAnswer || d.EntryID != "delivery" {
+		t.Errorf("verbatim question: %s %q (%.3f), want an answer from delivery", d.Action, d.EntryID, d.Score)
+	}
+	// A near miss is scored by pooling as before (not 1).
+	if cands, _, _ := r.search(context.Background(), "火星快递怎么寄过去", b.customerFilter(""), 3); len(cands) == 0 || cands[0].Score >= 1 {
+		t.Errorf("near miss scored as verbatim: %+v", cands)
+	}
+	// Two entries hold the same question: both score 1, the bot asks.
+	d := ask(t, b, "c2", "", "怎么寄礼物")
+	if d.Action != ActClarify || len(d.Candidates) < 2 {
+		t.Fatalf("question held by two entries: %s %+v, want a clarify between them", d.Action, d.Candidates)
+	}
+	got := []string{d.Candidates[0].EntryID, d.Candidates[1].EntryID}
+	slices.Sort(got)
+	if got[0] != "gift" || got[1] != "gift-wrap" {
+		t.Errorf("clarify offers %v, want gift and gift-wrap", got)
+	}
 }

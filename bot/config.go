@@ -15,8 +15,8 @@ import (
 // withheld so that the false-answer rate stays ≤ 10% (see BENCHMARKS.md);
 // every KB should re-tune them with `kefu kb tune` once it has labels.
 const (
-	DefaultAnswer  = 0.60
-	DefaultClarify = 0.40
+	DefaultAnswer  = 0.70
+	DefaultClarify = 0.55
 	DefaultMargin  = 0.06
 	// DefaultMaxMisses is how many fallbacks in a row hand off to a human.
 	DefaultMaxMisses = 2

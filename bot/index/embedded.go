@@ -335,8 +335,9 @@ func (x *Embedded) searchSparse(qv embed.Sparse, f *Filter, k int, wide bool) []
 	hits := sc.hits[:0]
 	for _, en := range sc.ents {
 		if sc.verdict[en] == 1 {
-			sc := sc.pool[en].score()
-			hits = append(hits, Hit{Entry: x.ents[en].id, Score: sc, Sparse: sc})
+			p := &sc.pool[en]
+			s := p.score()
+			hits = append(hits, Hit{Entry: x.ents[en].id, Score: s, Sparse: s, Best: p.m1})
 		}
 		sc.verdict[en], sc.pool[en] = 0, pooler{}
 	}

@@ -44,6 +44,10 @@ func TestEmbedded_FilterPoolDelete(t *testing.T) {
 	if want := Pool(1, 0.5, 0); hits[0].Score < want-1e-6 || hits[0].Score > want+1e-6 {
 		t.Errorf("pooled score %v, want %v", hits[0].Score, want)
 	}
+	// Best is the best question's own score, before pooling.
+	if hits[0].Best < 1-1e-6 || hits[0].Best > 1+1e-6 {
+		t.Errorf("best question score %v, want 1", hits[0].Best)
+	}
 	cust.Store = "s1"
 	if hits, _ := x.Search(ctx, q, cust, 10); len(hits) != 2 {
 		t.Errorf("store s1 should see a and c: %+v", hits)

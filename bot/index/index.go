@@ -84,6 +84,11 @@ type Hit struct {
 	Score  float64
 	Sparse float64
 	Dense  float64
+	// Best is the lexical score of the entry's best-matching question
+	// alone (before pooling); 1 means a perfect match, i.e. the question
+	// reads like the query word for word after normalisation. Zero when
+	// no lexical score is known (dense only, or Qdrant's fused query).
+	Best float64
 }
 
 // Index is the vector store interface the bot needs.
@@ -101,20 +106,21 @@ type Index interface {
 // ProfileSeq marks an entry's profile document.
 const ProfileSeq = -1
 
-// Pooling weights of the entry score (see Pool); a grid over
-// {0,0.2,0.4,0.7}×{0,0.3,0.6,1} on the dev half put the optimum here.
+// Pooling weights of the entry score (see Pool), chosen together with the
+// lexical options (bot's lexicalOptions) on the dev half of bq over 40
+// random paraphrase halvings (docs/BENCHMARKS.md).
 const (
 	PoolSecond  = 0.2
-	PoolProfile = 0.3
+	PoolProfile = 0.5
 )
 
 // Pool combines the scores of one entry's documents: its best question m1,
-// its second best m2 and its profile p, as (m1 + 0.2·m2 + 0.3·p)/1.5.
+// its second best m2 and its profile p, as (m1 + 0.2·m2 + 0.5·p)/1.7.
 // Several paraphrases matching, and matching the terms an entry's
 // paraphrases share (the profile), is evidence beyond the single best
 // question: on bq with half the queries added as similar questions this
 // lifts R@1 from 0.17 to 0.20 on the dev half. With one question per entry
-// it is the best question's score × 0.87, so rankings equal max-pooling.
+// it is the best question's score × 0.88, so rankings equal max-pooling.
 func Pool(m1, m2, p float64) float64 {
 	return (m1 + PoolSecond*m2 + PoolProfile*p) / (1 + PoolSecond + PoolProfile)
 }

@@ -301,6 +301,7 @@ func (q *Qdrant) Search(ctx context.Context, qu Query, f Filter, k int) ([]Hit, 
 		} else {
 			hits[i].Score = pools[i].score()
 			hits[i].Sparse = hits[i].Score
+			hits[i].Best = pools[i].m1
 		}
 	}
 	return topK(hits, k), nil
