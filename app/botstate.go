@@ -31,6 +31,11 @@ type writeBehind struct {
 	// flush saved ≈0.5 KB of allocation per answered message.
 	spare []bot.Record
 	wake  chan struct{}
+	// flushMu serialises flushes: Records flushes before reading, and must
+	// wait for a flush already under way to finish writing what it took
+	// from the queue — else a suggestion an agent just made could be
+	// missing from the list (and from Approve) for a moment.
+	flushMu sync.Mutex
 }
 
 type memWrite struct {
@@ -128,6 +133,8 @@ func (w *writeBehind) run(ctx context.Context) error {
 }
 
 func (w *writeBehind) flush(ctx context.Context) {
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
 	w.mu.Lock()
 	dirty := make(map[conv.CustomerID]memWrite, len(w.dirty))
 	for c, d := range w.dirty {

@@ -96,3 +96,58 @@ func TestWriteBehind_ReusesRecordSlice(t *testing.T) {
 		seen[r.Question] = true
 	}
 }
+
+// gatedJournal holds every batch write until gate is closed.
+type gatedJournal struct {
+	bot.Journal
+	batch   interface{ AppendRecords(context.Context, []bot.Record) error }
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (g *gatedJournal) AppendRecords(ctx context.Context, rs []bot.Record) error {
+	close(g.entered)
+	<-g.gate
+	return g.batch.AppendRecords(ctx, rs)
+}
+
+// TestWriteBehind_RecordsWaitsForFlushUnderWay: a record taken from the
+// queue by a background flush is not yet in the journal; Records must wait
+// for that flush rather than read without it (an agent's new suggestion
+// went missing from the list it was about to approve from).
+func TestWriteBehind_RecordsWaitsForFlushUnderWay(t *testing.T) {
+	eng, err := engine.OpenEmbedded(t.TempDir(), engine.EmbeddedOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	inner := bot.EngineState(eng)
+	w := newWriteBehind(inner, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g := &gatedJournal{Journal: w.journal, batch: inner.(interface {
+		AppendRecords(context.Context, []bot.Record) error
+	}), entered: make(chan struct{}), gate: make(chan struct{})}
+	w.journal = g
+	ctx := context.Background()
+	_ = w.Append(ctx, bot.Record{Kind: bot.RecDraft, Question: "可以开发票吗公司抬头", Answer: "可以。"})
+	flushed := make(chan struct{})
+	go func() { w.flush(ctx); close(flushed) }()
+	<-g.entered // the background flush holds the record, unwritten
+	got := make(chan []bot.Record, 1)
+	go func() {
+		recs, err := w.Records(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- recs
+	}()
+	select {
+	case recs := <-got:
+		t.Fatalf("Records returned %d records while a flush was still writing", len(recs))
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(g.gate)
+	<-flushed
+	if recs := <-got; len(recs) != 1 || recs[0].Question != "可以开发票吗公司抬头" {
+		t.Fatalf("Records after the flush: %+v", recs)
+	}
+}
