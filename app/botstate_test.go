@@ -100,7 +100,9 @@ func TestWriteBehind_ReusesRecordSlice(t *testing.T) {
 // gatedJournal holds every batch write until gate is closed.
 type gatedJournal struct {
 	bot.Journal
-	batch   interface{ AppendRecords(context.Context, []bot.Record) error }
+	batch interface {
+		AppendRecords(context.Context, []bot.Record) error
+	}
 	entered chan struct{}
 	gate    chan struct{}
 }
