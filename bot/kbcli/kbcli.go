@@ -36,6 +36,8 @@ commands:
   search  --kb KB [--store S] [--agent] TEXT   what the bot would retrieve, with scores and decision
   eval    --kb FAQ.jsonl --queries Q.jsonl [--paraphrases P.jsonl] [--withhold 0.2 --seed N]
           [--half all|dev|test] [--answer T] [--curve] [--json]
+          [--paraphrase-splits N]   N random halvings of Q: one half added as similar questions,
+                                    the other evaluated; R@1 pooled against the baseline
 `
 
 // Run executes one kb subcommand and returns the process exit code.
