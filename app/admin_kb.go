@@ -122,7 +122,7 @@ func kbAdminRoutes(b *bot.Bot, th bot.Thresholds) map[string]fasthttp.RequestHan
 				if err != nil {
 					return nil, err
 				}
-				return bot.Tune(bot.Labels(recs), th, prec), nil
+				return bot.Tune(b.Rescore(c, bot.Labels(recs)), th, prec), nil
 			})
 		},
 	}

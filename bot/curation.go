@@ -10,6 +10,7 @@ import (
 
 	"kefu/bot/embed"
 	"kefu/bot/kb"
+	"kefu/conv"
 )
 
 // MissGroup is a set of similar missed questions (fallbacks, and clarifies
@@ -180,10 +181,16 @@ func (b *Bot) Reject(ctx context.Context, id, approver string) error {
 }
 
 // Label is one judged decision: the top score and whether the top entry
-// was right.
+// was right, and what the judgement says about the question itself, so
+// that Rescore can replay it on the current model.
 type Label struct {
 	Score   float64
 	Correct bool
+	// Question and Store are the customer's. Right is the entry known to
+	// answer the question ("" when unknown); Wrong is an entry known not
+	// to ("" when unknown).
+	Question, Store string
+	Right, Wrong    string
 }
 
 // Labels extracts judged decisions from the journal: a customer's pick
@@ -205,16 +212,69 @@ func Labels(recs []Record) []Label {
 			continue
 		}
 		top := d.Candidates[0]
+		l := Label{Score: top.Score, Question: d.Question, Store: d.Store}
 		switch r.Kind {
 		case RecPick:
-			out = append(out, Label{top.Score, r.Entry != "" && r.Entry == top.EntryID})
+			// "None of these" says the top candidate, which was offered,
+			// is wrong; a pick names the right entry.
+			l.Correct = r.Entry != "" && r.Entry == top.EntryID
+			if r.Entry != "" {
+				l.Right = r.Entry
+			} else {
+				l.Wrong = top.EntryID
+			}
+			out = append(out, l)
 		case RecRating:
 			if r.Helpful != nil && r.Entry == top.EntryID {
-				out = append(out, Label{top.Score, *r.Helpful})
+				l.Correct = *r.Helpful
+				if l.Correct {
+					l.Right = r.Entry
+				} else {
+					l.Wrong = r.Entry
+				}
+				out = append(out, l)
 			}
 		case RecLink:
-			out = append(out, Label{top.Score, r.Entry == top.EntryID})
+			l.Correct, l.Right = r.Entry == top.EntryID, r.Entry
+			out = append(out, l)
 		}
+	}
+	return out
+}
+
+// Rescore replays labels on the current knowledge base and model, so that
+// Tune works on today's scores: the journal keeps the scores of the model
+// that made each decision, and a retuned model or a changed KB moves them.
+// A label keeps its verdict when the question's new top entry is the one
+// known right (correct) or known wrong (not correct), with the new top
+// score; when the new top entry was never judged the label is dropped.
+// Labels without a question are kept as they are.
+func (b *Bot) Rescore(ctx context.Context, labels []Label) []Label {
+	r := b.cur.Load()
+	if r == nil {
+		return labels
+	}
+	out := make([]Label, 0, len(labels))
+	for _, l := range labels {
+		if l.Question == "" {
+			out = append(out, l)
+			continue
+		}
+		cands, _, err := r.search(ctx, l.Question, b.customerFilter(conv.StoreID(l.Store)), 1)
+		if err != nil || len(cands) == 0 {
+			continue
+		}
+		top := cands[0]
+		switch {
+		case l.Right != "":
+			l.Correct = top.EntryID == l.Right
+		case l.Wrong != "" && top.EntryID == l.Wrong:
+			l.Correct = false
+		default:
+			continue
+		}
+		l.Score = top.Score
+		out = append(out, l)
 	}
 	return out
 }

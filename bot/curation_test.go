@@ -124,11 +124,58 @@ func TestLabels(t *testing.T) {
 		{Kind: RecRating, Question: "q2", Entry: "c", Helpful: &yes},
 		{Kind: RecAnswer, Question: "q3", Candidates: []Candidate{{EntryID: "d", Score: 0.7}}},
 		{Kind: RecRating, Question: "q3", Entry: "d", Helpful: &no},
+		{Kind: RecClarify, Question: "q4", Store: "s1", Candidates: []Candidate{{EntryID: "e", Score: 0.45}}},
+		{Kind: RecPick, Question: "q4"},
+		{Kind: RecFallback, Question: "q5", Candidates: []Candidate{{EntryID: "f", Score: 0.3}}},
+		{Kind: RecLink, Question: "q5", Entry: "g"},
 	}
 	got := Labels(recs)
-	want := []Label{{0.5, false}, {0.8, true}, {0.7, false}}
+	want := []Label{
+		{Score: 0.5, Correct: false, Question: "q1", Right: "b"},
+		{Score: 0.8, Correct: true, Question: "q2", Right: "c"},
+		{Score: 0.7, Correct: false, Question: "q3", Wrong: "d"},
+		{Score: 0.45, Correct: false, Question: "q4", Store: "s1", Wrong: "e"},
+		{Score: 0.3, Correct: false, Question: "q5", Right: "g"},
+	}
 	if !slices.Equal(got, want) {
 		t.Errorf("labels %+v, want %+v", got, want)
+	}
+}
+
+// TestBot_RescoreReplaysLabelsOnTheCurrentModel: labels carry the scores
+// of the model that made the decision; Rescore gives them today's top
+// score and keeps the verdict only where it still applies.
+func TestBot_RescoreReplaysLabelsOnTheCurrentModel(t *testing.T) {
+	b := newSampleBot(t, nil)
+	ctx := context.Background()
+	top := func(q string) Candidate {
+		t.Helper()
+		c, _, err := b.cur.Load().search(ctx, q, b.customerFilter(""), 1)
+		if err != nil || len(c) == 0 {
+			t.Fatalf("search %q: %v %v", q, c, err)
+		}
+		return c[0]
+	}
+	hours, refund := top("几点关门"), top("退款多久到账")
+	if hours.EntryID == refund.EntryID {
+		t.Fatalf("sample KB: %q and %q have the same top entry", "几点关门", "退款多久到账")
+	}
+	labels := []Label{
+		{Score: 0.12, Correct: false, Question: "几点关门", Right: hours.EntryID},   // was wrong, now right
+		{Score: 0.95, Correct: true, Question: "退款多久到账", Right: hours.EntryID},  // the right entry is no longer on top
+		{Score: 0.9, Correct: false, Question: "退款多久到账", Wrong: refund.EntryID}, // still the known-wrong entry
+		{Score: 0.9, Correct: false, Question: "退款多久到账", Wrong: "no-such"},      // new top never judged: dropped
+		{Score: 0.4, Correct: true}, // no question: kept as is
+	}
+	got := b.Rescore(ctx, labels)
+	want := []Label{
+		{Score: hours.Score, Correct: true, Question: "几点关门", Right: hours.EntryID},
+		{Score: refund.Score, Correct: false, Question: "退款多久到账", Right: hours.EntryID},
+		{Score: refund.Score, Correct: false, Question: "退款多久到账", Wrong: refund.EntryID},
+		{Score: 0.4, Correct: true},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("rescored\n %+v\nwant\n %+v", got, want)
 	}
 }
 

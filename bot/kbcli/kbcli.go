@@ -306,7 +306,7 @@ func cmdTune(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	p := bot.Tune(bot.Labels(recs), bot.DefaultConfig().Thresholds, *prec)
+	p := bot.Tune(b.Rescore(context.Background(), bot.Labels(recs)), bot.DefaultConfig().Thresholds, *prec)
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(p)
 	}
