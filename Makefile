@@ -25,13 +25,14 @@ run: build ## run the gateway on the embedded engine with the sample KB and the 
 deps: ## install what the tests need (redis-server, chromium) when missing
 	bash scripts/install-test-deps.sh
 
+# The lcqmc and paraphrase quality bars are too slow under -race (200
+# halvings), so `make test` runs them again without it (they skip when
+# /work/shared/eval is absent).
 .PHONY: test
 test: deps ## gofmt check, go vet, all tests with the race detector (real redis-server, real HTTP), then the retrieval quality bars
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
-	# The lcqmc and paraphrase bars are too slow under -race (200 halvings);
-	# they run here without it (skipped when /work/shared/eval is absent).
 	$(GO) test -count=1 -timeout 10m -run 'QualityBar' ./bot/evaluate/
 
 .PHONY: fuzz
