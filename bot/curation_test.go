@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 
 	"kefu/bot/embed"
@@ -179,12 +180,13 @@ func TestBot_RescoreReplaysLabelsOnTheCurrentModel(t *testing.T) {
 	}
 }
 
-// TestBot_HybridDense runs the bot with the dense embedder against an
-// httptest OpenAI-compatible server: publishing embeds every question, a
-// query embeds once, and results are fused with the lexical ranking.
-func TestBot_HybridDense(t *testing.T) {
-	var calls, inputs int
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// toyEmbeddings is an OpenAI-compatible embeddings server that checks the
+// API key and path and embeds a text as a bag of a few hashed characters
+// (a toy "semantic" space); it counts calls and embedded texts.
+func toyEmbeddings(t *testing.T) (srv *httptest.Server, calls, inputs *int) {
+	calls, inputs = new(int), new(int)
+	var mu sync.Mutex
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer k" || r.URL.Path != "/v1/embeddings" {
 			http.Error(w, `{"error":{"message":"unauthorized"}}`, http.StatusUnauthorized)
 			return
@@ -193,16 +195,20 @@ func TestBot_HybridDense(t *testing.T) {
 			Model string   `json:"model"`
 			Input []string `json:"input"`
 		}
-		json.NewDecoder(r.Body).Decode(&req)
-		calls++
-		inputs += len(req.Input)
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || len(req.Input) == 0 {
+			http.Error(w, `{"error":{"message":"bad request"}}`, http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		*calls++
+		*inputs += len(req.Input)
+		mu.Unlock()
 		type item struct {
 			Index     int       `json:"index"`
 			Embedding []float32 `json:"embedding"`
 		}
 		var data []item
 		for i, in := range req.Input {
-			// A toy "semantic" embedding: bag of a few topic characters.
 			v := make([]float32, 8)
 			for _, r := range in {
 				h := fnv.New32a()
@@ -213,14 +219,22 @@ func TestBot_HybridDense(t *testing.T) {
 		}
 		json.NewEncoder(w).Encode(map[string]any{"data": data})
 	}))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	return srv, calls, inputs
+}
+
+// TestBot_HybridDense runs the bot with the dense embedder against an
+// httptest OpenAI-compatible server: publishing embeds every question, a
+// query embeds once, and results are fused with the lexical ranking.
+func TestBot_HybridDense(t *testing.T) {
+	srv, calls, inputs := toyEmbeddings(t)
 	for _, m := range []embed.FusionMethod{embed.RRF, embed.Weighted} {
-		calls, inputs = 0, 0
+		*calls, *inputs = 0, 0
 		b := newSampleBot(t, func(c *Config) {
 			c.Embedding = &EmbeddingConfig{URL: srv.URL + "/v1", Model: "toy", APIKey: "k", BatchSize: 16, Fusion: embed.Fusion{Method: m, DenseWeight: 0.3}}
 		})
-		if calls == 0 || inputs < 40 {
-			t.Fatalf("%s: publish embedded %d texts in %d calls", m, inputs, calls)
+		if *calls == 0 || *inputs < 40 {
+			t.Fatalf("%s: publish embedded %d texts in %d calls", m, *inputs, *calls)
 		}
 		d := ask(t, b, "h", "", "退款多久能到账")
 		if len(d.Candidates) == 0 || d.Candidates[0].EntryID != "return-003" {

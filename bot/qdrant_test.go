@@ -227,3 +227,30 @@ func TestQdrant_RestartReindexesOnlyChanged(t *testing.T) {
 		t.Errorf("edited entry not found: %v", ids(got))
 	}
 }
+
+// TestQdrant_HybridVerbatimQuestion: Qdrant's fused hybrid query returns
+// no lexical scores (index.Hit.Best is 0), so the verbatim rule compares
+// the normalised texts instead; a similar question asked word for word
+// still scores 1 and is answered, as on the embedded index.
+func TestQdrant_HybridVerbatimQuestion(t *testing.T) {
+	srv, _, _ := toyEmbeddings(t)
+	for name, addr := range qdrantTargets(t) {
+		t.Run(name, func(t *testing.T) {
+			if addr == "" {
+				t.Skip("KEFU_TEST_QDRANT_ADDR not set (host:6334 of a real Qdrant): covered by the in-process fake only")
+			}
+			coll := fmt.Sprintf("kefu_test_%d", time.Now().UnixNano())
+			b := newSampleBot(t, func(c *Config) {
+				c.Qdrant = &QdrantConfig{Addr: addr, Collection: coll}
+				c.Embedding = &EmbeddingConfig{URL: srv.URL + "/v1", Model: "toy", APIKey: "k", BatchSize: 16, Fusion: embed.Fusion{Method: embed.RRF}}
+			})
+			hits := b.customerSearch(t, "晚上营业到几点", "")
+			if len(hits) == 0 || hits[0].EntryID != "hours-001" || hits[0].Score != 1 {
+				t.Fatalf("verbatim similar question through Qdrant hybrid: %v, want hours-001 at exactly 1", hits)
+			}
+			if near := b.customerSearch(t, "周末晚上营业到几点", ""); len(near) > 0 && near[0].Score >= 1 {
+				t.Errorf("a longer question scored as verbatim: %v", ids(near))
+			}
+		})
+	}
+}

@@ -228,14 +228,54 @@ func (r *retriever) search(ctx context.Context, text string, f index.Filter, k i
 		}
 		out = append(out, c)
 	}
+	if !exact && !lexicalBest(hits) {
+		// No lexical score came back (Qdrant's fused hybrid query): compare
+		// the text itself for the best few entries instead.
+		for i := range min(len(out), verbatimChecks) {
+			if r.holdsVerbatim(out[i].EntryID, n) {
+				out[i].Score, exact = 1, true
+			}
+		}
+	}
 	if exact {
 		slices.SortStableFunc(out, func(a, b Candidate) int { return cmp.Compare(b.Score, a.Score) })
 	}
 	return out, n, nil
 }
 
+// verbatimChecks is how many of the best entries are compared by text when
+// the store returned no lexical scores.
+const verbatimChecks = 3
+
+// lexicalBest reports whether any hit carries its best question's lexical
+// score (index.Hit.Best).
+func lexicalBest(hits []index.Hit) bool {
+	for _, h := range hits {
+		if h.Best > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// holdsVerbatim reports whether entry id has a question whose normalised
+// text is n.
+func (r *retriever) holdsVerbatim(id, n string) bool {
+	e, ok := r.entries[id]
+	if !ok {
+		return false
+	}
+	for _, q := range e.Questions() {
+		if r.norm.Normalize(q) == n {
+			return true
+		}
+	}
+	return false
+}
+
 // exactScore is the lexical score of a question that matches the query
-// word for word (1 up to float32 rounding). Such an entry scores 1: pooling
+// word for word (1 up to float32 rounding); where the store returns no
+// lexical scores the normalised texts are compared. Such an entry scores 1: pooling
 // rewards entries whose many phrasings agree with the query, which lowers
 // an exact match of one phrasing among many diverse ones below the answer
 // threshold — yet a question the KB holds verbatim (say, a missed question

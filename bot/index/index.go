@@ -87,7 +87,8 @@ type Hit struct {
 	// Best is the lexical score of the entry's best-matching question
 	// alone (before pooling); 1 means a perfect match, i.e. the question
 	// reads like the query word for word after normalisation. Zero when
-	// no lexical score is known (dense only, or Qdrant's fused query).
+	// no lexical score is known (dense only, or Qdrant's fused query; the
+	// bot then compares the texts of the best few entries instead).
 	Best float64
 }
 
