@@ -24,19 +24,6 @@ func loadSet(t testing.TB, name string) ([]QueryRow, string) {
 	return q, filepath.Join(dir, "faq.jsonl")
 }
 
-// SplitParaphrases splits queries into those added as similar questions
-// and those evaluated (see ParaphraseHalf).
-func splitParaphrases(q []QueryRow) (para, eval []QueryRow) {
-	for _, r := range q {
-		if ParaphraseHalf(r.Query) == 0 {
-			para = append(para, r)
-		} else {
-			eval = append(eval, r)
-		}
-	}
-	return
-}
-
 // TestRun_QualityBar checks the retrieval bar on the held-out test half
 // (Half == 1), which no tuning decision looked at: R@1 ≥ 1.10× the TF-IDF
 // baseline on bq and afqmc, not below it on lcqmc, and ≥ 1.20× the
@@ -82,7 +69,7 @@ func TestRun_QualityBar(t *testing.T) {
 		}
 		opt := Options{Half: 1}
 		if bar.para {
-			opt.Paraphrases, queries = splitParaphrases(queries)
+			opt.Paraphrases, queries = splitBy(queries, ParaphraseHalf)
 		}
 		res, err := Run(context.Background(), entries, queries, opt)
 		if err != nil {

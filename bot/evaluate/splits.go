@@ -23,6 +23,19 @@ func SplitHalf(k int, query string) int {
 	return int(h[0] & 1)
 }
 
+// splitBy splits queries by half(query): 0 are added as similar
+// questions (para), the rest evaluated.
+func splitBy(queries []QueryRow, half func(query string) int) (para, eval []QueryRow) {
+	for _, q := range queries {
+		if half(q.Query) == 0 {
+			para = append(para, q)
+		} else {
+			eval = append(eval, q)
+		}
+	}
+	return para, eval
+}
+
 // SplitResult summarises RunSplits: R@1 of the bot and of the baseline
 // pooled over every evaluated query of every split, and the spread of
 // the per-split ratio. One half of a few hundred queries moves the ratio
@@ -62,14 +75,7 @@ func RunSplits(ctx context.Context, entries []kb.Entry, queries []QueryRow, k in
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for i := range k {
 		g.Go(func() error {
-			var para, eval []QueryRow
-			for _, q := range queries {
-				if SplitHalf(i, q.Query) == 0 {
-					para = append(para, q)
-				} else {
-					eval = append(eval, q)
-				}
-			}
+			para, eval := splitBy(queries, func(q string) int { return SplitHalf(i, q) })
 			o := opt
 			o.Paraphrases = para
 			r, err := Run(gctx, entries, eval, o)

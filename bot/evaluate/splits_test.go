@@ -48,14 +48,7 @@ func TestRunSplits_PoolsRunsOfEachHalving(t *testing.T) {
 	var n int
 	var hits, base float64
 	for i := range k {
-		var para, eval []QueryRow
-		for _, q := range queries {
-			if SplitHalf(i, q.Query) == 0 {
-				para = append(para, q)
-			} else {
-				eval = append(eval, q)
-			}
-		}
+		para, eval := splitBy(queries, func(q string) int { return SplitHalf(i, q) })
 		if len(para) == 0 || len(eval) == 0 {
 			t.Fatalf("split %d is not a halving: %d paraphrases, %d evaluated", i, len(para), len(eval))
 		}
