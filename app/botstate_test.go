@@ -12,14 +12,21 @@ import (
 	"kefu/engine"
 )
 
-func TestWriteBehind_ServesLatestAndPersists(t *testing.T) {
+// newTestWriteBehind wraps the bot state of a fresh embedded engine,
+// closed when the test ends.
+func newTestWriteBehind(t *testing.T) (bot.State, *writeBehind) {
+	t.Helper()
 	eng, err := engine.OpenEmbedded(t.TempDir(), engine.EmbeddedOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer eng.Close()
+	t.Cleanup(func() { eng.Close() })
 	inner := bot.EngineState(eng)
-	w := newWriteBehind(inner, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return inner, newWriteBehind(inner, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+func TestWriteBehind_ServesLatestAndPersists(t *testing.T) {
+	inner, w := newTestWriteBehind(t)
 	ctx := context.Background()
 	m := bot.Memory{Misses: 1, RateEntry: "hours-001"}
 	if err := w.Save(ctx, "demo:u1", m, time.Minute); err != nil {
@@ -58,12 +65,7 @@ func TestWriteBehind_ServesLatestAndPersists(t *testing.T) {
 // nothing queued is lost or duplicated across flushes, and the written
 // records are cleared before the slice is queued into again.
 func TestWriteBehind_ReusesRecordSlice(t *testing.T) {
-	eng, err := engine.OpenEmbedded(t.TempDir(), engine.EmbeddedOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
-	w := newWriteBehind(bot.EngineState(eng), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	_, w := newTestWriteBehind(t)
 	ctx := context.Background()
 	want := 0
 	for round := range 5 {
@@ -118,13 +120,7 @@ func (g *gatedJournal) AppendRecords(ctx context.Context, rs []bot.Record) error
 // for that flush rather than read without it (an agent's new suggestion
 // went missing from the list it was about to approve from).
 func TestWriteBehind_RecordsWaitsForFlushUnderWay(t *testing.T) {
-	eng, err := engine.OpenEmbedded(t.TempDir(), engine.EmbeddedOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
-	inner := bot.EngineState(eng)
-	w := newWriteBehind(inner, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	inner, w := newTestWriteBehind(t)
 	g := &gatedJournal{Journal: w.journal, batch: inner.(interface {
 		AppendRecords(context.Context, []bot.Record) error
 	}), entered: make(chan struct{}), gate: make(chan struct{})}
